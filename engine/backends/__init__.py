@@ -1,0 +1,103 @@
+"""``load_model(model_id, device)``: a ready-to-run network with the upstream pre/post-processing.
+
+Contract 1 in docs/internals.md::
+
+    m = load_model("photo-x2", device="auto")   # cached per (id, device)
+    y = m.run(x)   # x float32 HxWx3 RGB 0..1 -> float32 (H*s)x(W*s)x3, not clipped
+    m.spec, m.device
+
+* Wheel models (``enhancelayer import``) and our own ``denoise``/``sharpen`` (models/trained)
+  run on ONNX Runtime or the OpenVINO runtime (engine/backends/onnx_backend.py).
+* ``restore-dust`` is not a network: load_model raises an EnhanceError saying so; the
+  pipeline calls engine/restore.py for it.
+* ``user:<name>``: an ``.onnx`` (N,3,H,W in, 0..1 RGB) dropped into ``paths.user_models_dir()``;
+  its scale is measured on a probe. ``.pth``/``.safetensors`` need the ``torch`` extra
+  (engine/backends/torch_backend.py).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from engine import catalog, registry
+from engine.catalog import ModelSpec
+from engine.errors import EnhanceError
+
+__all__ = ["load_model", "LoadedModel", "clear_cache"]
+
+
+class LoadedModel(Protocol):
+    spec: ModelSpec
+    device: str
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+_cache: dict[tuple[str, str, str], LoadedModel] = {}
+_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+
+
+def _user_spec(path: Path) -> ModelSpec:
+    return ModelSpec(id=registry.USER_PREFIX + path.stem, task="upscale", scale=1, title=path.name,
+                     family="own", license="user-supplied", source=str(path), input_blob="input",
+                     output_blob="output", pad_mode="reflect", prepad=16, align=8, receptive_field=16,
+                     tile_invariant=True)
+
+
+def _load_user(model_id: str, device: str) -> LoadedModel:
+    from engine.backends.onnx_backend import OnnxModel, resolve_device
+
+    path = registry.user_model_path(model_id)
+    spec = _user_spec(path)
+    if path.suffix.lower() != ".onnx":
+        from engine.backends import torch_backend   # raises a clear error without the torch extra
+
+        return torch_backend.load_user_model(path, spec, device)
+    m = OnnxModel(spec, path, resolve_device(device))
+    inp = m._session.get_inputs()[0] if m._session is not None else None
+    name = inp.name if inp is not None else "input"
+    if name != "input":   # user files may name their input differently
+        sess = m._session
+        m._run_ort = lambda x: sess.run(None, {name: x})[0]   # type: ignore[method-assign]
+    probe = np.zeros((1, 3, 32, 32), np.float32)
+    try:
+        out = m.net(probe)
+    except Exception as e:  # noqa: BLE001
+        raise EnhanceError(f"user model {path.name} does not take a 1x3xHxW float input: "
+                           f"{str(e).splitlines()[0]}") from None
+    if out.ndim != 4 or out.shape[1] != 3 or out.shape[2] % 32 or out.shape[2] != out.shape[3]:
+        raise EnhanceError(f"user model {path.name}: output shape {out.shape} is not 1x3x(32s)x(32s)")
+    s = out.shape[2] // 32
+    m.spec = replace(spec, scale=s, native_scale=s)
+    return m
+
+
+def load_model(model_id: str, device: str = "auto") -> LoadedModel:
+    """Load (or fetch from the cache) a model by catalog id; raises EnhanceError subclasses."""
+    from engine.backends.onnx_backend import OnnxModel, resolve_device
+
+    if model_id.startswith(registry.USER_PREFIX):
+        key = (model_id, device, str(registry.user_model_path(model_id)))
+        with _lock:
+            if key not in _cache:
+                _cache[key] = _load_user(model_id, device)
+            return _cache[key]
+    spec = catalog.get(model_id)            # UnknownModel for a bad id
+    path = registry.verified_onnx_path(model_id)   # ModelNotInstalled / WeightsTampered / not a net
+    dev = resolve_device(device, model_id)
+    key = (model_id, dev, str(path))
+    with _lock:
+        m = _cache.get(key)
+        if m is None:
+            m = OnnxModel(spec, path, dev)
+            _cache[key] = m
+        return m

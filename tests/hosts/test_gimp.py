@@ -1,0 +1,378 @@
+"""The GIMP 3 plug-in inside real GIMP 3.0 (gimp-console-3.0, batch mode), against a real
+engine over real HTTP.
+
+GIMP 3 comes from Debian trixie: natively on Debian 13+, else from the chroot that
+``.ci/setup-gimp3.sh`` builds (``/var/lib/enhancelayer-ci/trixie``, or
+``$ENHANCELAYER_GIMP_CHROOT``). The chroot shares the network, so the plug-in reaches the
+engine on 127.0.0.1; the engine's config folder (token + discovery) lives under the
+chroot's /tmp, so both sides see it (the plug-in gets ``ENHANCELAYER_CONFIG_DIR``).
+
+Undo: GIMP 3's PDB has no "undo" procedure (only gimp-image-undo-group-start/-end,
+-enable/-disable/-freeze/-thaw/-is-enabled), so one Ctrl+Z cannot be driven in batch mode.
+The undo group's balance is checked instead through GIMP itself: when a plug-in exits with
+an open undo group GIMP closes it and logs "left image undo in inconsistent state"; the
+runs here must not log it. The image must also be dirty after the run (the undo stack
+got the group) and clean after a failed run.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CHROOT = Path(os.environ.get("ENHANCELAYER_GIMP_CHROOT", "/var/lib/enhancelayer-ci/trixie"))
+MODEL = "photo-x2"
+UNDO_BROKEN = "left image undo in inconsistent state"
+NP = {"u8": np.uint8, "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
+ONE_LSB = {"u8": 1, "u16": 257, "f32": 1 / 255 + 1e-6}     # "within 1/255" in each depth
+
+pytestmark = [pytest.mark.slow, pytest.mark.gimp]
+
+
+def _load_client():
+    name = "enhancelayer_client"
+    if name in sys.modules:
+        return sys.modules[name]
+    src = REPO / "plugin" / "client"
+    spec = importlib.util.spec_from_file_location(name, src / "__init__.py",
+                                                  submodule_search_locations=[str(src)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _load_installer():
+    spec = importlib.util.spec_from_file_location("install_gimp", REPO / "plugin/gimp/install_gimp.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ----------------------------------------------------------------------------- GIMP 3 host
+class Gimp3:
+    """Where GIMP 3 runs: natively (root = /) or in the trixie chroot (root = CHROOT)."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+        self.work = ((root / "tmp" / f"elci-{uuid.uuid4().hex[:10]}") if root
+                     else Path(f"/tmp/elci-{uuid.uuid4().hex[:10]}"))
+        self.work.mkdir(parents=True)
+        self._mounted: list[Path] = []
+        self._lock = None
+
+    def inside(self, p: Path) -> str:
+        """The path GIMP sees for a host path under the work dir."""
+        return "/" + str(p.relative_to(self.root)) if self.root else str(p)
+
+    def mount(self) -> None:
+        if not self.root:
+            return
+        self._lock = open(str(self.root) + ".mount.lock", "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)        # another session may use the chroot
+        for m, args in (("proc", ["-t", "proc", "proc"]), ("dev", ["--bind", "/dev"]),
+                        ("dev/pts", ["--bind", "/dev/pts"]), ("sys", ["-t", "sysfs", "sys"])):
+            p = self.root / m
+            if subprocess.run(["mountpoint", "-q", str(p)]).returncode != 0:
+                subprocess.run(["mount", *args, str(p)], check=True)
+                self._mounted.append(p)
+
+    def close(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+        for p in reversed(self._mounted):
+            subprocess.run(["umount", str(p)], check=False)
+        self._mounted.clear()
+        if self._lock:
+            self._lock.close()
+
+    def batch(self, script: Path, env: dict, log: Path, timeout: float = 240.0) -> tuple[int, str]:
+        code = f'exec(open("{self.inside(script)}").read())'
+        cmd = ["env", "LANG=C.UTF-8", *[f"{k}={v}" for k, v in env.items()],
+               "gimp-console-3.0", "-i", "-n", "--batch-interpreter=python-fu-eval", "-b", code, "--quit"]
+        if self.root:
+            cmd = ["chroot", str(self.root), *cmd]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        out = p.stdout.decode("utf-8", "replace")
+        log.write_text(out)
+        return p.returncode, out
+
+
+def _find_gimp() -> Gimp3:
+    if shutil.which("gimp-console-3.0"):
+        return Gimp3(None)
+    if (CHROOT / "usr/bin/gimp-console-3.0").exists():
+        if os.geteuid() != 0:
+            pytest.skip(f"GIMP 3 chroot at {CHROOT} needs root to enter (chroot + mounts)")
+        return Gimp3(CHROOT)
+    pytest.skip("no GIMP 3 found: neither gimp-console-3.0 on PATH nor a trixie chroot at "
+                f"{CHROOT} (run `bash .ci/setup-gimp3.sh` as root)")
+
+
+@pytest.fixture(scope="module")
+def gimp():
+    g = _find_gimp()
+    try:
+        g.mount()
+        yield g
+    finally:
+        g.close()
+
+
+@pytest.fixture(scope="module")
+def engine(gimp, models_dir):
+    """A real engine (`enhancelayer serve --port 0`) whose config folder GIMP can read."""
+    home = gimp.work / "engine-home"
+    env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models_dir))
+    env.pop("ENHANCELAYER_CONFIG_DIR", None)
+    log = open(gimp.work / "engine.out", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0"], cwd=REPO,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    cfg = home / "config"
+    ec = _load_client()
+    client = None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            info = json.loads((cfg / "engine.json").read_text())
+            if info.get("pid") == proc.pid:
+                client = ec.EngineClient.local(start=False, config_dir=str(cfg))
+                break
+        except (OSError, ValueError, ec.EngineError):
+            pass
+        time.sleep(0.3)
+    if client is None:
+        proc.kill()
+        log.close()
+        raise AssertionError("engine did not start:\n" + (gimp.work / "engine.out").read_text()[-3000:])
+    try:
+        yield client, cfg
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def profile(gimp):
+    """The plug-in installed by install_gimp into a GIMP profile of our own."""
+    home = gimp.work / "home"
+    dest = _load_installer().install(profile_dir=home / ".config/GIMP/3.0", client_src=REPO / "plugin/client")
+    assert dest == home / ".config/GIMP/3.0/plug-ins/enhancelayer"
+    main = dest / "enhancelayer.py"
+    assert os.access(main, os.X_OK) and main.read_text().startswith("#!/usr/bin/env python3")
+    assert (dest / "enhancelayer_client" / "__init__.py").is_file()
+    return home
+
+
+def _photo(gimp) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    p = gimp.work / "astronaut.png"
+    if not p.exists():
+        Image.fromarray(data.astronaut()).save(p)
+    return p
+
+
+# (name, precision, layer offset, selection in image coords, ellipse, procedure arguments)
+SCENARIOS = [
+    dict(name="u8_masked", precision="u8", offset=[40, 30], select=[150, 120, 96, 80], ellipse=True,
+         args={"model": MODEL, "strength": 60}),
+    dict(name="u16_edge", precision="u16", offset=[25, 0], select=[470, 440, 70, 60],
+         args={"model": MODEL, "strength": 100, "output-mode": "layer"}),
+    dict(name="f32_layer", precision="f32", select=[300, 60, 48, 40],
+         args={"model": MODEL, "strength": 80, "output-mode": "layer", "grain": 30.0}),
+    dict(name="u8_scale2", precision="u8", select=[200, 210, 40, 32],
+         args={"model": MODEL, "strength": 60, "scale": 2}),
+    dict(name="u8_new_image", precision="u8", select=[60, 300, 48, 48],
+         args={"model": MODEL, "strength": 50, "output-mode": "image"}),
+]
+
+
+def _run(gimp, profile, cfg_inside: str, scenarios: list, tag: str) -> tuple[Path, str]:
+    out = gimp.work / f"out-{tag}"
+    out.mkdir()
+    script = gimp.work / "scenarios.py"
+    shutil.copy(HERE / "gimp" / "scenarios.py", script)
+    params = gimp.work / f"params-{tag}.json"
+    params.write_text(json.dumps({"out": gimp.inside(out), "photo": gimp.inside(_photo(gimp)),
+                                  "scenarios": scenarios}))
+    rc, log = gimp.batch(script, {"HOME": gimp.inside(profile), "ENHANCELAYER_CONFIG_DIR": cfg_inside,
+                                  "ELCI_PARAMS": gimp.inside(params)}, gimp.work / f"gimp-{tag}.log")
+    assert rc == 0, f"gimp-console exited {rc}:\n{log[-4000:]}"
+    return out, log
+
+
+@pytest.fixture(scope="module")
+def results(gimp, profile, engine):
+    _client, cfg = engine
+    out, log = _run(gimp, profile, gimp.inside(cfg), SCENARIOS, "main")
+    res = {}
+    for s in SCENARIOS:
+        f = out / f"{s['name']}.json"
+        assert f.exists(), f"scenario {s['name']} wrote no result:\n{log[-4000:]}"
+        r = json.loads(f.read_text())
+        assert "crash" not in r, r.get("crash")
+        res[s["name"]] = r
+    return out, log, res
+
+
+# ----------------------------------------------------------------------------- expected output
+def _expected(client, out: Path, s: dict, r: dict):
+    """What the engine gives for the same crop when called directly: the source layer as
+    GIMP held it, cut to the selection's box + the model's margin, enhanced, cut back."""
+    dtype = s["precision"]
+    ox, oy = r["src_offsets"]
+    src = np.frombuffer((out / f"{s['name']}-source.raw").read_bytes(), NP[dtype]).reshape(512, 512, 4)
+    x, y, sw, sh = s["select"]
+    bx0, by0 = max(0, x - ox), max(0, y - oy)
+    bx1, by1 = min(512, x + sw - ox), min(512, y + sh - oy)
+    margin = 32
+    for m in client.models():
+        if m.get("id") == MODEL and isinstance(m.get("receptive_field"), int):
+            margin = m["receptive_field"]
+    cx0, cy0 = max(0, bx0 - margin), max(0, by0 - margin)
+    cx1, cy1 = min(512, bx1 + margin), min(512, by1 + margin)
+    crop = np.ascontiguousarray(src[cy0:cy1, cx0:cx1])
+    scale = int(s["args"].get("scale", 1))
+    a = s["args"]
+    res = client.enhance(crop.tobytes(), cx1 - cx0, cy1 - cy0, 4, dtype, channel_order="RGBA", model=MODEL,
+                         strength=float(a.get("strength", 60)), grain=float(a.get("grain", 0.0)),
+                         keep_color=False, scale=float(scale), review=False, protect=[])
+    img = np.frombuffer(res.pixels, NP[dtype]).reshape(res.height, res.width, 4)
+    img = img[(by0 - cy0) * scale:(by1 - cy0) * scale, (bx0 - cx0) * scale:(bx1 - cx0) * scale]
+    return img, (bx0 + ox, by0 + oy, bx1 - bx0, by1 - by0), scale
+
+
+def _check_pixels(out: Path, raw: str, dtype: str, expected: np.ndarray) -> np.ndarray:
+    got = np.frombuffer((out / raw).read_bytes(), NP[dtype]).reshape(expected.shape)
+    diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+    assert diff.max() <= ONE_LSB[dtype], f"{raw}: max diff {diff.max()} > {ONE_LSB[dtype]} ({dtype})"
+    return got
+
+
+# ----------------------------------------------------------------------------- tests
+def test_registered(results):
+    _out, _log, res = results
+    r = res["u8_masked"]
+    assert r["exists"] is True
+    assert r["menu"] == ["<Image>/Filters/Enhance"] and r["label"] == "AI Enhance…"
+    for a in ("model", "strength", "grain", "keep-color", "scale", "output-mode", "protect-faces",
+              "protect-text", "review"):
+        assert a in r["args"], a
+
+
+def test_masked_layer_8bit_equals_engine(results, engine):
+    out, _log, res = results
+    client, _cfg = engine
+    s, r = SCENARIOS[0], res["u8_masked"]
+    assert r["status"] == "success", r["error"]
+    assert len(r["new_layers"]) == 1 and r["new_images"] == 0
+    lay = r["new_layers"][0]
+    assert lay["name"] == "Enhanced · photo-x2 · 60%"
+    assert r["order"][0] == lay["name"] and r["order"][1] == "Background"     # right above the source
+    expected, (x, y, w, h), _ = _expected(client, out, s, r)
+    assert (lay["x"], lay["y"], lay["w"], lay["h"]) == (x, y, w, h)
+    m = lay["mask"]
+    assert m is not None and lay["mask_equals_selection"], "layer mask must be the selection"
+    assert m["n0"] > 0 and m["n255"] > 0.6 * m["n"], m            # an ellipse in its box
+    got = _check_pixels(out, "u8_masked-layer0.raw", "u8", expected)
+    src = np.frombuffer((out / "u8_masked-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
+    ox, oy = r["src_offsets"]
+    before = src[y - oy:y - oy + h, x - ox:x - ox + w]
+    changed = np.abs(got.astype(int) - before.astype(int))[..., :3]
+    assert np.count_nonzero(changed) > 0.1 * changed.size, "the layer is just a copy of the original"
+    assert (got[..., 3] == 255).all(), "alpha kept (opaque source)"
+    assert r["src_unchanged"] and r["src_offsets_after"] == r["src_offsets"]
+
+
+def test_16bit_keeps_precision(results, engine):
+    out, _log, res = results
+    client, _cfg = engine
+    s, r = SCENARIOS[1], res["u16_edge"]
+    assert r["status"] == "success", r["error"]
+    assert len(r["new_layers"]) == 1
+    lay = r["new_layers"][0]
+    assert lay["name"] == "Enhanced · photo-x2 · 100%" and lay["mask"] is None     # output-mode "layer"
+    expected, (x, y, w, h), _ = _expected(client, out, s, r)
+    assert (lay["x"], lay["y"], lay["w"], lay["h"]) == (x, y, w, h)
+    got = _check_pixels(out, "u16_edge-layer0.raw", "u16", expected)
+    levels = np.unique(got[..., :3])
+    assert len(levels) > 256, f"only {len(levels)} levels: went through 8 bits"
+    assert np.any(levels % 257 != 0)
+    assert r["src_unchanged"]
+
+
+def test_float_image(results, engine):
+    out, _log, res = results
+    client, _cfg = engine
+    s, r = SCENARIOS[2], res["f32_layer"]
+    assert r["status"] == "success", r["error"]
+    expected, (x, y, w, h), _ = _expected(client, out, s, r)
+    lay = r["new_layers"][0]
+    assert (lay["x"], lay["y"], lay["w"], lay["h"]) == (x, y, w, h)
+    _check_pixels(out, "f32_layer-layer0.raw", "f32", expected)
+    assert r["src_unchanged"]
+
+
+def test_scale2_scales_image_and_aligns(results, engine):
+    out, _log, res = results
+    client, _cfg = engine
+    s, r = SCENARIOS[3], res["u8_scale2"]
+    assert r["status"] == "success", r["error"]
+    assert r["image_size"] == [1024, 1024] and r["src_size"] == [1024, 1024]
+    expected, (x, y, w, h), scale = _expected(client, out, s, r)
+    lay = r["new_layers"][0]
+    assert (lay["x"], lay["y"], lay["w"], lay["h"]) == (2 * x, 2 * y, 2 * w, 2 * h)
+    assert lay["mask"] is not None and lay["mask_equals_selection"]
+    _check_pixels(out, "u8_scale2-layer0.raw", "u8", expected)
+
+
+def test_new_image_mode(results, engine):
+    out, _log, res = results
+    client, _cfg = engine
+    s, r = SCENARIOS[4], res["u8_new_image"]
+    assert r["status"] == "success", r["error"]
+    assert r["new_layers"] == [] and r["new_images"] == 1 and r["src_unchanged"]
+    expected, (_x, _y, w, h), _ = _expected(client, out, s, r)
+    il = r["image_layer"]
+    assert (il["w"], il["h"]) == (w, h) and il["name"] == "Enhanced · photo-x2 · 50%"
+    _check_pixels(out, "u8_new_image-image.raw", "u8", expected)
+
+
+def test_one_balanced_undo_group(results):
+    _out, log, res = results
+    assert "batch command executed successfully" in log
+    assert UNDO_BROKEN not in log, "a run left an undo group open"
+    for name in ("u8_masked", "u16_edge", "u8_scale2"):
+        assert res[name]["dirty"] is True and res[name]["undo_enabled"] is True
+
+
+def test_engine_missing_clear_error_no_layer(gimp, profile):
+    empty = gimp.work / "no-engine-config"
+    empty.mkdir()
+    s = dict(SCENARIOS[0], name="missing")
+    out, log = _run(gimp, profile, gimp.inside(empty), [s], "missing")
+    r = json.loads((out / "missing.json").read_text())
+    assert "crash" not in r, r.get("crash")
+    assert r["status"] == "execution-error"
+    assert "install.py" in r["error"] and "engine" in r["error"], r["error"]
+    assert r["new_layers"] == [] and r["new_images"] == 0 and r["order"] == ["Background"]
+    assert r["src_unchanged"] and r["dirty"] is False
+    assert UNDO_BROKEN not in log

@@ -71,6 +71,34 @@ def import_cmd(
         err.print(f"models folder: {paths.models_dir()}")
 
 
+@app.command("run")
+def run_cmd(
+    inputs: List[str] = typer.Argument(..., help="Image files, folders or globs (PNG, JPEG, TIFF, WebP)."),
+    model: str = typer.Option(..., "-m", "--model", help="Model id (see 'enhancelayer models')."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (one input) or folder."),
+    strength: float = typer.Option(60.0, "--strength", help="0-100 %: how much of the model's output."),
+    grain: bool = typer.Option(False, "--grain", help="Re-inject the original's fine texture."),
+    keep_color: bool = typer.Option(False, "--keep-color", help="Detail from the model, colour from the original."),
+    scale: Optional[float] = typer.Option(None, "--scale", help="Output scale (default: the model's)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Gray image (8-bit/16-bit/float) of the input size."),
+    feather: float = typer.Option(0.0, "--feather", help="Mask feather in px."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in px (0 = whole image; default: from memory)."),
+    memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="e.g. 1.5GB (default: half the free RAM)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="png, jpeg, tiff or webp (default: as the input)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip outputs that are already complete."),
+    review: Optional[Path] = typer.Option(None, "--review", help="Also write a review map PNG (file or folder)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Enhance images in batch: progress, resume, originals never overwritten."""
+    from engine.batch import run_batch
+
+    code = run_batch(inputs, model, output, strength=strength, grain=grain, keep_color=keep_color,
+                     scale=scale, mask=mask, feather=feather, tile=tile, memory_budget=memory_budget,
+                     device=device, fmt=fmt, resume=resume, review=review, quiet=quiet)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console entry point: one clear line and exit code 2 for every user-facing error."""
     try:

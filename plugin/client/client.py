@@ -305,7 +305,7 @@ class EngineClient:
             return E.TooLarge(f"{detail} — choose a smaller selection", status, kind)
         if status == 404 and kind == "unknown_model":
             return E.UnknownModel(detail, status, kind)
-        if status == 404:
+        if status in (404, 410):
             return E.JobNotFound(detail or f"{what} not found", status, kind)
         if status == 409 and kind == "model_not_installed":
             return E.ModelNotInstalled(detail, status, kind)

@@ -1,0 +1,279 @@
+"""Jobs of the engine server: a queue and one worker thread per device, progress, cancel,
+results kept until fetched or until their TTL, and a memory budget for what is queued.
+
+Why one worker per device: two models on one GPU (or two ORT sessions fighting for the same
+two CPU cores) are slower together than one after the other, and each may run out of
+memory; the tiler already uses the whole device. Jobs of two clients simply queue.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from engine.errors import (BadInput, Cancelled, EnhanceError, ModelNotInstalled, OutOfMemory,
+                           TooLarge, UnknownModel, WeightsTampered)
+
+log = logging.getLogger("enhancelayer.jobs")
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+
+
+def error_kind(e: BaseException) -> str:
+    """A stable name the client maps to its own error classes."""
+    for cls, kind in ((OutOfMemory, "out_of_memory"), (MemoryError, "out_of_memory"),
+                      (Cancelled, "cancelled"), (UnknownModel, "unknown_model"),
+                      (ModelNotInstalled, "model_not_installed"), (WeightsTampered, "weights_tampered"),
+                      (TooLarge, "too_large"), (BadInput, "bad_input")):
+        if isinstance(e, cls):
+            return kind
+    return "error" if isinstance(e, EnhanceError) else "internal"
+
+
+class Busy(Exception):
+    """Too much queued: the HTTP layer answers 429."""
+
+
+@dataclass
+class Job:
+    id: str
+    model: str
+    device: str
+    reserved: int                          # bytes held against the memory budget
+    payload: Any                           # what the runner needs (dropped once it ran)
+    estimate_s: Optional[float] = None
+    state: str = "queued"
+    progress: float = 0.0
+    message: str = "queued"
+    tiles_done: int = 0
+    tiles_total: int = 0
+    created: float = field(default_factory=time.time)
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    error: Optional[dict] = None
+    result: Optional[list] = None          # framed result parts (bytes) until fetched
+    result_bytes: int = 0
+    fetched: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def eta(self) -> Optional[float]:
+        if self.state == "queued":
+            return self.estimate_s
+        if self.state != "running" or self.started is None:
+            return 0.0 if self.state == "done" else None
+        el = time.time() - self.started
+        if self.progress > 0.0:
+            return max(0.0, el * (1.0 - self.progress) / self.progress)
+        return None if self.estimate_s is None else max(0.0, self.estimate_s - el)
+
+    def public(self) -> dict:
+        return {
+            "id": self.id, "state": self.state, "progress": round(self.progress, 4),
+            "message": self.message, "eta": None if self.eta() is None else round(self.eta(), 1),
+            "model": self.model, "tiles_done": self.tiles_done, "tiles_total": self.tiles_total,
+            "created": self.created, "started": self.started, "finished": self.finished,
+            "error": self.error, "result_ready": self.result is not None,
+        }
+
+
+Runner = Callable[[Job, Callable[[int, int, str], None]], list]
+
+
+class JobManager:
+    """Thread-safe job table. ``runner(job, progress)`` does the work in a worker thread and
+    returns the framed result parts; it raises ``Cancelled`` when ``job.cancel`` is set."""
+
+    def __init__(self, runner: Runner, *, max_bytes: int, max_jobs: int = 64, result_ttl: float = 600.0):
+        self.runner = runner
+        self.max_bytes = max_bytes
+        self.max_jobs = max_jobs
+        self.result_ttl = result_ttl
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._queues: dict[str, queue.Queue] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._reserved = 0
+        self._closed = False
+
+    # -------------------------------------------------------------- bookkeeping
+    def reserved(self) -> int:
+        with self._lock:
+            return self._reserved
+
+    def active(self) -> int:
+        """Queued or running jobs (the idle timer waits for them)."""
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
+
+    def _release(self, job: Job, keep: int = 0) -> None:
+        with self._lock:
+            self._reserved -= job.reserved - keep
+            job.reserved = keep
+
+    def sweep(self) -> None:
+        """Drop results older than the TTL and forget old finished jobs."""
+        now = time.time()
+        with self._lock:
+            for j in list(self._jobs.values()):
+                if j.finished is None or now - j.finished < self.result_ttl:
+                    continue
+                if j.result is not None:
+                    log.info("job %s: result expired unfetched after %.0f s", j.id, self.result_ttl)
+                j.result = None
+                self._release(j)
+                del self._jobs[j.id]
+
+    def get(self, job_id: str) -> Optional[Job]:
+        self.sweep()
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def list(self) -> list[dict]:
+        self.sweep()
+        with self._lock:
+            return [j.public() for j in self._jobs.values()]
+
+    # -------------------------------------------------------------- life cycle
+    def reserve(self, nbytes: int) -> None:
+        """Claim memory for a job before its body is read; Busy when over the budget."""
+        self.sweep()
+        with self._lock:
+            if self._closed:
+                raise Busy("the engine is shutting down")
+            if self.active() >= self.max_jobs:
+                raise Busy(f"{self.max_jobs} jobs are already waiting — try again when some are done")
+            if self._reserved + nbytes > self.max_bytes:
+                raise Busy(f"the engine holds {self._reserved / 2**20:.0f} MiB of queued images and results; "
+                           f"this job needs {nbytes / 2**20:.0f} MiB more (limit {self.max_bytes / 2**20:.0f} MiB)"
+                           " — try again when the current jobs are done, or fetch their results")
+            self._reserved += nbytes
+
+    def unreserve(self, nbytes: int) -> None:
+        with self._lock:
+            self._reserved -= nbytes
+
+    def submit(self, *, model: str, device: str, reserved: int, payload: Any,
+               estimate_s: Optional[float]) -> Job:
+        job = Job(id=secrets.token_hex(8), model=model, device=device, reserved=reserved,
+                  payload=payload, estimate_s=estimate_s)
+        with self._lock:
+            self._jobs[job.id] = job
+            q = self._queues.get(device)
+            if q is None:
+                q = self._queues[device] = queue.Queue()
+                t = threading.Thread(target=self._worker, args=(device, q), daemon=True,
+                                     name=f"enhancelayer-worker-{device}")
+                self._threads[device] = t
+                t.start()
+            ahead = sum(1 for j in self._jobs.values() if j.device == device and j.state in ("queued", "running")) - 1
+            job.message = "queued" if ahead <= 0 else f"queued behind {ahead} job(s)"
+        q.put(job)
+        log.info("job %s: queued (%s, %.1f MiB)", job.id, model, reserved / 2**20)
+        return job
+
+    def cancel(self, job_id: str) -> Optional[dict]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            job.cancel.set()
+            if job.state == "queued":
+                self._finish(job, "cancelled", "cancelled before it started")
+            elif job.state == "running":
+                job.message = "cancelling"
+            else:                           # finished: forget it and its result
+                job.result = None
+                self._release(job)
+                del self._jobs[job_id]
+            log.info("job %s: cancel requested (%s)", job_id, job.state)
+            return job.public()
+
+    def take_result(self, job_id: str) -> Optional[list]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return None if job is None else job.result
+
+    def fetched(self, job_id: str) -> None:
+        """Called after the result went out completely: free it."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.result is not None:
+                job.result = None
+                job.fetched = True
+                job.message = "result fetched"
+                self._release(job)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for j in self._jobs.values():
+                j.cancel.set()
+            for q in self._queues.values():
+                q.put(None)
+
+    def _finish(self, job: Job, state: str, message: str, error: Optional[dict] = None,
+                result: Optional[list] = None) -> None:
+        with self._lock:
+            job.state, job.message, job.error = state, message, error
+            job.finished = time.time()
+            job.payload = None
+            if result is not None:
+                job.result = result
+                job.result_bytes = sum(len(p) for p in result)
+                self._release(job, keep=min(job.reserved, job.result_bytes))
+                job.progress = 1.0
+            else:
+                self._release(job)
+
+    def _worker(self, device: str, q: "queue.Queue[Optional[Job]]") -> None:
+        while True:
+            job = q.get()
+            if job is None:
+                return
+            with self._lock:
+                if job.state != "queued":
+                    continue
+                job.state, job.started, job.message = "running", time.time(), "starting"
+
+            def progress(done: int, total: int, msg: str = "", job: Job = job) -> None:
+                total = max(int(total), 0)
+                with self._lock:
+                    job.tiles_done, job.tiles_total = int(done), total
+                    if total > 0:
+                        job.progress = min(max(done / total, 0.0), 0.999 if done < total else 1.0)
+                    if job.state == "running" and not job.cancel.is_set():
+                        job.message = msg or f"tile {done}/{total}"
+
+            try:
+                parts = self.runner(job, progress)
+            except Cancelled:
+                self._finish(job, "cancelled", "cancelled")
+                log.info("job %s: cancelled after %d/%d tiles", job.id, job.tiles_done, job.tiles_total)
+            except BaseException as e:  # noqa: BLE001 - a job never takes the worker down
+                kind = error_kind(e)
+                if kind == "internal":
+                    log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+                    msg = f"internal error in the engine ({type(e).__name__}: {e})"
+                elif kind == "out_of_memory":
+                    msg = "out of memory even at the smallest tile — close other apps or choose a smaller selection"
+                    log.warning("job %s: out of memory: %s", job.id, e)
+                else:
+                    msg = str(e)
+                    log.warning("job %s failed (%s): %s", job.id, kind, e)
+                if job.cancel.is_set() and kind != "out_of_memory":
+                    self._finish(job, "cancelled", "cancelled")
+                else:
+                    self._finish(job, "failed", msg, error={"kind": kind, "message": msg})
+                if not isinstance(e, Exception):
+                    raise
+            else:
+                if job.cancel.is_set():
+                    self._finish(job, "cancelled", "cancelled")
+                else:
+                    self._finish(job, "done", "done", result=parts)
+                    log.info("job %s: done in %.2f s", job.id, job.finished - (job.started or job.finished))

@@ -99,6 +99,27 @@ def run_cmd(
     raise typer.Exit(code)
 
 
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for a studio server: use TLS)."),
+    port: int = typer.Option(0, "--port", help="TCP port; 0 = a random free port (written to the discovery file)."),
+    idle_timeout: float = typer.Option(0, "--idle-timeout", help="Exit after this many idle seconds (0 = never)."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate (remote mode)."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key (remote mode)."),
+    max_pixels: int = typer.Option(64 * 1024 * 1024, "--max-pixels", help="Largest input image in pixels (413 above)."),
+    max_queued_mb: int = typer.Option(4096, "--max-queued-mb", help="Memory for queued images + unfetched results."),
+    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host", help="Extra Host name clients use (repeatable)."),
+    result_ttl: float = typer.Option(600, "--result-ttl", help="Seconds an unfetched result is kept."),
+) -> None:
+    """Run the local engine server for the Krita and GIMP plug-ins (see docs/api.md)."""
+    from engine.server import serve
+
+    raise typer.Exit(serve(host=host, port=port, idle_timeout=idle_timeout,
+                           tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None,
+                           max_pixels=max_pixels, max_queued_mb=max_queued_mb, allow_hosts=tuple(allow_host or ()),
+                           result_ttl=result_ttl))
+
+
 def main() -> None:
     """Console entry point: one clear line and exit code 2 for every user-facing error."""
     try:

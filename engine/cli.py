@@ -21,11 +21,17 @@ err = Console(stderr=True)
 
 
 @app.command("models")
-def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable list.")) -> None:
+def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable list."),
+               check: bool = typer.Option(False, "--check", help="Also check installed weights' sha256 "
+                                          "against their manifests (exit 2 on a mismatch).")) -> None:
     """List the catalog: ids, tasks, scales, whether installed, licences."""
-    from engine.registry import list_models
+    from engine.registry import list_models, verified_onnx_path
 
     rows = list_models()
+    if check:
+        for r in rows:
+            if r["installed"] and r.get("family") in ("realesrgan", "waifu2x", "own"):
+                verified_onnx_path(r["id"])   # WeightsTampered -> one line, exit 2
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -71,6 +77,47 @@ def import_cmd(
         err.print(f"models folder: {paths.models_dir()}")
 
 
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for a studio server: use TLS)."),
+    port: int = typer.Option(0, "--port", help="TCP port; 0 = a random free port (written to the discovery file)."),
+    idle_timeout: float = typer.Option(0, "--idle-timeout", help="Exit after this many idle seconds (0 = never)."),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate (remote mode)."),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key (remote mode)."),
+    max_pixels: int = typer.Option(64 * 1024 * 1024, "--max-pixels", help="Largest input image in pixels (413 above)."),
+    max_queued_mb: int = typer.Option(4096, "--max-queued-mb", help="Memory for queued images + unfetched results."),
+    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host", help="Extra Host name clients use (repeatable)."),
+    result_ttl: float = typer.Option(600, "--result-ttl", help="Seconds an unfetched result is kept."),
+) -> None:
+    """Run the local engine server for the Krita and GIMP plug-ins (see docs/api.md)."""
+    from engine.server import serve
+
+    raise typer.Exit(serve(host=host, port=port, idle_timeout=idle_timeout,
+                           tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None,
+                           max_pixels=max_pixels, max_queued_mb=max_queued_mb, allow_hosts=tuple(allow_host or ()),
+                           result_ttl=result_ttl))
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable report.")) -> None:
+    """Python, backends and providers, devices and memory, models found / missing / tampered."""
+    from engine.doctor import checks
+
+    rows = checks()
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+    else:
+        from rich.table import Table
+
+        t = Table("check", "", "detail")
+        for r in rows:
+            mark = "[green]ok[/]" if r.ok else ("[yellow]-[/]" if r.ok is None else "[red]FAIL[/]")
+            t.add_row(r.name, mark, r.detail)
+        Console().print(t)
+    if any(r.ok is False for r in rows if r.name in ("python", "onnxruntime", "models tampered")):
+        raise typer.Exit(1)
+
+
 @app.command("run")
 def run_cmd(
     inputs: List[str] = typer.Argument(..., help="Image files, folders or globs (PNG, JPEG, TIFF, WebP)."),
@@ -97,27 +144,6 @@ def run_cmd(
                      scale=scale, mask=mask, feather=feather, tile=tile, memory_budget=memory_budget,
                      device=device, fmt=fmt, resume=resume, review=review, quiet=quiet)
     raise typer.Exit(code)
-
-
-@app.command("serve")
-def serve_cmd(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for a studio server: use TLS)."),
-    port: int = typer.Option(0, "--port", help="TCP port; 0 = a random free port (written to the discovery file)."),
-    idle_timeout: float = typer.Option(0, "--idle-timeout", help="Exit after this many idle seconds (0 = never)."),
-    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate (remote mode)."),
-    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key (remote mode)."),
-    max_pixels: int = typer.Option(64 * 1024 * 1024, "--max-pixels", help="Largest input image in pixels (413 above)."),
-    max_queued_mb: int = typer.Option(4096, "--max-queued-mb", help="Memory for queued images + unfetched results."),
-    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host", help="Extra Host name clients use (repeatable)."),
-    result_ttl: float = typer.Option(600, "--result-ttl", help="Seconds an unfetched result is kept."),
-) -> None:
-    """Run the local engine server for the Krita and GIMP plug-ins (see docs/api.md)."""
-    from engine.server import serve
-
-    raise typer.Exit(serve(host=host, port=port, idle_timeout=idle_timeout,
-                           tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None,
-                           max_pixels=max_pixels, max_queued_mb=max_queued_mb, allow_hosts=tuple(allow_host or ()),
-                           result_ttl=result_ttl))
 
 
 def main() -> None:

@@ -239,22 +239,27 @@ def _interp(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 
 def _crop(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    woff, hoff = int(layer.get(0, 0)), int(layer.get(1, 0))
-    if int(layer.get(2, 0)) or layer.get(9, None) is not None:
-        raise UnsupportedLayer(f"layer {layer.name} (Crop): channel offsets / starts-ends form not supported")
-    starts = np.array([hoff, woff], np.int64)
-    axes = g.const(layer.name + "_axes", np.array([2, 3], np.int64))
-    st = g.const(layer.name + "_starts", starts)
-    if len(ins) == 2:        # crop input0 at (hoff, woff) to the H/W of input1
-        shape = g.node("Shape", [ins[1]], layer.name + "_refshape", 1, start=2, end=4)
+    woff, hoff, coff = int(layer.get(0, 0)), int(layer.get(1, 0)), int(layer.get(2, 0))
+    if layer.get(9, None) is not None or int(layer.get(13, 0)) or woff == -233:
+        raise UnsupportedLayer(f"layer {layer.name} (Crop): the starts/ends and 3-D forms are not supported")
+    if g.rank[ins[0]] != 4:
+        raise UnsupportedLayer(f"layer {layer.name} (Crop): only image (CHW) blobs are supported")
+    # axes C, H, W of the (N, C, H, W) tensor
+    axes = g.const(layer.name + "_axes", np.array([1, 2, 3], np.int64))
+    st = g.const(layer.name + "_starts", np.array([coff, hoff, woff], np.int64))
+    if len(ins) == 2:        # crop input0 at (coff, hoff, woff) to the C/H/W of input1 (ncnn semantics)
+        if g.rank[ins[1]] != 4:
+            raise UnsupportedLayer(f"layer {layer.name} (Crop): the reference blob must be an image blob")
+        shape = g.node("Shape", [ins[1]], layer.name + "_refshape", 1, start=1, end=4)
         ends = g.node("Add", [shape, st], layer.name + "_ends", 1)
     else:
-        outw, outh = int(layer.get(3, 0)), int(layer.get(4, 0))
-        if outw or outh or int(layer.get(5, 0)):
-            raise UnsupportedLayer(f"layer {layer.name} (Crop): fixed output sizes are not supported")
-        w2, h2 = int(layer.get(6, 0)), int(layer.get(7, 0))
+        outw, outh, outc = int(layer.get(3, 0)), int(layer.get(4, 0)), int(layer.get(5, 0))
+        w2, h2, c2 = int(layer.get(6, 0)), int(layer.get(7, 0)), int(layer.get(8, 0))
         big = np.iinfo(np.int64).max
-        ends = g.const(layer.name + "_ends", np.array([-h2 if h2 else big, -w2 if w2 else big], np.int64))
+        ends = g.const(layer.name + "_ends", np.array([
+            coff + outc if outc > 0 else (-c2 if c2 else big),
+            hoff + outh if outh > 0 else (-h2 if h2 else big),
+            woff + outw if outw > 0 else (-w2 if w2 else big)], np.int64))
     return g.node("Slice", [ins[0], st, ends, axes], layer.name, 4)
 
 

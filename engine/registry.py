@@ -82,8 +82,8 @@ def verified_onnx_path(model_id: str) -> Path:
     """
     spec = catalog.get(model_id)
     if spec.family == "classic":
-        raise EnhanceError(f"'{model_id}' is not a neural network (it runs in engine/restore.py); "
-                           "use it through the pipeline, not load_model()")
+        raise EnhanceError(f"'{model_id}' is not a neural network (it runs in {spec.source}); "
+                           "use it through the pipeline or the server, not load_model()")
     path = onnx_path(model_id)
     if spec.family == "own":
         if not path.is_file():

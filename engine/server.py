@@ -517,6 +517,18 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Fast
             return _json_error(404, "unknown_job", "unknown job")
         return JSONResponse(st)
 
+    def openapi() -> dict:
+        """The generated schema plus the frame header's JSON schema (JobHeader), so the binary
+        body is documented too."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+            sch = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            sch.setdefault("components", {}).setdefault("schemas", {})["JobHeader"] = \
+                wire.JobHeader.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = sch
+        return app.openapi_schema
+
+    app.openapi = openapi
     guarded = Guard(app, settings)
     guarded.fastapi = app                # tests and serve() reach the jobs via .fastapi.state
     return guarded

@@ -1,0 +1,160 @@
+"""The stdlib client: runs under a bare ``python3 -I -S``, finds/starts the engine, and says
+what to do when it cannot."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import CLIENT_DIR, REPO, elc
+
+SYSTEM_PY = shutil.which("python3", path="/usr/bin:/usr/local/bin:/bin") or "python3"
+
+
+def _install_copy(dst: Path) -> Path:
+    """What install.py does: copy plugin/client into a plug-in folder as enhancelayer_client."""
+    target = dst / "enhancelayer_client"
+    shutil.copytree(CLIENT_DIR, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def test_client_is_stdlib_only_under_bare_python(bare_engine, tmp_path):
+    plug = _install_copy(tmp_path / "plugins")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(plug)!r})
+        try:
+            import numpy
+            print("NUMPY VISIBLE"); sys.exit(3)
+        except ImportError:
+            pass
+        import enhancelayer_client as elc
+        c = elc.EngineClient.local(start=False, config_dir={str(bare_engine.cfg)!r})
+        px = bytes(range(256)) * 3          # 16x16 gray u8 ... as 3 channels: 16x16x3 = 768
+        r = c.enhance(px, 16, 16, 3, "u8", model="identity", channel_order="BGRA")
+        assert r.pixels == px and (r.width, r.height, r.channels) == (16, 16, 3), r
+        ids = [m["id"] for m in c.models()]
+        assert "identity" in ids
+        std = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+        foreign = sorted(m for m in sys.modules
+                         if m.split(".")[0] not in std and m.split(".")[0] not in ("enhancelayer_client", "__main__"))
+        print("FOREIGN", foreign)
+        sys.exit(0 if not foreign else 4)
+    """)
+    r = subprocess.run([SYSTEM_PY, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "FOREIGN []" in r.stdout
+
+
+def test_client_sources_import_nothing_third_party():
+    std = set(sys.stdlib_module_names)
+    import ast
+    for f in CLIENT_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    assert a.name.split(".")[0] in std, (f, a.name)
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level >= 1 or node.module.split(".")[0] in std or node.module == "__future__", \
+                    (f, node.module)
+
+
+@pytest.mark.parametrize("env", [
+    {"ENHANCELAYER_HOME": "{tmp}/h"},
+    {"XDG_CONFIG_HOME": "{tmp}/xdg"},
+    {"XDG_CONFIG_HOME": "   "},
+    {},
+])
+def test_config_dir_matches_engine_paths(tmp_path, env):
+    e = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path / "home")}
+    e.update({k: v.format(tmp=tmp_path) for k, v in env.items()})
+    code = ("import sys, json; sys.path.insert(0, 'plugin'); import client.paths as cp; "
+            "from engine import paths; print(json.dumps([cp.config_dir(), str(paths.config_dir())]))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=e, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    mine, theirs = json.loads(r.stdout)
+    assert mine == theirs
+
+
+def test_config_dir_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENHANCELAYER_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("ENHANCELAYER_CONFIG_DIR", str(tmp_path / "chroot-view"))
+    assert elc.config_dir() == str(tmp_path / "chroot-view")
+    assert elc.config_dir(str(tmp_path / "x")) == str(tmp_path / "x")
+
+
+def test_not_installed_message(tmp_path):
+    with pytest.raises(elc.EngineNotInstalled) as ei:
+        elc.EngineClient.local(config_dir=str(tmp_path / "cfg"), timeout=5)
+    assert "run `python3 install.py` in the EnhanceLayer folder" in str(ei.value)
+    with pytest.raises(elc.EngineNotRunning):
+        elc.EngineClient.local(start=False, config_dir=str(tmp_path / "cfg"))
+
+
+def test_stale_discovery_is_ignored(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    (cfg / "engine.json").write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": p.pid}))
+    with pytest.raises(elc.EngineNotRunning):
+        elc.EngineClient.local(start=False, config_dir=str(cfg))
+
+
+def test_launcher_that_crashes_is_reported_fast(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "launcher.json").write_text(json.dumps({"argv": [sys.executable, "-c", "import sys; sys.exit(3)"]}))
+    t0 = time.monotonic()
+    with pytest.raises(elc.EngineStartFailed) as ei:
+        elc.EngineClient.local(config_dir=str(cfg), timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert "exit code 3" in str(ei.value) and "engine.log" in str(ei.value)
+
+
+def test_launcher_starts_a_detached_engine_once(tmp_path):
+    home = tmp_path / "home"
+    cfg = home / "config"
+    cfg.mkdir(parents=True)
+    launcher = {"argv": [sys.executable, "-m", "engine.cli", "serve", "--idle-timeout", "60"],
+                "cwd": str(REPO), "env": {"ENHANCELAYER_HOME": str(home),
+                                          "ENHANCELAYER_MODELS": str(home / "models")}}
+    (cfg / "launcher.json").write_text(json.dumps(launcher))
+    c = elc.EngineClient.local(config_dir=str(cfg), timeout=60)
+    pid = None
+    try:
+        info = json.loads((cfg / "engine.json").read_text())
+        pid = info["pid"]
+        assert c.pid == pid and c.url == info["url"]
+        assert os.getsid(pid) == pid                      # its own session: survives the host
+        c2 = elc.EngineClient.local(config_dir=str(cfg), timeout=60)   # found, not started again
+        assert c2.pid == pid
+        px = os.urandom(64 * 48 * 4)
+        assert c2.enhance(px, 64, 48, 4, "u8", model="identity").pixels == px
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not (cfg / "engine.json").exists():
+                    break
+                time.sleep(0.1)
+    assert not (cfg / "engine.json").exists()
+
+
+def test_wire_frames_match_engine():
+    from engine import wire
+    import importlib
+    cw = importlib.import_module(elc.__name__ + ".wire")
+    h = {"model": "identity", "width": 2, "height": 1, "channels": 3, "dtype": "u16"}
+    assert cw.frame_prefix(h) == wire.pack(h)
+    hdr = wire.parse_header(wire.pack(h)[4:])
+    assert hdr.pixel_bytes() == cw.pixel_bytes(2, 1, 3, "u16") == 12

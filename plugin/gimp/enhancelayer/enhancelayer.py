@@ -452,24 +452,24 @@ class EnhanceLayer(Gimp.PlugIn):
                               models, DEFAULT_MODEL, rw)
         p.add_string_argument("custom-model", "Custom model _id", "Overrides the model above when "
                               "set, e.g. a user model from `enhancelayer models`", "", rw)
-        p.add_int_argument("strength", "_Strength (%)", "How much of the model's change is kept",
+        p.add_int_argument("strength", "Str_ength (%)", "How much of the model's change is kept",
                            0, 100, 60, rw)
         p.add_double_argument("grain", "_Grain (%)", "Original fine texture put back (skin, film grain)",
                               0.0, 100.0, 0.0, rw)
         p.add_boolean_argument("keep-color", "_Keep colour", "Take only detail from the model, "
                                "colour from the original", False, rw)
-        p.add_int_argument("scale", "S_cale", "1: same size; 2-8: scale the image (GIMP's "
+        p.add_int_argument("scale", "Scale (_x)", "1: same size; 2-8: scale the image (GIMP's "
                            "interpolation) and put the enhanced pixels on top", 1, 8, 1, rw)
         modes = Gimp.Choice.new()
         for i, (nick, label) in enumerate(OUTPUT_MODES):
             modes.add(nick, i, label, "")
-        p.add_choice_argument("output-mode", "_Output", "Where the result goes", modes,
+        p.add_choice_argument("output-mode", "O_utput", "Where the result goes", modes,
                               "layer-masked", rw)
         p.add_boolean_argument("protect-faces", "Protect _faces", "Keep faces closer to the original",
                                False, rw)
         p.add_boolean_argument("protect-text", "Protect _text", "Keep text closer to the original",
                                False, rw)
-        p.add_boolean_argument("review", "Add _review layer", "Add a red layer where the result "
+        p.add_boolean_argument("review", "Add revie_w layer", "Add a red layer where the result "
                                "needs a look (big changes, text, faces)", False, rw)
         return p
 

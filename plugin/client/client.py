@@ -148,7 +148,7 @@ class EngineClient:
             raise E.EngineNotRunning("the EnhanceLayer engine is not running — start it with "
                                      "`enhancelayer serve` or let the plug-in start it")
         argv, cwd, env_add = cls._launcher(cfg, launcher)
-        log = os.path.join(cfg, paths.LOG)
+        log = f"{os.path.join(cfg, 'engine-start.log')} and {os.path.join(cfg, paths.LOG)}"
         proc = cls._spawn(argv, cwd, env_add, cfg)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -161,10 +161,10 @@ class EngineClient:
                     return again
                 raise E.EngineStartFailed(
                     f"the EnhanceLayer engine could not start (exit code {proc.returncode}) — "
-                    f"see the log at {log}")
+                    f"see the logs {log}")
             time.sleep(0.1)
         raise E.EngineStartFailed(f"the EnhanceLayer engine did not answer within {timeout:.0f} s — "
-                                  f"see the log at {log}")
+                                  f"see the logs {log}")
 
     @classmethod
     def _discover(cls, cfg: str) -> Optional["EngineClient"]:
@@ -217,10 +217,11 @@ class EngineClient:
     def _spawn(argv, cwd, env_add, cfg) -> subprocess.Popen:
         """Start the engine detached from the host: its own session, no console, output to the
         start log (the engine also logs to engine.log itself)."""
-        os.makedirs(cfg, exist_ok=True)
+        os.makedirs(cfg, mode=0o700, exist_ok=True)
         env = dict(os.environ)
         env.update(env_add)
-        start_log = open(os.path.join(cfg, "engine-start.log"), "ab")
+        fd = os.open(os.path.join(cfg, "engine-start.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        start_log = os.fdopen(fd, "ab")
         kw: dict = dict(stdin=subprocess.DEVNULL, stdout=start_log, stderr=subprocess.STDOUT,
                         cwd=cwd or None, env=env, close_fds=True)
         if sys.platform == "win32":

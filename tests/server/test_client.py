@@ -138,6 +138,7 @@ def test_launcher_starts_a_detached_engine_once(tmp_path):
         assert os.getsid(pid) == pid                      # its own session: survives the host
         c2 = elc.EngineClient.local(config_dir=str(cfg), timeout=60)   # found, not started again
         assert c2.pid == pid
+        assert os.stat(cfg / "engine-start.log").st_mode & 0o077 == 0
         px = os.urandom(64 * 48 * 4)
         assert c2.enhance(px, 64, 48, 4, "u8", model="identity").pixels == px
     finally:

@@ -43,8 +43,9 @@ FEATHER_NON_INVARIANT = 32     # long ramp: hides the tile dependence of cunet
 BYTES_PER_PX = {
     "photo-x4": 16_000, "illustration-x4": 16_000,     # RRDB: measured 14-15 kB/px
     "realesrgan": 2_000,                               # SRVGG compact: measured 1.4 kB/px
-    "waifu2x-cunet": 10_000,                           # not measured (no cunet import yet)
-    "waifu2x": 4_500,                                  # upconv_7: measured 4.0 kB/px
+    "waifu2x-cunet": 7_000,                            # cunet 2x: measured 6.5 kB/px
+    "waifu2x-cunet-1x": 2_500,                         # cunet 1x denoise: measured 1.5 kB/px
+    "waifu2x": 5_000,                                  # upconv_7: 4.0 kB/px + ORT arena growth with tile shapes
     "own": 2_000,
 }
 DEFAULT_BUDGET_CAP = 4 << 30
@@ -73,7 +74,7 @@ def bytes_per_px(spec) -> int:
     if spec.id in BYTES_PER_PX:
         return BYTES_PER_PX[spec.id]
     if spec.family == "waifu2x" and not spec.tile_invariant:
-        return BYTES_PER_PX["waifu2x-cunet"]
+        return BYTES_PER_PX["waifu2x-cunet" if spec.native_scale > 1 else "waifu2x-cunet-1x"]
     return BYTES_PER_PX.get(spec.family, 8_000)
 
 
@@ -103,9 +104,9 @@ def plan(spec, h: int, w: int, *, tile: Optional[int] = None, memory_budget: Opt
     """Choose tile side and overlap for this model and image.
 
     ``tile``: None = from the memory budget, 0 = whole image, N = forced core side.
-    Budget split: 60 % for the backend's working memory on one tile, 30 % for the band of
+    Budget split: 50 % for the backend's working memory on one tile, 25 % for the band of
     output rows being blended (it spans the whole width), the rest for the strip
-    post-processing (resample, grain, conversion).
+    post-processing (resample, grain, conversion) and the copies made while streaming.
     """
     align = max(1, spec.align, 2 if spec.post_downscale > 1 else 1)
     feather = FEATHER_INVARIANT if spec.tile_invariant else FEATHER_NON_INVARIANT
@@ -122,8 +123,8 @@ def plan(spec, h: int, w: int, *, tile: Optional[int] = None, memory_budget: Opt
         t = tile
     else:
         budget = memory_budget or default_budget()
-        side = int(math.sqrt(0.6 * budget / bytes_per_px(spec)))       # extended tile side
-        band = int(0.3 * budget / (max(1, w * s) * s * 16))              # acc (12 B) + weight (4 B)
+        side = int(math.sqrt(0.5 * budget / bytes_per_px(spec)))       # extended tile side
+        band = int(0.25 * budget / (max(1, w * s) * s * 16))              # acc (12 B) + weight (4 B)
         t = min(side, band) - 2 * overlap
         if spec.tile_invariant:
             t = min(t, MAX_TILE_INVARIANT)

@@ -387,62 +387,44 @@ def _free_display(gimp) -> int:
     raise AssertionError("no free X display number")
 
 
-def test_one_ctrl_z_removes_everything(gimp, profile, engine):
-    """A real Ctrl+Z in real GIMP 3 (full GUI under Xvfb, key sent with xdotool) removes the
-    whole result in ONE step: the new layer and its mask go, the image is clean again."""
+@contextlib.contextmanager
+def _gui(gimp, profile, cfg: Path, script_name: str, params: dict):
+    """The full GIMP 3 under an Xvfb of our own, running tests/hosts/gimp/<script_name> as
+    batch code. Yields (out dir, xdotool(*args) -> stdout, gimp process)."""
     base = gimp.root or Path("/")
     for tool in ("usr/bin/Xvfb", "usr/bin/xdotool", "usr/bin/gimp-3.0"):
         if not (base / tool).exists():
             pytest.skip(f"/{tool} missing in the GIMP 3 system: run `bash .ci/setup-gimp3.sh` (it adds it)")
-    _client, cfg = engine
-    out = gimp.work / "out-undo"
+    tag = script_name.split(".")[0]
+    out = gimp.work / f"out-{tag}"
     out.mkdir()
-    script = gimp.work / "undo_gui.py"
-    shutil.copy(HERE / "gimp" / "undo_gui.py", script)
-    params = gimp.work / "params-undo.json"
-    params.write_text(json.dumps({"out": gimp.inside(out), "photo": gimp.inside(_photo(gimp)), "wait": 60,
-                                  "select": [180, 200, 64, 48], "model": MODEL}))
+    script = gimp.work / script_name
+    shutil.copy(HERE / "gimp" / script_name, script)
+    pfile = gimp.work / f"params-{tag}.json"
+    pfile.write_text(json.dumps(dict(params, out=gimp.inside(out), photo=gimp.inside(_photo(gimp)))))
     pre = ["chroot", str(gimp.root)] if gimp.root else []
-    n = _free_display(gimp)
-    disp = f":{n}"
-    xlog = open(gimp.work / "xvfb.log", "wb")
+    disp = f":{_free_display(gimp)}"
+    xlog = open(gimp.work / f"xvfb-{tag}.log", "wb")
+    glog_path = gimp.work / f"gimp-{tag}.log"
+    glog = open(glog_path, "wb")
     xvfb = subprocess.Popen([*pre, "Xvfb", disp, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
                             stdout=xlog, stderr=subprocess.STDOUT)
-    glog = open(gimp.work / "gimp-gui.log", "wb")
     gui = None
+
+    def xdotool(*args: str) -> str:
+        return subprocess.run([*pre, "env", f"DISPLAY={disp}", "xdotool", *args], stdout=subprocess.PIPE,
+                              text=True, timeout=30).stdout
+
     try:
         time.sleep(2)
-        assert xvfb.poll() is None, (gimp.work / "xvfb.log").read_text()
+        assert xvfb.poll() is None, (gimp.work / f"xvfb-{tag}.log").read_text()
         env = {"DISPLAY": disp, "HOME": gimp.inside(profile), "LANG": "C.UTF-8",
-               "ENHANCELAYER_CONFIG_DIR": gimp.inside(cfg), "ELCI_PARAMS": gimp.inside(params)}
+               "ENHANCELAYER_CONFIG_DIR": gimp.inside(cfg), "ELCI_PARAMS": gimp.inside(pfile)}
         gui = subprocess.Popen([*pre, "env", *[f"{k}={v}" for k, v in env.items()], "gimp-3.0", "-n",
                                 "--no-splash", "--batch-interpreter=python-fu-eval",
                                 "-b", f'exec(open("{gimp.inside(script)}").read())', "--quit"],
                                stdout=glog, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 150
-        while not (out / "ran.json").exists():
-            assert time.monotonic() < deadline and gui.poll() is None, \
-                "GIMP did not run the procedure:\n" + (gimp.work / "gimp-gui.log").read_text()[-3000:]
-            time.sleep(0.5)
-        ran = json.loads((out / "ran.json").read_text())
-        assert ran["status"] == "success", ran
-        assert ran["layers"] == ["Enhanced · photo-x2 · 60%", "Background"], ran
-        xdo = [*pre, "env", f"DISPLAY={disp}", "xdotool"]
-        wins = subprocess.run([*xdo, "search", "--onlyvisible", "--name", "GIMP"], stdout=subprocess.PIPE,
-                              text=True, timeout=30).stdout.split()
-        assert wins, "no GIMP window on the display"
-        subprocess.run([*xdo, "windowfocus", wins[-1]], timeout=30, check=True)
-        time.sleep(0.5)
-        subprocess.run([*xdo, "key", "ctrl+z"], timeout=30, check=True)     # ONE undo
-        deadline = time.monotonic() + 90
-        while not (out / "undone.json").exists():
-            assert time.monotonic() < deadline, "the batch script never finished"
-            time.sleep(0.5)
-        undone = json.loads((out / "undone.json").read_text())
-        assert undone["layers"] == ["Background"], f"one Ctrl+Z left {undone['layers']}"
-        assert undone["src_unchanged"] is True
-        assert undone["dirty"] is False, "one undo must bring the image back to its saved state"
-        assert undone["selection"][0] is True, "the selection is kept (it was not part of the run)"
+        yield out, xdotool, gui
     finally:
         for p in (gui, xvfb):
             if p is not None and p.poll() is None:
@@ -453,5 +435,77 @@ def test_one_ctrl_z_removes_everything(gimp, profile, engine):
                     p.kill()
         glog.close()
         xlog.close()
-    log = (gimp.work / "gimp-gui.log").read_text()
-    assert UNDO_BROKEN not in log
+    assert UNDO_BROKEN not in glog_path.read_text()
+
+
+def _wait_file(f: Path, seconds: float, gui, what: str, log: Path) -> dict:
+    deadline = time.monotonic() + seconds
+    while not f.exists():
+        assert time.monotonic() < deadline and gui.poll() is None, \
+            f"{what}:\n" + (log.read_text()[-3000:] if log.exists() else "")
+        time.sleep(0.3)
+    return json.loads(f.read_text())
+
+
+def _wait_window(xdotool, name: str, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        wins = xdotool("search", "--onlyvisible", "--name", name).split()
+        if wins:
+            return wins[-1]
+        time.sleep(0.3)
+    raise AssertionError(f"no window named {name!r} appeared")
+
+
+def test_one_ctrl_z_removes_everything(gimp, profile, engine):
+    """A real Ctrl+Z in real GIMP 3 (full GUI under Xvfb, key sent with xdotool) removes the
+    whole result in ONE step: the new layer and its mask go, the image is clean again."""
+    _client, cfg = engine
+    params = {"wait": 60, "select": [180, 200, 64, 48], "model": MODEL}
+    with _gui(gimp, profile, cfg, "undo_gui.py", params) as (out, xdotool, gui):
+        ran = _wait_file(out / "ran.json", 150, gui, "GIMP did not run the procedure", gimp.work / "gimp-undo_gui.log")
+        assert ran["status"] == "success", ran
+        assert ran["layers"] == ["Enhanced · photo-x2 · 60%", "Background"], ran
+        win = _wait_window(xdotool, "GIMP", 30)
+        xdotool("windowfocus", win)
+        time.sleep(0.5)
+        xdotool("key", "ctrl+z")                                   # ONE undo
+        undone = _wait_file(out / "undone.json", 90, gui, "the batch script never finished",
+                            gimp.work / "gimp-undo_gui.log")
+    assert undone["layers"] == ["Background"], f"one Ctrl+Z left {undone['layers']}"
+    assert undone["src_unchanged"] is True
+    assert undone["dirty"] is False, "one undo must bring the image back to its saved state"
+    assert undone["selection"][0] is True, "the selection is kept (it was not part of the run)"
+
+
+def test_cancel_interactive_leaves_nothing(gimp, profile, engine):
+    """Interactive run: OK in the real GimpUi dialog, then Cancel in the progress window while
+    a slow model runs: the procedure returns CANCEL at once, no layer is left, the source is
+    unchanged and the engine job is cancelled too."""
+    client, cfg = engine
+    params = {"select": [100, 100, 256, 256], "model": "photo-x4"}       # ~25 s of CPU: time to cancel
+    with _gui(gimp, profile, cfg, "cancel_gui.py", params) as (out, xdotool, gui):
+        log = gimp.work / "gimp-cancel_gui.log"
+        dlg = _wait_window(xdotool, "^AI Enhance$", 120)
+        xdotool("windowfocus", dlg)
+        time.sleep(1.0)
+        xdotool("key", "Return")                                   # OK (the dialog's default)
+        prog = _wait_window(xdotool, "AI Enhance — progress", 60)
+        deadline = time.monotonic() + 60
+        while not any(j.get("state") == "running" for j in client.jobs()):
+            assert time.monotonic() < deadline, f"the job never ran: {client.jobs()}"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        xdotool("windowfocus", prog)
+        time.sleep(0.3)
+        pressed = time.time()
+        xdotool("key", "Escape")                                   # = Cancel
+        r = _wait_file(out / "cancel.json", 60, gui, "the procedure did not return", log)
+    assert r["status"] == "cancel", r
+    assert r["returned_at"] - pressed < 5, "cancel must not wait for the model"
+    assert r["layers"] == ["Background"] and r["src_unchanged"] and r["dirty"] is False
+    # the engine was told: the job is cancelled, or still finishing its current tile
+    # ("cancelling"; the engine stops between tiles and drops the result)
+    jobs = [j for j in client.jobs() if j.get("model") == "photo-x4"]
+    assert len(jobs) == 1, jobs
+    assert jobs[0]["state"] == "cancelled" or jobs[0]["message"] == "cancelling", jobs

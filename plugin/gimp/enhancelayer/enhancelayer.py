@@ -148,23 +148,36 @@ class _Progress:
         gi.require_version("Gtk", "3.0")
         from gi.repository import Gtk
         self.Gtk = Gtk
-        w = Gtk.Window(title="AI Enhance")
+        w = Gtk.Window(title="AI Enhance — progress")
         w.set_default_size(360, -1)
         w.set_keep_above(True)
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8, margin=12)
         self.label = Gtk.Label(label=title, xalign=0)
         self.bar = Gtk.ProgressBar(show_text=True)
         btn = Gtk.Button(label="Cancel")
-        btn.connect("clicked", lambda *_: setattr(self, "cancelled", True))
-        w.connect("delete-event", lambda *_: (setattr(self, "cancelled", True), True)[1])
+        btn.connect("clicked", lambda *_: self._cancel())
+        w.connect("delete-event", lambda *_: (self._cancel(), True)[1])
+        w.connect("key-press-event", self._key)
         for c in (self.label, self.bar, btn):
             box.pack_start(c, False, False, 0)
         w.add(box)
         w.show_all()
+        btn.grab_focus()
         self.window = w
 
+    def _cancel(self) -> None:
+        self.cancelled = True
+        self.message = "Cancelling…"
+
+    def _key(self, _w, event) -> bool:
+        if event.keyval == self.Gtk.accelerator_parse("Escape")[0]:
+            self._cancel()
+            return True
+        return False
+
     def callback(self, fraction: float, message: str):
-        self.fraction, self.message = fraction, message
+        if not self.cancelled:
+            self.fraction, self.message = fraction, message
         return not self.cancelled
 
     def pump(self) -> None:
@@ -199,15 +212,16 @@ def _run_job(ec, client, progress: _Progress, pixels: bytes, w: int, h: int, cha
 
     t = threading.Thread(target=work, daemon=True)
     t.start()
-    asked = False
     while t.is_alive():
         progress.pump()
-        if progress.cancelled and not asked:
-            asked = True
+        if progress.cancelled:
+            # Return at once: the engine stops the job within one tile and drops it; the
+            # worker thread dies with this process.
             try:
                 client.cancel(job)
             except ec.EngineError:
                 pass
+            raise UserCancelled()
         t.join(0.05)
     if "error" in box:
         e = box["error"]

@@ -1,0 +1,134 @@
+"""Test-only pykrita plug-in (tests/hosts/test_krita.py installs it into a throw-away profile).
+
+In the full Krita app under Xvfb it checks what a user would see: the "Enhance Selection…"
+action in Tools > Scripts, the "AI Enhance" docker with the engine's models; then it opens
+the test photo, selects an area, presses the docker's own "Enhance Selection" button, waits
+for the new layer, and lets the test take a screenshot before quitting.
+Control files live in $ENHANCELAYER_PROBE_DIR.
+"""
+import json
+import os
+import time
+
+from krita import Krita
+from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import QDockWidget, QMenu
+
+DIR = os.environ.get("ENHANCELAYER_PROBE_DIR", "")
+state = {"t0": time.time(), "res": {}}
+
+
+def _write(name, obj):
+    tmp = os.path.join(DIR, name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, os.path.join(DIR, name))
+
+
+def _menu_paths(menu, prefix, out):
+    for a in menu.actions():
+        if a.menu() is not None:
+            _menu_paths(a.menu(), prefix + [a.menu().title().replace("&", "")], out)
+        elif a.objectName() == "enhancelayer_enhance_selection":
+            out.append(" > ".join(prefix + [a.text().replace("&", "")]))
+
+
+def _finish(rc=0):
+    for d in Krita.instance().documents():
+        d.setModified(False)
+    os._exit(rc)
+
+
+def step1():
+    app = Krita.instance()
+    res = state["res"]
+    win = app.activeWindow()
+    act = app.action("enhancelayer_enhance_selection")
+    res["action"] = act is not None
+    if act is not None:
+        res["action_text"] = act.text()
+        res["shortcut"] = act.shortcut().toString()
+    paths = []
+    qwin = win.qwindow()
+    for a in qwin.menuBar().actions():
+        if a.menu() is not None:
+            _menu_paths(a.menu(), [a.menu().title().replace("&", "")], paths)
+    res["menu_paths"] = paths
+    dock = qwin.findChild(QDockWidget, "enhancelayer_docker")
+    res["docker"] = dock is not None
+    if dock is None:
+        _write("ready.json", res)
+        return
+    res["docker_title"] = dock.windowTitle()
+    dock.setFloating(False)
+    dock.show()
+    dock.raise_()
+    state["dock"] = dock
+    spec = json.load(open(os.path.join(DIR, "spec.json")))
+    doc = app.openDocument(spec["png"])
+    win.addView(doc)
+    from krita import Selection
+    sel = Selection()
+    x, y, w, h = spec["select"]
+    sel.select(x, y, w, h, 255)
+    sel.feather(spec.get("feather", 0))
+    doc.setSelection(sel)
+    doc.setActiveNode(doc.rootNode().childNodes()[0])
+    state["doc"] = doc
+    QTimer.singleShot(200, wait_models)
+
+
+def wait_models():
+    dock = state["dock"]
+    n = dock.model.count()
+    res = state["res"]
+    if not dock._models_loaded and time.time() - state["t0"] < 90:
+        QTimer.singleShot(300, wait_models)
+        return
+    res["model_items"] = [dock.model.itemText(i) for i in range(n)]
+    res["docker_status"] = dock.status.text()
+    res["strength_default"] = dock.strength[1].value()
+    spec = json.load(open(os.path.join(DIR, "spec.json")))
+    i = dock.model.findData(spec["model"], 0x0100)
+    if i >= 0:
+        dock.model.setCurrentIndex(i)
+    res["model_selected"] = dock.current_model()
+    dock.go.click()            # the user's click
+    state["t1"] = time.time()
+    QTimer.singleShot(200, wait_layer)
+
+
+def wait_layer():
+    dock, doc, res = state["dock"], state["doc"], state["res"]
+    if dock.ctl.busy() and time.time() - state["t1"] < 120:
+        QTimer.singleShot(200, wait_layer)
+        return
+    doc.waitForDone()
+    res["layers"] = [(n.name(), n.type(), [(c.name(), c.type()) for c in n.childNodes()])
+                     for n in doc.rootNode().childNodes()]
+    res["bar"] = dock.bar.format()
+    res["docker_status_after"] = dock.status.text()
+    res["seconds"] = time.time() - state["t1"]
+    QTimer.singleShot(1500, ready)   # let the canvas and layer docker repaint
+
+
+def ready():
+    res = state["res"]
+    res["display"] = os.environ.get("DISPLAY")
+    res["xauthority"] = os.environ.get("XAUTHORITY")
+    _write("ready.json", res)
+    QTimer.singleShot(200, wait_shot)
+
+
+def wait_shot():
+    if os.path.exists(os.path.join(DIR, "shot_done")) or time.time() - state["t0"] > 240:
+        _finish(0)
+    QTimer.singleShot(200, wait_shot)
+
+
+def _on_window():
+    QTimer.singleShot(2500, step1)
+
+
+if DIR:
+    Krita.instance().notifier().windowCreated.connect(_on_window)

@@ -1,0 +1,444 @@
+"""The Krita plug-in inside real Krita (Debian's krita package), against a real engine.
+
+Each test installs the plug-in with its own installer into a throw-away Krita profile, starts
+``enhancelayer serve`` on a random port with a throw-away ENHANCELAYER_HOME, and runs
+``kritarunner`` (Krita's own headless runner) with tests/hosts/krita/krita_scenarios.py,
+which drives the plug-in's ``core`` code path (and its controller) on a real photo. The
+expected pixels come from the engine directly through the client in this process.
+
+kritarunner runs under ``xvfb-run`` with a window + view of the document, like a user's
+Krita: Krita 5.1 can only make a transparency mask through its view (5.2 has an API call).
+The full app (Route B) test checks that the plug-in loads, registers its action and docker,
+and that the docker's own button makes the masked layer; it takes docs/images/krita-docker.png.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent / "krita"
+VENV_PY = REPO / ".venv" / "bin" / "python"
+
+HAVE_KRITA = shutil.which("kritarunner") is not None
+HAVE_XVFB = shutil.which("xvfb-run") is not None
+needs_krita = [
+    pytest.mark.slow,
+    pytest.mark.krita,
+    pytest.mark.skipif(not HAVE_KRITA, reason="kritarunner not on PATH: apt-get install krita "
+                                              "python3-pyqt5 python3-sip (see shared/hosts.md)"),
+    pytest.mark.skipif(not HAVE_XVFB, reason="xvfb-run not on PATH: apt-get install xvfb xauth"),
+]
+
+
+def _load(name: str, path: Path, package: bool = False):
+    kw = {"submodule_search_locations": [str(path.parent)]} if package else {}
+    spec = importlib.util.spec_from_file_location(name, path, **kw)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+install_krita = _load("install_krita", REPO / "plugin" / "krita" / "install_krita.py")
+
+
+def _client_mod():
+    if "enhancelayer_client" in sys.modules:
+        return sys.modules["enhancelayer_client"]
+    return _load("enhancelayer_client", REPO / "plugin" / "client" / "__init__.py", package=True)
+
+
+# ----------------------------------------------------------------------------- installer (fast)
+
+def test_installer_writes_profile_and_keeps_kritarc(tmp_path: Path) -> None:
+    rc = tmp_path / "kritarc"
+    rc.write_text("[General]\nfoo=bar\n\n[python]\nenable_other=true\nenable_enhancelayer=false\n\n"
+                  "[MainWindow]\nState=abc\n")
+    out = install_krita.install(profile_dir=tmp_path / "krita", kritarc=rc)
+    pk = tmp_path / "krita" / "pykrita"
+    assert Path(out["desktop"]) == pk / "enhancelayer.desktop" and Path(out["desktop"]).is_file()
+    assert (pk / "enhancelayer" / "core.py").is_file()
+    assert (pk / "enhancelayer" / "enhancelayer_client" / "client.py").is_file()
+    assert not list(pk.rglob("__pycache__"))
+    text = rc.read_text()
+    assert text == ("[General]\nfoo=bar\n\n[python]\nenable_other=true\nenable_enhancelayer=true\n\n"
+                    "[MainWindow]\nState=abc\n")
+    # idempotent, and a kritarc without [python] gets the group appended
+    install_krita.install(profile_dir=tmp_path / "krita", kritarc=rc)
+    assert rc.read_text() == text
+    rc2 = tmp_path / "kritarc2"
+    rc2.write_text("[General]\nfoo=bar\n")
+    install_krita.set_enabled(rc2, True)
+    assert rc2.read_text() == "[General]\nfoo=bar\n\n[python]\nenable_enhancelayer=true\n"
+    removed = install_krita.uninstall(profile_dir=tmp_path / "krita", kritarc=rc)
+    assert not (pk / "enhancelayer").exists() and not (pk / "enhancelayer.desktop").exists()
+    assert len(removed) == 3
+    assert "enable_enhancelayer" not in rc.read_text() and "enable_other=true" in rc.read_text()
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, models_dir: Path):
+    """A real engine on a random port, with its own ENHANCELAYER_HOME (discovery + token)."""
+    home = tmp_path_factory.mktemp("engine-home")
+    env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models_dir))
+    env.pop("ENHANCELAYER_CONFIG_DIR", None)
+    py = str(VENV_PY if VENV_PY.exists() else sys.executable)
+    log = open(home / "serve.out", "wb")
+    proc = subprocess.Popen([py, "-m", "engine.cli", "serve", "--port", "0"], cwd=str(REPO), env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    disc = home / "config" / "engine.json"
+    t_end = time.time() + 60
+    while time.time() < t_end and not disc.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"engine exited: {(home / 'serve.out').read_text()[-2000:]}")
+        time.sleep(0.2)
+    assert disc.exists(), "engine did not write its discovery file within 60 s"
+    client = _client_mod().EngineClient.local(start=False, config_dir=str(home / "config"))
+    yield {"home": home, "client": client, "env": env}
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def krita_home(tmp_path_factory):
+    """A throw-away HOME with the plug-in installed by its own installer."""
+    home = tmp_path_factory.mktemp("krita-home")
+    out = install_krita.install(profile_dir=home / ".local" / "share" / "krita",
+                                kritarc=home / ".config" / "kritarc")
+    return {"home": home, "pykrita": Path(out["pykrita"])}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, coffee, astronaut):
+    d = tmp_path_factory.mktemp("photos")
+    from PIL import Image
+    # 2x box-averaged: small (2 CPU cores), and a clean real photograph
+    c = coffee.astype(np.float32)
+    c = ((c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]) / 4 + 0.5).astype(np.uint8)
+    Image.fromarray(c).save(d / "coffee.png")           # 300x200
+    Image.fromarray(astronaut[40:200, 160:320]).save(d / "astronaut.png")   # 160x160, a face
+    return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy()}
+
+
+def run_krita(krita_home, engine, spec: dict, tmp_path: Path, timeout: int = 240) -> dict:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    spec = dict(spec, out_dir=str(out))
+    sp = tmp_path / "spec.json"
+    sp.write_text(json.dumps(spec))
+    env = dict(os.environ, HOME=str(krita_home["home"]),
+               PYTHONPATH=os.pathsep.join([str(krita_home["pykrita"]), str(HERE)]),
+               XDG_DATA_HOME=str(krita_home["home"] / ".local" / "share"),
+               XDG_CONFIG_HOME=str(krita_home["home"] / ".config"),
+               XDG_RUNTIME_DIR=str(tmp_path))
+    if engine is not None:
+        env["ENHANCELAYER_HOME"] = str(engine["home"])
+    env.pop("QT_QPA_PLATFORM", None)   # a real X server (Xvfb): Krita 5.1 needs a view for masks
+    env.pop("ENHANCELAYER_CONFIG_DIR", None)
+    log = tmp_path / "krita.log"
+    with open(log, "wb") as f:
+        p = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", "kritarunner", "-s",
+                              "krita_scenarios", "-f", "main", str(sp)], env=env, cwd=str(tmp_path),
+                             stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)   # xvfb-run, Xvfb and kritarunner
+            p.wait()
+            pytest.fail(f"kritarunner did not finish in {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+    rp = out / "result.json"
+    assert rp.exists(), f"kritarunner wrote no result (rc {p.returncode}):\n{log.read_text(errors='replace')[-3000:]}"
+    res = json.loads(rp.read_text())
+    assert res["ok"], res.get("traceback")
+    res["_out"] = out
+    return res
+
+
+def raw(res: dict, name: str, dtype, W: int, H: int, ch: int = 4) -> np.ndarray:
+    return np.frombuffer((res["_out"] / name).read_bytes(), dtype=dtype).reshape(H, W, ch) if ch > 1 \
+        else np.frombuffer((res["_out"] / name).read_bytes(), dtype=dtype).reshape(H, W)
+
+
+def bgra_to_rgba(a: np.ndarray) -> np.ndarray:
+    return a[..., [2, 1, 0, 3]]
+
+
+def direct(engine, rgba: np.ndarray, dtype: str, **opts) -> np.ndarray:
+    """The engine's own answer for the same pixels, asked directly (RGBA order)."""
+    H, W, C = rgba.shape
+    r = engine["client"].enhance(np.ascontiguousarray(rgba).tobytes(), W, H, C, dtype,
+                                 channel_order="RGBA", **opts)
+    npd = {"u8": np.uint8, "u16": np.uint16, "f32": np.float32}[dtype]
+    return np.frombuffer(r.pixels, dtype=npd).reshape(r.height, r.width, C)
+
+
+def new_layers(res: dict) -> list:
+    before = set(res["layers_before"])
+    return [n for n, t in zip(res["layers_after"], res["layer_types_after"])
+            if t != "selectionmask" and n not in before]
+
+
+def check_common(res: dict, name: str) -> None:
+    assert "error" not in res, res.get("error")
+    assert new_layers(res) == [name], res["layers_after"]
+    assert res["layer_name"] == name
+    assert res["layer_index"] == res["source_index"] + 1      # directly above the source
+
+
+# ----------------------------------------------------------------------------- Route A tests
+
+class TestCore:
+    pytestmark = needs_krita
+
+    def test_u8_masked_feathered_selection(self, engine, krita_home, photos, tmp_path):
+        sel = [60, 50, 120, 90]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
+            "feather": 4, "model": "jpeg-clean-1", "strength": 60}, tmp_path)
+        name = "Enhanced · jpeg-clean-1 · 60%"
+        check_common(res, name)
+        assert res["krita_version"].startswith("5.")
+        assert res["children"] == [["Selection", "transparencymask"]]
+        assert res["info"]["mask"] == "mask"
+        assert res["source_unchanged"] and res["source_sha_before"] == res["source_sha_after"]
+        W, H = 300, 200
+        selection = raw(res, "selection.raw", np.uint8, W, H, 1)
+        mask = raw(res, "mask.raw", np.uint8, W, H, 1)
+        assert (selection > 0).sum() > 0 and ((selection > 0) & (selection < 255)).sum() > 100  # feathered
+        assert np.array_equal(mask, selection), "the mask is the (feathered) selection"
+        assert res["selection_after"] is not None            # the user's selection is kept
+        comp = raw(res, "composite.raw", np.uint8, W, H)      # only the new layer visible
+        assert comp[selection == 0][:, 3].max() == 0, "pixels outside the selection are transparent"
+        assert comp[selection == 255][:, 3].min() == 255
+        # inside: the engine's own output for the same region (bbox + model margin)
+        rx, ry, rw, rh = res["info"]["region"]
+        bx, by, bw, bh = res["info"]["bbox"]
+        margin = next(m for m in engine["client"].models() if m["id"] == "jpeg-clean-1")["receptive_field"]
+        assert (rx, ry) == (max(0, bx - margin), max(0, by - margin))
+        assert (rx + rw, ry + rh) == (min(W, bx + bw + margin), min(H, by + bh + margin))
+        src = np.dstack([photos["coffee"], np.full((H, W), 255, np.uint8)])
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="jpeg-clean-1", strength=60,
+                     grain=0, scale=1)
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))[ry:ry + rh, rx:rx + rw]
+        d = np.abs(got.astype(int) - exp.astype(int))
+        assert d.max() <= 1, f"max diff {d.max()} vs the engine's direct output"
+        assert np.abs(exp[..., :3].astype(int) - src[ry:ry + rh, rx:rx + rw, :3]).mean() > 0.2, \
+            "the model changed something (else the comparison proves nothing)"
+        src_after = raw(res, "source_before.raw", np.uint8, W, H)
+        assert np.array_equal(bgra_to_rgba(src_after)[..., :3], photos["coffee"])  # B,G,R,A read right
+
+    def test_offset_layer_and_selection_at_the_edge(self, engine, krita_home, photos, tmp_path):
+        dx, dy = 9, -6
+        sel = [0, 0, 70, 50]     # touches the top-left edge: the margin is clamped
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
+            "offset": [dx, dy], "model": "jpeg-clean-1", "strength": 100}, tmp_path)
+        check_common(res, "Enhanced · jpeg-clean-1 · 100%")
+        W, H = 300, 200
+        shifted = np.zeros((H, W, 4), np.uint8)
+        shifted[max(0, dy):H + min(0, dy), max(0, dx):W + min(0, dx), :3] = \
+            photos["coffee"][max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)]
+        shifted[max(0, dy):H + min(0, dy), max(0, dx):W + min(0, dx), 3] = 255
+        assert np.array_equal(bgra_to_rgba(raw(res, "source_before.raw", np.uint8, W, H)), shifted)
+        rx, ry, rw, rh = res["info"]["region"]
+        assert (rx, ry) == (0, 0)
+        exp = direct(engine, shifted[ry:ry + rh, rx:rx + rw], "u8", model="jpeg-clean-1",
+                     strength=100, grain=0, scale=1)
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))[ry:ry + rh, rx:rx + rw]
+        assert np.abs(got.astype(int) - exp.astype(int)).max() <= 1
+        assert res["source_unchanged"]
+
+    def test_u16_round_trip_keeps_levels(self, engine, krita_home, photos, tmp_path):
+        W, H = 160, 120
+        # a real photo at 16 bits: upsampled smoothly from the astronaut crop, > 256 levels
+        a = photos["astronaut"][:120, :160].astype(np.float64) / 255.0
+        yy, xx = np.mgrid[0:H, 0:W]
+        a = np.clip(a * 0.85 + 0.1 * (xx / W)[..., None] + 0.05 * (yy / H)[..., None], 0, 1)
+        rgba = np.dstack([(a * 65535 + 0.5).astype(np.uint16), np.full((H, W), 65535, np.uint16)])
+        assert len(np.unique(rgba[..., 0])) > 1000
+        (tmp_path / "in.raw").write_bytes(np.ascontiguousarray(rgba[..., [2, 1, 0, 3]]).tobytes())
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "width": W, "height": H, "depth": "U16",
+            "profile": "sRGB-elle-V2-srgbtrc.icc", "raw": str(tmp_path / "in.raw"),
+            "select": [30, 20, 100, 80], "feather": 2, "model": "jpeg-clean-1", "strength": 80},
+            tmp_path)
+        check_common(res, "Enhanced · jpeg-clean-1 · 80%")
+        assert res["depth"] == "U16" and res["layer_depth"] == "U16"
+        assert res["info"]["mask"] == "mask" and res["source_unchanged"]
+        rx, ry, rw, rh = res["info"]["region"]
+        bx, by, bw, bh = res["info"]["bbox"]
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint16, W, H))
+        exp = direct(engine, rgba[ry:ry + rh, rx:rx + rw], "u16", model="jpeg-clean-1",
+                     strength=80, grain=0, scale=1)
+        d = np.abs(got[ry:ry + rh, rx:rx + rw].astype(int) - exp.astype(int))
+        assert d.max() <= 257, f"max diff {d.max()} (> 1/255)"
+        inside = got[by:by + bh, bx:bx + bw, 1]
+        assert len(np.unique(inside)) > 256, "16-bit precision was lost on the way"
+        assert np.any(inside % 257 != 0)
+
+    @pytest.mark.parametrize("depth", ["F32", "F16"])
+    def test_float_depths(self, engine, krita_home, photos, tmp_path, depth):
+        W, H = 120, 90
+        a = photos["coffee"][50:50 + H, 100:100 + W].astype(np.float32) / 255.0
+        rgba = np.dstack([a, np.ones((H, W), np.float32)]).astype(np.float32)
+        if depth == "F16":
+            rgba = rgba.astype(np.float16).astype(np.float32)
+        (tmp_path / "in.raw").write_bytes(rgba.tobytes())      # float RGBA is R,G,B,A in Krita
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "width": W, "height": H, "depth": depth,
+            "profile": "sRGB-elle-V2-srgbtrc.icc", "raw": str(tmp_path / "in.raw"),
+            "select": [20, 15, 70, 50], "model": "jpeg-clean-1", "strength": 100}, tmp_path)
+        check_common(res, "Enhanced · jpeg-clean-1 · 100%")
+        assert res["layer_depth"] == depth and res["source_unchanged"]
+        rx, ry, rw, rh = res["info"]["region"]
+        npd = np.float16 if depth == "F16" else np.float32
+        got = raw(res, "layer.raw", npd, W, H).astype(np.float32)[ry:ry + rh, rx:rx + rw]
+        exp = direct(engine, rgba[ry:ry + rh, rx:rx + rw], "f32", model="jpeg-clean-1",
+                     strength=100, grain=0, scale=1)
+        d = np.abs(got - exp)
+        assert d.max() <= 1 / 255, f"max diff {d.max() * 255:.2f}/255"
+
+    def test_scale_2_resizes_document_and_aligns(self, engine, krita_home, photos, tmp_path):
+        sel = [100, 60, 60, 40]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
+            "feather": 2, "model": "photo-x2", "strength": 100, "scale": 2}, tmp_path)
+        check_common(res, "Enhanced · photo-x2 · 100%")
+        assert res["doc_size_after"] == [600, 400]
+        assert res["info"]["mask"] == "mask"
+        rx, ry, rw, rh = res["info"]["region"]
+        src = np.dstack([photos["coffee"], np.full((200, 300), 255, np.uint8)])
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="photo-x2", strength=100,
+                     grain=0, scale=2)
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, 600, 400))[2 * ry:2 * (ry + rh), 2 * rx:2 * (rx + rw)]
+        assert np.abs(got.astype(int) - exp.astype(int)).max() <= 1
+        # the mask is the selection Krita scaled with the image; outside it nothing shows
+        selection = raw(res, "selection.raw", np.uint8, 600, 400, 1)
+        comp = raw(res, "composite.raw", np.uint8, 600, 400)
+        assert comp[selection == 0][:, 3].max() == 0
+        ys, xs = np.nonzero(selection)
+        assert abs(xs.min() - 2 * sel[0]) <= 10 and abs(ys.min() - 2 * sel[1]) <= 10
+
+    def test_output_new_document(self, engine, krita_home, photos, tmp_path):
+        sel = [40, 40, 64, 48]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
+            "model": "jpeg-clean-1", "strength": 60, "output": "document"}, tmp_path)
+        assert "error" not in res, res.get("error")
+        assert res["new_doc_size"] == [64, 48]
+        assert "Enhanced · jpeg-clean-1 · 60%" in res["new_doc_layers"]
+        assert [n for n in res["source_doc_layers"] if n != "Selection Mask"] == ["Background"]
+        assert res["source_unchanged"]
+
+    def test_review_map_layer(self, engine, krita_home, photos, tmp_path):
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": [50, 50, 80, 60],
+            "model": "jpeg-clean-1", "strength": 60, "review": True}, tmp_path)
+        assert "error" not in res, res.get("error")
+        assert res["review_layer"] == {"name": "Review · jpeg-clean-1", "visible": False}
+        assert sorted(new_layers(res)) == sorted(["Enhanced · jpeg-clean-1 · 60%", "Review · jpeg-clean-1"])
+
+    def test_engine_unavailable_shows_message_and_leaves_nothing(self, krita_home, photos, tmp_path):
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()          # nothing listens there now
+        res = run_krita(krita_home, None, {
+            "scenario": "unavailable_ui", "png": str(photos["dir"] / "coffee.png"),
+            "select": [10, 10, 50, 50], "model": "jpeg-clean-1",
+            "engine_url": f"http://127.0.0.1:{port}"}, tmp_path)
+        assert len(res["messages"]) == 1, res
+        msg = res["messages"][0]
+        assert f"127.0.0.1:{port}" in msg and "enhancelayer serve" in msg
+        assert res["finished"] == [[False, msg]]
+        assert [n for n in res["layers_after"] if n != "Selection Mask"] == res["layers_before"]
+
+    def test_cancel_leaves_nothing(self, engine, krita_home, photos, tmp_path):
+        res = run_krita(krita_home, engine, {
+            "scenario": "cancel_ui", "png": str(photos["dir"] / "coffee.png"),
+            "select": [60, 40, 150, 120], "model": "photo-x4", "strength": 60, "scale": 1}, tmp_path)
+        assert res["started"] is True
+        assert res["finished"] == [[False, ""]], res      # no layer, no error text
+        assert res["boxes"] == []
+        assert [n for n in res["layers_after"] if n != "Selection Mask"] == res["layers_before"]
+        assert res["doc_size_after"] == [300, 200]
+
+
+# ----------------------------------------------------------------------------- Route B
+
+@pytest.mark.slow
+@pytest.mark.krita
+@pytest.mark.skipif(not shutil.which("krita") or not HAVE_XVFB, reason="krita or xvfb-run not on PATH")
+def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
+    """The real app under Xvfb: action in Tools > Scripts, docker with the engine's models, the
+    docker's own button makes the masked layer; screenshot for the README."""
+    home = tmp_path / "home"
+    install_krita.install(profile_dir=home / ".local/share/krita", kritarc=home / ".config/kritarc")
+    pk = home / ".local/share/krita/pykrita"
+    shutil.copy(HERE / "probe_plugin" / "enhancelayer_probe.desktop", pk)
+    shutil.copytree(HERE / "probe_plugin" / "enhancelayer_probe", pk / "enhancelayer_probe")
+    install_krita.set_enabled(home / ".config/kritarc", True)
+    rc = (home / ".config/kritarc").read_text().replace(
+        "enable_enhancelayer=true", "enable_enhancelayer=true\nenable_enhancelayer_probe=true")
+    (home / ".config/kritarc").write_text(rc)
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "spec.json").write_text(json.dumps({
+        "png": str(photos["dir"] / "coffee.png"), "select": [70, 40, 150, 110], "feather": 6,
+        "model": "jpeg-clean-1"}))
+    env = dict(os.environ, HOME=str(home), ENHANCELAYER_HOME=str(engine["home"]),
+               ENHANCELAYER_PROBE_DIR=str(probe), XDG_DATA_HOME=str(home / ".local/share"),
+               XDG_CONFIG_HOME=str(home / ".config"), XDG_RUNTIME_DIR=str(tmp_path))
+    env.pop("QT_QPA_PLATFORM", None)
+    proc = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1440x900x24", "krita", "--nosplash"],
+                            env=env, stdout=open(tmp_path / "krita.log", "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        t_end = time.time() + 200
+        while time.time() < t_end and not (probe / "ready.json").exists():
+            assert proc.poll() is None, (tmp_path / "krita.log").read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        assert (probe / "ready.json").exists(), "Krita did not get ready in 200 s"
+        res = json.loads((probe / "ready.json").read_text())
+        shot = tmp_path / "krita.png"
+        if shutil.which("import") and res.get("display"):
+            subprocess.run(["import", "-window", "root", str(shot)], timeout=60, check=False,
+                           env=dict(os.environ, DISPLAY=res["display"],
+                                    XAUTHORITY=res.get("xauthority") or ""))
+        (probe / "shot_done").write_text("1")
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert res["action"] and res["action_text"] == "Enhance Selection…"
+    assert res["shortcut"] == "Ctrl+Alt+E"
+    assert any(p.startswith("Tools > Scripts > Enhance Selection") for p in res["menu_paths"]), res["menu_paths"]
+    assert res["docker"] and res["docker_title"] == "AI Enhance"
+    assert res["strength_default"] == 60
+    assert "— Upscale —" in res["model_items"] and "— JPEG clean-up —" in res["model_items"]
+    assert res["model_selected"] == "jpeg-clean-1"
+    layers = {n: (t, kids) for n, t, kids in res["layers"]}
+    assert layers["Enhanced · jpeg-clean-1 · 60%"] == ("paintlayer", [["Selection", "transparencymask"]])
+    assert res["bar"] == "Done"
+    if shot.exists() and os.environ.get("ENHANCELAYER_UPDATE_SCREENSHOTS") == "1":
+        dest = REPO / "docs" / "images" / "krita-docker.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, dest)

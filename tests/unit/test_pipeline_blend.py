@@ -95,15 +95,21 @@ def test_mask_zero_leaves_the_original_and_feathers(models_installed, crop):
     assert np.array_equal(z, orig)
 
 
-def test_protection_hook_scales_strength(models_installed, crop):
-    """Uses engine.review.protection_mask when it exists; a clear error when it does not."""
-    from engine.errors import EnhanceError
-
-    try:
-        from engine.review import protection_mask  # noqa: F401
-    except (ImportError, AttributeError):
-        with pytest.raises(EnhanceError, match="protection"):
-            enhance(crop, EnhanceOptions(model="photo-x2", protect=("faces",)))
-        return
-    res = enhance(crop, EnhanceOptions(model="photo-x2", strength=1.0, protect=("faces", "text")))
-    assert res.image.shape == (320, 360, 3)
+def test_face_protection_and_review_map(models_installed, astronaut):
+    """protect=("faces",) keeps most of the original on the astronaut's face (engine.review
+    finds it); review=True returns the review map at output size."""
+    review = pytest.importorskip("engine.review")
+    img = np.ascontiguousarray(astronaut[:256, 96:352])
+    res = enhance(img, EnhanceOptions(model="photo-x2", strength=1.0, protect=("faces",), review=True))
+    full = enhance(img, EnhanceOptions(model="photo-x2", strength=1.0)).image
+    plain = from_float(resample(img, 512, 512), np.uint8)
+    pm = review.protection_mask(to_float(img), ("faces",))
+    face = resample(pm, 512, 512, "linear") > 0.9
+    assert 0.02 < face.mean() < 0.6
+    changed_prot = np.abs(res.image.astype(int) - plain).mean(axis=2)[face].mean()
+    changed_full = np.abs(full.astype(int) - plain).mean(axis=2)[face].mean()
+    assert changed_prot < changed_full / 3           # 1 - 0.8 protection -> ~1/5 of the change
+    away = resample(pm, 512, 512, "linear") == 0
+    assert np.array_equal(res.image[away], full[away])
+    assert res.review is not None and res.review.shape == (512, 512)
+    assert 0.0 <= res.review.min() and res.review.max() <= 1.0

@@ -258,7 +258,9 @@ class EngineClient:
         if isinstance(e, ssl.SSLError):
             return E.EngineUnreachable(f"TLS error talking to {self.url}: {e} — check the URL (http vs https)")
         if isinstance(e, (socket.timeout, TimeoutError)):
-            return E.EngineUnreachable(f"the engine at {self.url} did not answer in time")
+            err = E.EngineUnreachable(f"the engine at {self.url} did not answer in time")
+            err.timed_out = True
+            return err
         return E.EngineUnreachable(f"cannot reach the engine at {self.url}: {e}")
 
     def _request(self, method: str, path: str, body=None, length: Optional[int] = None,
@@ -436,7 +438,7 @@ class EngineClient:
                 raise E.EngineError(f"the job did not finish within {timeout:.0f} s")
             try:
                 st = self._json("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}",
-                                timeout=max(dead_after, 2.0), what="job")
+                                timeout=10.0, what="job")
                 first_fail = None
             except E.JobNotFound:
                 if self._engine_gone() or self._restarted():
@@ -444,10 +446,13 @@ class EngineClient:
                 if cancelled:
                     raise E.Cancelled("cancelled") from None
                 raise
-            except E.EngineUnreachable:
+            except E.EngineUnreachable as e:
+                # Refused / reset: the engine is gone (confirmed after dead_after s, or at once
+                # when its pid is gone). A mere timeout: the machine is busy; allow much longer.
                 now = time.monotonic()
                 first_fail = first_fail or now
-                if self._engine_gone() or now - first_fail >= dead_after:
+                grace = dead_after if not getattr(e, "timed_out", False) else max(60.0, dead_after)
+                if self._engine_gone() or now - first_fail >= grace:
                     raise self._stopped() from None
                 time.sleep(min(poll, 0.2))
                 continue

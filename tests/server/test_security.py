@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -162,6 +163,7 @@ def _self_signed(d: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
 def test_tls_remote_mode_with_custom_ca(tmp_path):
     cert, key = _self_signed(tmp_path)
     eng = start_engine(tmp_path / "home", args=("--tls-cert", str(cert), "--tls-key", str(key)),

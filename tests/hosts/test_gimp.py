@@ -202,6 +202,8 @@ SCENARIOS = [
          args={"model": MODEL, "strength": 80, "output-mode": "layer", "grain": 30.0}),
     dict(name="u8_scale2", precision="u8", select=[200, 210, 40, 32],
          args={"model": MODEL, "strength": 60, "scale": 2}),
+    dict(name="u8_review", precision="u8", select=[170, 50, 140, 150],
+         args={"model": MODEL, "strength": 70, "review": True, "protect-faces": True}),
     dict(name="u8_new_image", precision="u8", select=[60, 300, 48, 48],
          args={"model": MODEL, "strength": 50, "output-mode": "image"}),
 ]
@@ -256,7 +258,8 @@ def _expected(client, out: Path, s: dict, r: dict):
     a = s["args"]
     res = client.enhance(crop.tobytes(), cx1 - cx0, cy1 - cy0, 4, dtype, channel_order="RGBA", model=MODEL,
                          strength=float(a.get("strength", 60)), grain=float(a.get("grain", 0.0)),
-                         keep_color=False, scale=float(scale), review=False, protect=[])
+                         keep_color=False, scale=float(scale), review=False,
+                         protect=[p for p in ("faces", "text") if a.get(f"protect-{p}")])
     img = np.frombuffer(res.pixels, NP[dtype]).reshape(res.height, res.width, 4)
     img = img[(by0 - cy0) * scale:(by1 - cy0) * scale, (bx0 - cx0) * scale:(bx1 - cx0) * scale]
     return img, (bx0 + ox, by0 + oy, bx1 - bx0, by1 - by0), scale
@@ -349,13 +352,30 @@ def test_scale2_scales_image_and_aligns(results, engine):
 def test_new_image_mode(results, engine):
     out, _log, res = results
     client, _cfg = engine
-    s, r = SCENARIOS[4], res["u8_new_image"]
+    s, r = SCENARIOS[5], res["u8_new_image"]
     assert r["status"] == "success", r["error"]
     assert r["new_layers"] == [] and r["new_images"] == 1 and r["src_unchanged"]
     expected, (_x, _y, w, h), _ = _expected(client, out, s, r)
     il = r["image_layer"]
     assert (il["w"], il["h"]) == (w, h) and il["name"] == "Enhanced · photo-x2 · 50%"
     _check_pixels(out, "u8_new_image-image.raw", "u8", expected)
+
+
+def test_review_layer_and_face_protection(results, engine):
+    out, _log, res = results
+    client, _cfg = engine
+    s, r = SCENARIOS[4], res["u8_review"]
+    assert r["status"] == "success", r["error"]
+    assert r["order"] == ["Review · photo-x2", "Enhanced · photo-x2 · 70%", "Background"], r["order"]
+    expected, (x, y, w, h), _ = _expected(client, out, s, r)
+    review, enhanced = r["new_layers"]
+    for lay in (review, enhanced):
+        assert (lay["x"], lay["y"], lay["w"], lay["h"]) == (x, y, w, h)
+    got = _check_pixels(out, "u8_review-layer1.raw", "u8", expected)    # protect-faces went to the engine
+    unprotected, _box, _ = _expected(client, out, dict(s, args=dict(s["args"], **{"protect-faces": False})), r)
+    assert np.abs(got.astype(int) - unprotected.astype(int)).max() > 1, "face protection had no effect"
+    rv = np.frombuffer((out / "u8_review-layer0.raw").read_bytes(), np.uint8).reshape(h, w, 4)
+    assert (rv[..., 0] == 255).all() and rv[..., 3].max() > 0, "review overlay: red, alpha = risk"
 
 
 def test_one_balanced_undo_group(results):

@@ -196,7 +196,7 @@ def _photo(gimp) -> Path:
 SCENARIOS = [
     dict(name="u8_masked", precision="u8", offset=[40, 30], select=[150, 120, 96, 80], ellipse=True,
          args={"model": MODEL, "strength": 60}),
-    dict(name="u16_edge", precision="u16", offset=[25, 0], select=[470, 440, 70, 60],
+    dict(name="u16_edge", precision="u16", offset=[25, 0], select=[470, 440, 70, 60], hole=[480, 450, 24, 20],
          args={"model": MODEL, "strength": 100, "output-mode": "layer"}),
     dict(name="f32_layer", precision="f32", select=[300, 60, 48, 40],
          args={"model": MODEL, "strength": 80, "output-mode": "layer", "grain": 30.0}),
@@ -321,6 +321,8 @@ def test_16bit_keeps_precision(results, engine):
     levels = np.unique(got[..., :3])
     assert len(levels) > 256, f"only {len(levels)} levels: went through 8 bits"
     assert np.any(levels % 257 != 0)
+    alpha = got[..., 3]
+    assert (alpha == 0).sum() >= 20 * 16 and (alpha == 65535).sum() > alpha.size // 2, "alpha kept"
     assert r["src_unchanged"]
 
 

@@ -51,6 +51,10 @@ def scenario(s):
     ox, oy = s.get("offset", (0, 0))
     if ox or oy:     # canvas grows, the layer moves: the plug-in must handle layer offsets
         img.resize(img.get_width() + ox + 7, img.get_height() + oy + 5, ox, oy)
+    if s.get("hole"):      # a transparent hole: alpha must come back as it was
+        img.select_rectangle(Gimp.ChannelOps.REPLACE, *s["hole"])
+        src.edit_clear()
+        Gimp.Selection.none(img)
     res["src_offsets"] = list(src.get_offsets())[1:]
     fmt = FMT[s["precision"]]
     before = hashlib.sha256(layer_bytes(src, fmt)).hexdigest()

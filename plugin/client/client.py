@@ -357,7 +357,10 @@ class EngineClient:
         if channel_order not in ORDERS:
             raise E.BadRequest(f"channel_order must be one of {ORDERS}, not {channel_order!r}")
         need = pixel_bytes(width, height, channels, dtype)
-        mv = memoryview(pixels).cast("B")
+        try:
+            mv = memoryview(pixels).cast("B")
+        except TypeError:                   # e.g. a host type without the buffer protocol
+            mv = memoryview(bytes(pixels))
         if mv.nbytes != need:
             raise E.BadRequest(f"{mv.nbytes} pixel bytes for a {width}x{height}x{channels} {dtype} "
                                f"image that needs {need}")
@@ -392,23 +395,33 @@ class EngineClient:
         return self._json("DELETE", f"{API}/jobs/{urllib.parse.quote(job, safe='')}", what="job")
 
     def result(self, job: str) -> Result:
-        """Fetch a finished job's pixels (the engine drops them after a successful fetch)."""
-        status, _c, data = self._request("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}/result",
-                                         timeout=max(self.timeout, 120.0))
-        if status >= 300:
-            raise self._error(status, data, "job")
-        if len(data) < 4:
-            raise E.EngineError("the engine sent a truncated result — try again")
-        (n,) = struct.unpack(">I", data[:4])
+        """Fetch a finished job's pixels (the engine drops them after a successful fetch).
+        Streamed: the pixels are read straight into their own bytes object (no second copy of
+        a 128 MB layer inside the host)."""
+        conn = self._conn(max(self.timeout, 120.0))
         try:
-            h = json.loads(data[4:4 + n].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise E.EngineError("the engine sent an unreadable result header — try again") from None
-        off = 4 + n
-        npx = pixel_bytes(h["width"], h["height"], h["channels"], h["dtype"])
-        pixels = data[off:off + npx]
-        rv = h.get("review") or None
-        review = data[off + npx:off + npx + rv["bytes"]] if rv else None
+            try:
+                conn.request("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}/result",
+                             headers=self._headers())
+                resp = conn.getresponse()
+                if resp.status >= 300:
+                    raise self._error(resp.status, resp.read(), "job")
+                head = resp.read(4)
+                if len(head) < 4:
+                    raise E.EngineError("the engine sent a truncated result — try again")
+                (n,) = struct.unpack(">I", head)
+                try:
+                    h = json.loads(resp.read(n).decode("utf-8"))
+                    npx = pixel_bytes(h["width"], h["height"], h["channels"], h["dtype"])
+                except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+                    raise E.EngineError("the engine sent an unreadable result header — try again") from None
+                pixels = resp.read(npx)
+                rv = h.get("review") or None
+                review = resp.read(int(rv["bytes"])) if rv else None
+            except (OSError, http.client.HTTPException) as e:
+                raise self._unreachable(e) from None
+        finally:
+            conn.close()
         if len(pixels) != npx or (rv and len(review) != rv["bytes"]):
             raise E.EngineError("the engine sent a truncated result — try again")
         return Result(pixels, h["width"], h["height"], h["channels"], h["dtype"],

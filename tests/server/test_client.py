@@ -19,6 +19,27 @@ from .conftest import CLIENT_DIR, REPO, elc
 SYSTEM_PY = shutil.which("python3", path="/usr/bin:/usr/local/bin:/bin") or "python3"
 
 
+def _interpreters() -> list[str]:
+    """The system python3 plus any CPython 3.10-3.13 found (PATH, pyenv), one per minor version."""
+    found = {}
+    cands = [SYSTEM_PY] + [shutil.which(f"python3.{m}") for m in (10, 11, 12, 13)]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    if pyenv.is_dir():
+        cands += [str(p / "bin" / "python3") for p in sorted(pyenv.glob("3.1[0-3].*"))]
+    for c in cands:
+        if not c or not os.path.exists(c):
+            continue
+        r = subprocess.run([c, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True, timeout=30)
+        v = r.stdout.strip()
+        if r.returncode == 0 and v in ("3.10", "3.11", "3.12", "3.13") and v not in found:
+            found[v] = c
+    return [found[v] for v in sorted(found)] or [SYSTEM_PY]
+
+
+INTERPRETERS = _interpreters()
+
+
 def _install_copy(dst: Path) -> Path:
     """What install.py does: copy plugin/client into a plug-in folder as enhancelayer_client."""
     target = dst / "enhancelayer_client"
@@ -26,7 +47,8 @@ def _install_copy(dst: Path) -> Path:
     return dst
 
 
-def test_client_is_stdlib_only_under_bare_python(bare_engine, tmp_path):
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_client_is_stdlib_only_under_bare_python(bare_engine, tmp_path, python):
     plug = _install_copy(tmp_path / "plugins")
     script = textwrap.dedent(f"""
         import sys
@@ -49,7 +71,7 @@ def test_client_is_stdlib_only_under_bare_python(bare_engine, tmp_path):
         print("FOREIGN", foreign)
         sys.exit(0 if not foreign else 4)
     """)
-    r = subprocess.run([SYSTEM_PY, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=60,
+    r = subprocess.run([python, "-I", "-S", "-c", script], capture_output=True, text=True, timeout=60,
                        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "FOREIGN []" in r.stdout

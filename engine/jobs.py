@@ -61,9 +61,13 @@ class Job:
     fetched: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
 
+    ahead_s: Optional[float] = None        # estimated work queued before this job (set when listed)
+
     def eta(self) -> Optional[float]:
         if self.state == "queued":
-            return self.estimate_s
+            if self.estimate_s is None:
+                return None
+            return self.estimate_s + (self.ahead_s or 0.0)
         if self.state != "running" or self.started is None:
             return 0.0 if self.state == "done" else None
         el = time.time() - self.started
@@ -131,7 +135,16 @@ class JobManager:
     def get(self, job_id: str) -> Optional[Job]:
         self.sweep()
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+            if job is not None and job.state == "queued":
+                ahead = 0.0
+                for j in self._jobs.values():        # insertion order = queue order
+                    if j is job:
+                        break
+                    if j.device == job.device and j.state in ("queued", "running"):
+                        ahead += (j.eta() or 0.0) if j.state == "running" else (j.estimate_s or 0.0)
+                job.ahead_s = ahead
+            return job
 
     def list(self) -> list[dict]:
         self.sweep()

@@ -325,7 +325,7 @@ def _estimate(model: str, w: int, h: int) -> Optional[float]:
 def run_job(job: Job, progress) -> list:
     """Worker side: pixels -> pipeline -> framed result parts. Same pipeline as the CLI."""
     hdr: wire.JobHeader
-    hdr, img, mask = job.payload
+    hdr, img, mask, limits = job.payload
     two = hdr.channels == 2
     if two:
         img = wire.gray_alpha_to_rgba(img)
@@ -342,7 +342,7 @@ def run_job(job: Job, progress) -> list:
         from engine.pipeline import EnhanceOptions, enhance
         kw: dict[str, Any] = dict(model=hdr.model, strength=hdr.strength / 100.0, keep_color=hdr.keep_color,
                                   scale=hdr.scale, feather=hdr.feather, protect=tuple(hdr.protect),
-                                  review=hdr.review)
+                                  review=hdr.review, max_input_mp=limits[0] / 1e6, max_output_mp=limits[1] / 1e6)
         if hdr.grain is not None:
             kw["grain"] = hdr.grain / 100.0
         if hdr.tile is not None:
@@ -471,7 +471,7 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Fast
         except BaseException:
             jobs.unreserve(reserve)
             raise
-        job = jobs.submit(model=hdr.model, device="auto", reserved=reserve, payload=(hdr, img, mask),
+        job = jobs.submit(model=hdr.model, device="auto", reserved=reserve, payload=(hdr, img, mask, (settings.max_pixels, settings.max_out_pixels)),
                           estimate_s=_estimate(hdr.model, hdr.width, hdr.height))
         return JSONResponse(job.public(), status_code=202)
 

@@ -179,3 +179,16 @@ def test_out_of_memory_maps_to_a_clear_message():
     assert "close other apps or choose a smaller selection" in job.error["message"]
     assert jm.reserved() == 0
     jm.close()
+
+
+def test_second_job_queues_behind_the_first_with_an_eta(model_engine, astronaut):
+    img = np.ascontiguousarray(astronaut[:256, :256])
+    c = model_engine.client()
+    a = c.submit(img.tobytes(), 256, 256, 3, "u8", model="photo-x2", scale=1, tile=64)
+    b = c.submit(img.tobytes(), 256, 256, 3, "u8", model="photo-x2", scale=1, tile=64)
+    st = c.status(b)
+    assert st["state"] == "queued", st
+    assert "queued behind 1" in st["message"]
+    assert st["eta"] is not None and st["eta"] > 0
+    ra, rb = c.wait(a), c.wait(b)
+    assert ra.pixels == rb.pixels                       # same input, same answer

@@ -114,13 +114,19 @@ def probe(path: str | Path) -> tuple[int, int]:
             with tifffile.TiffFile(p) as t:
                 pg = t.pages[0]
                 return int(pg.imagewidth), int(pg.imagelength)
+        import warnings
+
         from PIL import Image as PILImage
 
-        with PILImage.open(p) as im:
-            return im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(p) as im:
+                return im.size
     except BadInput:
         raise
-    except Exception as e:  # noqa: BLE001 - any decoder error is the file's fault
+    except Exception as e:  # noqa: BLE001
+        if type(e).__name__ == "DecompressionBombError":
+            raise TooLarge(f"{p.name}: the image is over the limit of what can be decoded ({_short(e)})") from None
         raise BadInput(f"{p.name}: cannot read the image header ({_short(e)})") from None
 
 
@@ -141,16 +147,19 @@ def read(path: str | Path, *, max_mp: Optional[float] = None) -> Image:
         w, h = probe(p)
         if w * h > max_mp * 1e6:
             raise TooLarge(f"{p.name}: {w}x{h} = {w * h / 1e6:.0f} MP is over the limit of {max_mp:g} MP")
+    import warnings
+
+    from PIL import Image as PILImage
+
     try:
-        if fmt == "tiff":
-            img = _read_tiff(p)
-        elif fmt == "png":
-            img = _read_png(p)
-        else:
-            img = _read_pil(p, fmt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            img = _read_any(p, fmt)
     except (BadInput, TooLarge):
         raise
     except Exception as e:  # noqa: BLE001
+        if type(e).__name__ == "DecompressionBombError":
+            raise TooLarge(f"{p.name}: the image is over the limit of what can be decoded ({_short(e)})") from None
         raise BadInput(f"{p.name}: unreadable or truncated {fmt.upper()} file ({_short(e)})") from None
     px = img.pixels
     if px.ndim == 3 and px.shape[2] == 1:
@@ -158,6 +167,14 @@ def read(path: str | Path, *, max_mp: Optional[float] = None) -> Image:
     if min(img.pixels.shape[:2]) == 0:
         raise BadInput(f"{p.name}: the image has no pixels")
     return img
+
+
+def _read_any(p: Path, fmt: str) -> Image:
+    if fmt == "tiff":
+        return _read_tiff(p)
+    if fmt == "png":
+        return _read_png(p)
+    return _read_pil(p, fmt)
 
 
 def _pil_meta(im) -> tuple[Optional[bytes], Optional[bytes]]:

@@ -77,9 +77,12 @@ def test_never_overwrites_the_original(models_installed, folder):
 
 def test_single_file_glob_format_and_bad_arguments(models_installed, folder, tmp_path):
     one = tmp_path / "one.png"
-    r = run(folder / "astronaut.jpg", "-m", "jpeg-clean-1", "-o", one, "--strength", "100", "--keep-color")
+    rv = tmp_path / "review.png"
+    r = run(folder / "astronaut.jpg", "-m", "jpeg-clean-1", "-o", one, "--strength", "100", "--keep-color",
+            "--review", rv)
     assert r.returncode == 0, r.stderr
     assert imageio.read(one).pixels.shape == (100, 120, 3)
+    assert imageio.read(rv).pixels.shape == (100, 120)          # 8-bit gray review map
 
     g = tmp_path / "g"
     r = run(str(folder / "*.jpg"), str(folder / "cat16.tif"), "-m", "photo-x2", "-o", g, "--format", "png",
@@ -119,3 +122,25 @@ def test_mask_file_limits_the_effect(models_installed, folder, tmp_path):
     assert np.abs(res[:, 140:].astype(int) - plain[:, 140:]).mean() > 0.5
     r = run(folder / "coffee.png", "-m", "photo-x2", "-o", tmp_path / "w.png", "--mask", mp)
     assert r.returncode == 2 and "mask" in r.stderr
+
+
+def test_time_estimate_and_gigantic_header(models_installed, coffee, tmp_path):
+    """A long job is announced with its estimate; a 400 MP header is refused before decoding."""
+    import struct
+    import zlib
+
+    src = tmp_path / "coffee.png"
+    imageio.write(src, imageio.Image(coffee))                      # 0.24 MP: ~77 s with photo-x4
+    r = run(src, "-m", "photo-x4", "-o", tmp_path / "o.png", "--strength", "0")   # strength 0: no model run
+    assert r.returncode == 0, r.stderr
+    assert "estimated" in r.stderr and "photo-x4" in r.stderr
+
+    def chunk(t: bytes, b: bytes) -> bytes:
+        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xFFFFFFFF)
+
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    r = run(huge, "-m", "photo-x2", "-o", tmp_path / "h.png")
+    assert r.returncode == 2 and "over the limit" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "h.png").exists()

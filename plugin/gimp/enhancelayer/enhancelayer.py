@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -282,9 +281,18 @@ def _dialog(procedure, config) -> bool:
 
 
 def run_enhance(procedure, run_mode, image, drawables, config, data):
-    interactive = run_mode == Gimp.RunMode.INTERACTIVE
-    if interactive and not _dialog(procedure, config):
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    # Filters > Repeat (last values) runs without the dialog but still for a person watching:
+    # show the progress window with Cancel and open new images in a display.
+    interactive = run_mode != Gimp.RunMode.NONINTERACTIVE
+    if run_mode == Gimp.RunMode.WITH_LAST_VALS:
+        try:
+            gi.require_version("GimpUi", "3.0")
+            from gi.repository import GimpUi
+            GimpUi.init(PROC)
+        except Exception:
+            pass
     try:
         _enhance(image, list(drawables), _args(config), interactive)
     except UserCancelled:

@@ -166,8 +166,8 @@ class Guard:
         if len(auths) == 1:
             scheme, _, cred = auths[0].strip().partition(" ")
             if scheme.lower() == "bearer":
-                given = cred.strip().encode("latin-1", "replace")
-        if not given or not hmac.compare_digest(given, self.s.token.encode("latin-1", "replace")):
+                given = cred.strip().encode("latin-1")      # the header's own bytes, lossless
+        if not given or not hmac.compare_digest(given, self.s.token.encode("utf-8")):
             return _json_error(401, "unauthorized", "missing or wrong token (Authorization: Bearer <token>)",
                                {"WWW-Authenticate": 'Bearer realm="enhancelayer"'})
         return None
@@ -312,6 +312,8 @@ def check_model(model: str) -> None:
         return
     spec = catalog.get(model)
     if not registry.is_installed(spec):
+        if spec.family == "own":
+            raise ModelNotInstalled(f"model '{model}' is not trained yet (see models/README.md)")
         raise ModelNotInstalled(f"model '{model}' is not installed: run 'enhancelayer import --only {model}'")
 
 

@@ -152,11 +152,13 @@ class EngineClient:
         proc = cls._spawn(argv, cwd, env_add, cfg)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # exit code 0 means "an engine is already running" (another host won the start
+            # race, or a busy engine was slow to answer): keep waiting for it to answer.
             found = cls._discover(cfg)
             if found is not None:
                 return found
-            if proc.poll() is not None:
-                again = cls._discover(cfg)      # lost a start race to another host: fine
+            if proc.poll() is not None and proc.returncode != 0:
+                again = cls._discover(cfg)
                 if again is not None:
                     return again
                 raise E.EngineStartFailed(

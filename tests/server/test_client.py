@@ -181,3 +181,41 @@ def test_wire_frames_match_engine():
     assert cw.frame_prefix(h) == wire.pack(h)
     hdr = wire.parse_header(wire.pack(h)[4:])
     assert hdr.pixel_bytes() == cw.pixel_bytes(2, 1, 3, "u16") == 12
+
+
+def test_two_hosts_starting_the_engine_at_once_share_one(tmp_path):
+    """Krita and GIMP both call local() at the same moment: the lock lets one engine live,
+    the other launcher exits 0 ("already running") and its client waits for the winner."""
+    import threading
+    home = tmp_path / "home"
+    cfg = home / "config"
+    cfg.mkdir(parents=True)
+    (cfg / "launcher.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "engine.cli", "serve", "--idle-timeout", "60"], "cwd": str(REPO),
+        "env": {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(home / "models")}}))
+    got: dict = {}
+
+    def host(i):
+        try:
+            got[i] = elc.EngineClient.local(config_dir=str(cfg), timeout=90)
+        except Exception as e:          # noqa: BLE001 - reported below
+            got[i] = e
+    ts = [threading.Thread(target=host, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    pid = None
+    try:
+        assert all(isinstance(got[i], elc.EngineClient) for i in range(2)), got
+        pid = got[0].pid
+        assert got[1].pid == pid
+        assert json.loads((cfg / "engine.json").read_text())["pid"] == pid
+        assert got[1].enhance(bytes(12), 2, 2, 3, "u8", model="identity").pixels == bytes(12)
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not (cfg / "engine.json").exists():
+                    break
+                time.sleep(0.1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -44,7 +44,7 @@ CHUNK_ROWS = 128          # post-processing strip height (output rows)
 class EnhanceOptions:
     model: str = "photo-x2"
     strength: float = 0.6               # 0..1 (the CLI's 0-100 % / 100)
-    grain: float = 0.0                  # 0..1; GRAIN_DEFAULT is what --grain turns on
+    grain: float = 0.0                  # 0..1; True or GRAIN_DEFAULT is what --grain turns on
     keep_color: bool = False
     scale: Optional[float] = None       # output / input; None = the model's scale
     mask: Optional[np.ndarray] = None   # HxW (or HxWx1) u8 / u16 / float of the INPUT size
@@ -79,7 +79,7 @@ def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
 def _check(image_shape: tuple[int, int], opts: EnhanceOptions) -> None:
     h, w = image_shape
     if not (0.0 <= float(opts.strength) <= 1.0) or math.isnan(float(opts.strength)):
-        raise BadInput(f"strength must be between 0 and 100 % (got {opts.strength * 100:g} %)")
+        raise BadInput(f"strength must be between 0 and 100 % (0..1 in the API; got {opts.strength:g})")
     if not (0.0 <= float(opts.grain) <= 1.0):
         raise BadInput(f"grain must be between 0 and 1 (got {opts.grain:g})")
     if opts.scale is not None and not (0 < float(opts.scale) <= 16):
@@ -165,6 +165,8 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     """
     t_start = time.monotonic()
     opts = opts or EnhanceOptions()
+    if isinstance(opts.grain, bool):          # grain=True means "the default amount"
+        opts = replace(opts, grain=GRAIN_DEFAULT if opts.grain else 0.0)
     src = Source(image)
     h, w = src.h, src.w
     _check((h, w), opts)

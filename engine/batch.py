@@ -94,6 +94,7 @@ def plan_outputs(inputs: Sequence[Path], output: Path, fmt: Optional[str]) -> li
         raise BadInput(f"-o {output}: exists and is not a folder")
     items: list[Item] = []
     used: set[str] = set()
+    originals = {q.resolve() for q in inputs}
     for src in inputs:
         if single_file:
             dst = output
@@ -109,7 +110,7 @@ def plan_outputs(inputs: Sequence[Path], output: Path, fmt: Optional[str]) -> li
                 name = f"{stem}-{n}{ext}"
             used.add(name.lower())
             dst = output / name
-        if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
+        if dst.resolve() in originals or (dst.exists() and any(os.path.samefile(dst, q) for q in inputs)):
             raise BadInput(f"{src}: the output would overwrite the original: choose another -o")
         items.append(Item(src, dst))
     return items

@@ -73,6 +73,13 @@ def test_never_overwrites_the_original(models_installed, folder):
     r = run(folder / "*.png", "-m", "photo-x2", "-o", folder)
     assert r.returncode == 2 and "overwrite the original" in r.stderr
     assert src.read_bytes() == before
+    # another input is not overwritten either (astronaut.jpg -> --format jpeg ... coffee.png -> coffee.jpg)
+    other = folder / "coffee.jpg"
+    imageio.write(other, imageio.Image(np.zeros((20, 20, 3), np.uint8)))
+    theirs = other.read_bytes()
+    r = run(folder / "coffee.png", other, "-m", "photo-x2", "-o", folder, "--format", "jpeg")
+    assert r.returncode == 2 and "overwrite the original" in r.stderr
+    assert other.read_bytes() == theirs
 
 
 def test_single_file_glob_format_and_bad_arguments(models_installed, folder, tmp_path):

@@ -128,7 +128,13 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
 
+    from engine import catalog
+    cat_s_per_mp = catalog.get("photo-x2").ms_per_mp_cpu / 1000.0
+    cat_full = cat_s_per_mp * side * side / 1e6
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible"
+    if hasattr(os, "getloadavg"):
+        cpu += (f", load average {os.getloadavg()[0]:.1f} at the end (other work shared the CPUs: "
+                "the figures are pessimistic and vary run to run)")
     lines = [
         "# Round trip through client + server (identity model)",
         "",
@@ -138,7 +144,7 @@ def main() -> None:
         "",
         "A real photo (astronaut, tiled) as BGRA (Krita's order: the server swaps to RGBA and back). "
         "Upload = `submit()` (send + header checks + BGRA->RGBA + queue); engine = queue + identity + "
-        "framing the result; download = `result()` (receive + parse). Median of the runs after one warm-up. "
+        "RGBA->BGRA + serialising the result + status polls; download = `result()` (receive + parse). Median of the runs after one warm-up. "
         "MB/s counts both directions.",
         "",
         "| image | MB each way | upload s | engine s | download s | round trip s | MB/s | share of photo-x2 |",
@@ -154,6 +160,10 @@ def main() -> None:
         + (f"so the {side}x{side} job is {x2_full:.0f} s (measured)." if measured else
            f"so the {side}x{side} job is estimated at {x2_full:.0f} s by area (not run in full: "
            f"it would take that long on this CPU). "),
+        "",
+        f"Cross-check with the catalog's cost for an idle 2-core CPU ({cat_s_per_mp:.0f} s per input MP): "
+        f"{cat_full:.0f} s for {side}x{side}, shares "
+        + ", ".join(f"{r['dtype']} {100 * r['total'] / cat_full:.2f} %" for r in rows) + ".",
         "",
         f"Target: the round trip is at most 5 % of the photo-x2 job: "
         f"{'met' if all(r['total'] / x2_full <= 0.05 for r in rows) else 'NOT met'} "

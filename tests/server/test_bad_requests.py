@@ -187,3 +187,43 @@ def test_queue_memory_limit_is_429(tmp_path):
         assert job
     finally:
         eng.stop()
+
+
+def test_unfetched_results_expire(tmp_path):
+    from .conftest import start_engine
+    eng = start_engine(tmp_path / "home", args=("--result-ttl", "1"))
+    try:
+        c = eng.client()
+        job = c.submit(bytes(12), 2, 2, 3, "u8", model="identity")
+        while c.status(job)["state"] != "done":
+            time.sleep(0.02)
+        time.sleep(2.0)                                   # the sweeper runs every 0.5 s
+        with pytest.raises(elc.JobNotFound):
+            c.status(job)
+        assert c.jobs() == []
+    finally:
+        eng.stop()
+
+
+def test_a_broken_model_fails_the_job_not_the_server(tmp_path):
+    """A user drops a corrupt .onnx into user-models: the job fails with a message, the engine
+    answers 200 to status and stays up (never a 5xx)."""
+    from .conftest import start_engine
+    home = tmp_path / "home"
+    (home / "user-models").mkdir(parents=True)
+    (home / "user-models" / "broken.onnx").write_bytes(b"this is not an onnx file" * 10)
+    eng = start_engine(home)
+    try:
+        c = eng.client()
+        assert any(m["id"] == "user:broken" for m in c.models())
+        job = c.submit(bytes(16 * 16 * 3), 16, 16, 3, "u8", model="user:broken", scale=None)
+        with pytest.raises(elc.JobFailed) as ei:
+            c.wait(job)
+        assert str(ei.value)
+        st = c.status(job)
+        assert st["state"] == "failed" and st["error"]["kind"] and st["error"]["message"]
+        code, _h, b = eng.raw("GET", f"/v1/jobs/{job}/result")
+        assert code == 409 and json.loads(b)["error"] == "not_ready"
+        assert eng.raw("GET", "/v1/health", auth=False)[0] == 200
+    finally:
+        eng.stop()

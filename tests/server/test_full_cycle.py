@@ -186,9 +186,13 @@ def test_second_job_queues_behind_the_first_with_an_eta(model_engine, astronaut)
     c = model_engine.client()
     a = c.submit(img.tobytes(), 256, 256, 3, "u8", model="photo-x2", scale=1, tile=64)
     b = c.submit(img.tobytes(), 256, 256, 3, "u8", model="photo-x2", scale=1, tile=64)
+    d = c.submit(img.tobytes(), 256, 256, 3, "u8", model="photo-x2", scale=1, tile=64)
     st = c.status(b)
     assert st["state"] == "queued", st
     assert "queued behind 1" in st["message"]
     assert st["eta"] is not None and st["eta"] > 0
+    assert c.cancel(d)["state"] == "cancelled"           # a queued job is cancelled at once
+    with pytest.raises(elc.Cancelled):
+        c.wait(d)
     ra, rb = c.wait(a), c.wait(b)
     assert ra.pixels == rb.pixels                       # same input, same answer

@@ -33,10 +33,15 @@ AUTO_ORDER = ("tensorrt", "cuda", "directml", "coreml")
 
 # Models for which the openvino runtime beat ORT's CPU provider clearly (>= 15 %) at the same
 # fidelity in bench/backends.py on this 2-core AVX2 host; see bench/results/backends.md.
-OPENVINO_CPU_WINS: frozenset[str] = frozenset()
+OPENVINO_CPU_WINS: frozenset[str] = frozenset({
+    "anime-video-x2", "anime-video-x3", "anime-video-x4",                       # SRVGG: 1.5-2.3x
+    "illustration-x2", "illustration-denoise-0", "illustration-denoise-1",      # CUNet: 1.2-1.9x
+    "illustration-denoise-2", "illustration-denoise-3",
+    "illustration-x4", "photo-x4",                                              # RRDB: 1.2-1.6x
+})  # waifu2x upconv_7 (photo-x2*, jpeg-clean-*): ORT and OpenVINO trade places -> ORT
 
 _OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudnn_status_alloc_failed",
-                "cuda_error_out_of_memory", "e_outofmemory", "std::bad_alloc")
+                "cuda_error_out_of_memory", "e_outofmemory", "std::bad_alloc", "cannot allocate")
 
 
 def cpu_threads() -> int:

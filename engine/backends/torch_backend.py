@@ -43,7 +43,12 @@ class TorchModel:
         torch, spandrel = _imports()
         self._torch = torch
         try:
-            desc = spandrel.ModelLoader().load_from_state_dict(_state_dict(path, torch))
+            sd = _state_dict(path, torch)
+        except Exception as e:  # noqa: BLE001 - corrupt file, unsafe pickle refused by weights_only, ...
+            raise EnhanceError(f"cannot read {path.name} as PyTorch weights (weights_only): "
+                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        try:
+            desc = spandrel.ModelLoader().load_from_state_dict(sd)
         except Exception as e:  # noqa: BLE001
             raise EnhanceError(f"spandrel cannot identify {path.name} as a known image model: "
                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

@@ -147,3 +147,15 @@ def test_user_onnx_model_is_listed_and_runs(tmp_path: Path, models_installed: Pa
     assert m.run(np.full((20, 24, 3), 0.5, np.float32)).shape == (80, 96, 3)
     with pytest.raises(UnknownModel):
         load_model("user:nope")
+
+
+def test_user_pth_that_cannot_be_loaded_is_one_line(tmp_path: Path, photo_png: Path, models_installed: Path) -> None:
+    """Without the torch extra: 'needs the torch extra'; with it: spandrel/weights_only refuse it."""
+    home = tmp_path / "home"
+    (home / "user-models").mkdir(parents=True)
+    (home / "user-models" / "mystery.pth").write_bytes(b"not a checkpoint" * 64)
+    env = {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(models_installed)}
+    out = tmp_path / "out.png"
+    line = one_clear_line(cli("run", str(photo_png), "-m", "user:mystery", "-o", str(out), env=env))
+    assert ("torch extra" in line) or ("mystery.pth" in line)
+    assert not out.exists()

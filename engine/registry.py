@@ -56,6 +56,13 @@ def manifest_path(model_id: str) -> Path:
     return model_dir(model_id) / MANIFEST_FILE
 
 
+def _read_json(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def read_manifest(model_id: str) -> dict | None:
     p = manifest_path(model_id)
     try:
@@ -89,6 +96,12 @@ def verified_onnx_path(model_id: str) -> Path:
         if not path.is_file():
             raise ModelNotInstalled(f"model '{model_id}' is not trained yet: {path} is missing "
                                     "(see models/README.md for how to train it)")
+        # models/train/manifest.py writes models/trained/manifest.json {"models": {id: {"sha256"}}}
+        own = _read_json(path.parent / MANIFEST_FILE)
+        want = ((own or {}).get("models") or {}).get(model_id, {}).get("sha256")
+        if want and sha256_file(path) != want:
+            raise WeightsTampered(f"weights of '{model_id}' do not match models/trained/manifest.json "
+                                  f"(sha256 mismatch in {path}): restore them with git or retrain")
         return path
     man = read_manifest(model_id)
     if not path.is_file() or man is None:

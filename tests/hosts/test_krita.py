@@ -6,7 +6,7 @@ Each test installs the plug-in with its own installer into a throw-away Krita pr
 which drives the plug-in's ``core`` code path (and its controller) on a real photo. The
 expected pixels come from the engine directly through the client in this process.
 
-kritarunner runs under ``xvfb-run`` with a window + view of the document, like a user's
+kritarunner runs on its own Xvfb display with a window + view of the document, like a user's
 Krita: Krita 5.1 can only make a transparency mask through its view (5.2 has an API call).
 The full app (Route B) test checks that the plug-in loads, registers its action and docker,
 and that the docker's own button makes the masked layer; it takes docs/images/krita-docker.png.
@@ -31,14 +31,73 @@ HERE = Path(__file__).resolve().parent / "krita"
 VENV_PY = REPO / ".venv" / "bin" / "python"
 
 HAVE_KRITA = shutil.which("kritarunner") is not None
-HAVE_XVFB = shutil.which("xvfb-run") is not None
+HAVE_XVFB = shutil.which("Xvfb") is not None
 needs_krita = [
     pytest.mark.slow,
     pytest.mark.krita,
     pytest.mark.skipif(not HAVE_KRITA, reason="kritarunner not on PATH: apt-get install krita "
                                               "python3-pyqt5 python3-sip (see shared/hosts.md)"),
-    pytest.mark.skipif(not HAVE_XVFB, reason="xvfb-run not on PATH: apt-get install xvfb xauth"),
+    pytest.mark.skipif(not HAVE_XVFB, reason="Xvfb not on PATH: apt-get install xvfb xauth"),
 ]
+
+
+class Xvfb:
+    """Our own X server: ``Xvfb -displayfd`` picks a free display and says when it is ready
+    (xvfb-run -a races with parallel runs for :99 and sometimes loses its auth folder)."""
+
+    def __init__(self, screen: str):
+        import random
+        for _ in range(20):
+            n = random.randint(300, 5000)   # not :0-:99 (Krita fails on :0 here; xvfb-run uses :99)
+            if Path(f"/tmp/.X{n}-lock").exists() or Path(f"/tmp/.X11-unix/X{n}").exists():
+                continue
+            r, w = os.pipe()
+            self.proc = subprocess.Popen(["Xvfb", f":{n}", "-displayfd", str(w), "-screen", "0", screen,
+                                          "-nolisten", "tcp", "-noreset"], pass_fds=(w,),
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True)
+            os.close(w)
+            buf = b""
+            t_end = time.time() + 30
+            while not buf.endswith(b"\n") and time.time() < t_end:
+                chunk = os.read(r, 16)   # the display number once the server is ready; EOF if it died
+                if not chunk:
+                    break
+                buf += chunk
+            os.close(r)
+            if buf.strip():
+                self.display = ":" + buf.decode().strip()
+                self._settle()
+                return
+            self.close()
+        raise RuntimeError("Xvfb did not start")
+
+    def _settle(self) -> None:
+        """Krita's xcb sometimes fails on a server that has just said it is ready: wait until
+        a client gets through, then a moment more."""
+        env = dict(os.environ, DISPLAY=self.display)
+        env.pop("XAUTHORITY", None)
+        t_end = time.time() + 15
+        while shutil.which("xdpyinfo") and time.time() < t_end:
+            if subprocess.run(["xdpyinfo"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def xserver():
+    x = Xvfb("1280x800x24")
+    yield x
+    x.close()
 
 
 def _load(name: str, path: Path, package: bool = False):
@@ -137,7 +196,7 @@ def photos(tmp_path_factory, coffee, astronaut):
     return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy()}
 
 
-def run_krita(krita_home, engine, spec: dict, tmp_path: Path, timeout: int = 240) -> dict:
+def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, timeout: int = 240) -> dict:
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     spec = dict(spec, out_dir=str(out))
@@ -151,24 +210,36 @@ def run_krita(krita_home, engine, spec: dict, tmp_path: Path, timeout: int = 240
     if engine is not None:
         env["ENHANCELAYER_HOME"] = str(engine["home"])
     env.pop("QT_QPA_PLATFORM", None)   # a real X server (Xvfb): Krita 5.1 needs a view for masks
+    env["DISPLAY"] = xserver.display
+    env.pop("XAUTHORITY", None)
     env.pop("ENHANCELAYER_CONFIG_DIR", None)
     log = tmp_path / "krita.log"
+    for attempt in range(3):
+        _run_kritarunner(sp, env, tmp_path, log, timeout)
+        if b"could not connect to display" not in log.read_bytes():
+            break
+        time.sleep(2)   # a flaky X connection at start-up: nothing ran yet, so run again
+    rp = out / "result.json"
+    n = xserver.display[1:]
+    assert rp.exists(), f"kritarunner wrote no result (Xvfb {xserver.display} " \
+        f"alive: {xserver.proc.poll() is None}, socket: {Path(f'/tmp/.X11-unix/X{n}').exists()}):\n{log.read_text(errors='replace')[-3000:]}"
+    res = json.loads(rp.read_text())
+    assert res["ok"], res.get("traceback")
+    res["_out"] = out
+    return res
+
+
+def _run_kritarunner(sp: Path, env: dict, tmp_path: Path, log: Path, timeout: int) -> None:
     with open(log, "wb") as f:
-        p = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", "kritarunner", "-s",
+        p = subprocess.Popen(["kritarunner", "-s",
                               "krita_scenarios", "-f", "main", str(sp)], env=env, cwd=str(tmp_path),
                              stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             p.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)   # xvfb-run, Xvfb and kritarunner
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             pytest.fail(f"kritarunner did not finish in {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
-    rp = out / "result.json"
-    assert rp.exists(), f"kritarunner wrote no result (rc {p.returncode}):\n{log.read_text(errors='replace')[-3000:]}"
-    res = json.loads(rp.read_text())
-    assert res["ok"], res.get("traceback")
-    res["_out"] = out
-    return res
 
 
 def raw(res: dict, name: str, dtype, W: int, H: int, ch: int = 4) -> np.ndarray:
@@ -207,11 +278,11 @@ def check_common(res: dict, name: str) -> None:
 class TestCore:
     pytestmark = needs_krita
 
-    def test_u8_masked_feathered_selection(self, engine, krita_home, photos, tmp_path):
+    def test_u8_masked_feathered_selection(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [60, 50, 120, 90]
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
-            "feather": 4, "model": "jpeg-clean-1", "strength": 60}, tmp_path)
+            "feather": 4, "model": "jpeg-clean-1", "strength": 60}, tmp_path, xserver)
         name = "Enhanced · jpeg-clean-1 · 60%"
         check_common(res, name)
         assert res["krita_version"].startswith("5.")
@@ -244,12 +315,12 @@ class TestCore:
         src_after = raw(res, "source_before.raw", np.uint8, W, H)
         assert np.array_equal(bgra_to_rgba(src_after)[..., :3], photos["coffee"])  # B,G,R,A read right
 
-    def test_offset_layer_and_selection_at_the_edge(self, engine, krita_home, photos, tmp_path):
+    def test_offset_layer_and_selection_at_the_edge(self, engine, krita_home, photos, tmp_path, xserver):
         dx, dy = 9, -6
         sel = [0, 0, 70, 50]     # touches the top-left edge: the margin is clamped
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
-            "offset": [dx, dy], "model": "jpeg-clean-1", "strength": 100}, tmp_path)
+            "offset": [dx, dy], "model": "jpeg-clean-1", "strength": 100}, tmp_path, xserver)
         check_common(res, "Enhanced · jpeg-clean-1 · 100%")
         W, H = 300, 200
         shifted = np.zeros((H, W, 4), np.uint8)
@@ -265,7 +336,7 @@ class TestCore:
         assert np.abs(got.astype(int) - exp.astype(int)).max() <= 1
         assert res["source_unchanged"]
 
-    def test_u16_round_trip_keeps_levels(self, engine, krita_home, photos, tmp_path):
+    def test_u16_round_trip_keeps_levels(self, engine, krita_home, photos, tmp_path, xserver):
         W, H = 160, 120
         # a real photo at 16 bits: upsampled smoothly from the astronaut crop, > 256 levels
         a = photos["astronaut"][:120, :160].astype(np.float64) / 255.0
@@ -278,7 +349,7 @@ class TestCore:
             "scenario": "core", "width": W, "height": H, "depth": "U16",
             "profile": "sRGB-elle-V2-srgbtrc.icc", "raw": str(tmp_path / "in.raw"),
             "select": [30, 20, 100, 80], "feather": 2, "model": "jpeg-clean-1", "strength": 80},
-            tmp_path)
+            tmp_path, xserver)
         check_common(res, "Enhanced · jpeg-clean-1 · 80%")
         assert res["depth"] == "U16" and res["layer_depth"] == "U16"
         assert res["info"]["mask"] == "mask" and res["source_unchanged"]
@@ -294,7 +365,7 @@ class TestCore:
         assert np.any(inside % 257 != 0)
 
     @pytest.mark.parametrize("depth", ["F32", "F16"])
-    def test_float_depths(self, engine, krita_home, photos, tmp_path, depth):
+    def test_float_depths(self, engine, krita_home, photos, tmp_path, xserver, depth):
         W, H = 120, 90
         a = photos["coffee"][50:50 + H, 100:100 + W].astype(np.float32) / 255.0
         rgba = np.dstack([a, np.ones((H, W), np.float32)]).astype(np.float32)
@@ -304,7 +375,7 @@ class TestCore:
         res = run_krita(krita_home, engine, {
             "scenario": "core", "width": W, "height": H, "depth": depth,
             "profile": "sRGB-elle-V2-srgbtrc.icc", "raw": str(tmp_path / "in.raw"),
-            "select": [20, 15, 70, 50], "model": "jpeg-clean-1", "strength": 100}, tmp_path)
+            "select": [20, 15, 70, 50], "model": "jpeg-clean-1", "strength": 100}, tmp_path, xserver)
         check_common(res, "Enhanced · jpeg-clean-1 · 100%")
         assert res["layer_depth"] == depth and res["source_unchanged"]
         rx, ry, rw, rh = res["info"]["region"]
@@ -315,11 +386,11 @@ class TestCore:
         d = np.abs(got - exp)
         assert d.max() <= 1 / 255, f"max diff {d.max() * 255:.2f}/255"
 
-    def test_scale_2_resizes_document_and_aligns(self, engine, krita_home, photos, tmp_path):
+    def test_scale_2_resizes_document_and_aligns(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [100, 60, 60, 40]
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
-            "feather": 2, "model": "photo-x2", "strength": 100, "scale": 2}, tmp_path)
+            "feather": 2, "model": "photo-x2", "strength": 100, "scale": 2}, tmp_path, xserver)
         check_common(res, "Enhanced · photo-x2 · 100%")
         assert res["doc_size_after"] == [600, 400]
         assert res["info"]["mask"] == "mask"
@@ -336,26 +407,26 @@ class TestCore:
         ys, xs = np.nonzero(selection)
         assert abs(xs.min() - 2 * sel[0]) <= 10 and abs(ys.min() - 2 * sel[1]) <= 10
 
-    def test_output_new_document(self, engine, krita_home, photos, tmp_path):
+    def test_output_new_document(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [40, 40, 64, 48]
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
-            "model": "jpeg-clean-1", "strength": 60, "output": "document"}, tmp_path)
+            "model": "jpeg-clean-1", "strength": 60, "output": "document"}, tmp_path, xserver)
         assert "error" not in res, res.get("error")
         assert res["new_doc_size"] == [64, 48]
         assert "Enhanced · jpeg-clean-1 · 60%" in res["new_doc_layers"]
         assert [n for n in res["source_doc_layers"] if n != "Selection Mask"] == ["Background"]
         assert res["source_unchanged"]
 
-    def test_review_map_layer(self, engine, krita_home, photos, tmp_path):
+    def test_review_map_layer(self, engine, krita_home, photos, tmp_path, xserver):
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": [50, 50, 80, 60],
-            "model": "jpeg-clean-1", "strength": 60, "review": True}, tmp_path)
+            "model": "jpeg-clean-1", "strength": 60, "review": True}, tmp_path, xserver)
         assert "error" not in res, res.get("error")
         assert res["review_layer"] == {"name": "Review · jpeg-clean-1", "visible": False}
         assert sorted(new_layers(res)) == sorted(["Enhanced · jpeg-clean-1 · 60%", "Review · jpeg-clean-1"])
 
-    def test_engine_unavailable_shows_message_and_leaves_nothing(self, krita_home, photos, tmp_path):
+    def test_engine_unavailable_shows_message_and_leaves_nothing(self, krita_home, photos, tmp_path, xserver):
         import socket
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
@@ -364,17 +435,17 @@ class TestCore:
         res = run_krita(krita_home, None, {
             "scenario": "unavailable_ui", "png": str(photos["dir"] / "coffee.png"),
             "select": [10, 10, 50, 50], "model": "jpeg-clean-1",
-            "engine_url": f"http://127.0.0.1:{port}"}, tmp_path)
+            "engine_url": f"http://127.0.0.1:{port}"}, tmp_path, xserver)
         assert len(res["messages"]) == 1, res
         msg = res["messages"][0]
         assert f"127.0.0.1:{port}" in msg and "enhancelayer serve" in msg
         assert res["finished"] == [[False, msg]]
         assert [n for n in res["layers_after"] if n != "Selection Mask"] == res["layers_before"]
 
-    def test_cancel_leaves_nothing(self, engine, krita_home, photos, tmp_path):
+    def test_cancel_leaves_nothing(self, engine, krita_home, photos, tmp_path, xserver):
         res = run_krita(krita_home, engine, {
             "scenario": "cancel_ui", "png": str(photos["dir"] / "coffee.png"),
-            "select": [60, 40, 150, 120], "model": "photo-x4", "strength": 60, "scale": 1}, tmp_path)
+            "select": [60, 40, 150, 120], "model": "photo-x4", "strength": 60, "scale": 1}, tmp_path, xserver)
         assert res["started"] is True
         assert res["finished"] == [[False, ""]], res      # no layer, no error text
         assert res["boxes"] == []
@@ -386,7 +457,7 @@ class TestCore:
 
 @pytest.mark.slow
 @pytest.mark.krita
-@pytest.mark.skipif(not shutil.which("krita") or not HAVE_XVFB, reason="krita or xvfb-run not on PATH")
+@pytest.mark.skipif(not shutil.which("krita") or not HAVE_XVFB, reason="krita or Xvfb not on PATH")
 def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
     """The real app under Xvfb: action in Tools > Scripts, docker with the engine's models, the
     docker's own button makes the masked layer; screenshot for the README."""
@@ -408,7 +479,10 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
                ENHANCELAYER_PROBE_DIR=str(probe), XDG_DATA_HOME=str(home / ".local/share"),
                XDG_CONFIG_HOME=str(home / ".config"), XDG_RUNTIME_DIR=str(tmp_path))
     env.pop("QT_QPA_PLATFORM", None)
-    proc = subprocess.Popen(["xvfb-run", "-a", "-s", "-screen 0 1440x900x24", "krita", "--nosplash"],
+    xs = Xvfb("1440x900x24")
+    env["DISPLAY"] = xs.display
+    env.pop("XAUTHORITY", None)
+    proc = subprocess.Popen(["krita", "--nosplash"],
                             env=env, stdout=open(tmp_path / "krita.log", "wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -421,13 +495,13 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
         shot = tmp_path / "krita.png"
         if shutil.which("import") and res.get("display"):
             subprocess.run(["import", "-window", "root", str(shot)], timeout=60, check=False,
-                           env=dict(os.environ, DISPLAY=res["display"],
-                                    XAUTHORITY=res.get("xauthority") or ""))
+                           env=dict(os.environ, DISPLAY=xs.display))
         (probe / "shot_done").write_text("1")
         proc.wait(60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        xs.close()
     assert res["action"] and res["action_text"] == "Enhance Selection…"
     assert res["shortcut"] == "Ctrl+Alt+E"
     assert any(p.startswith("Tools > Scripts > Enhance Selection") for p in res["menu_paths"]), res["menu_paths"]

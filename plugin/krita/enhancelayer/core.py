@@ -357,6 +357,35 @@ def _mask_ids(doc: Any) -> set:
     return {str(n.uniqueId()) for n in _all_nodes(doc.rootNode()) if n.type() == "transparencymask"}
 
 
+def _new_layer_via_action(doc: Any, node: Any) -> Any:
+    """Krita 5.1 with a view: let Krita's own "add paint layer" make the layer above the
+    active node, so its layer docker activates it (``setActiveNode`` on a node made by the
+    script is ignored by 5.1's full app, and its mask action works on the active node).
+    Returns None when that cannot be done exactly above ``node``."""
+    from krita import Krita
+    from PyQt5.QtCore import QCoreApplication
+    app = Krita.instance()
+    action = app.action("add_new_paint_layer")
+    active = doc.activeNode()
+    if action is None or hasattr(doc, "createTransparencyMask") or not _active_view_shows(doc) \
+            or active is None or active.uniqueId() != node.uniqueId():
+        return None
+    parent = node.parentNode()
+    before = {str(c.uniqueId()) for c in parent.childNodes()}
+    action.trigger()
+    doc.waitForDone()
+    QCoreApplication.processEvents()
+    kids = parent.childNodes()
+    new = [c for c in kids if str(c.uniqueId()) not in before]
+    if len(new) != 1:
+        return None
+    ids = [str(c.uniqueId()) for c in kids]
+    if new[0].type() != "paintlayer" or ids.index(str(new[0].uniqueId())) != ids.index(str(node.uniqueId())) + 1:
+        new[0].remove()
+        return None
+    return new[0]
+
+
 def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any) -> tuple:
     """Transparency mask from ``sel`` on ``layer``; returns (kind, mask node or None).
 
@@ -371,15 +400,21 @@ def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any) -> tuple:
     from krita import Krita
     action = Krita.instance().action("add_new_transparency_mask")
     if action is not None and _active_view_shows(doc):
+        import time
         from PyQt5.QtCore import QCoreApplication
-        doc.setActiveNode(layer)
-        for _ in range(50):   # the view switches its active node through queued signals
+        # the layer docker learns about the new layer through queued signals: until then
+        # setActiveNode is ignored, so retry for a moment
+        doc.waitForDone()
+        t_end = time.monotonic() + 2.0
+        while True:
+            doc.setActiveNode(layer)
             QCoreApplication.processEvents()
             active = doc.activeNode()
             if active is not None and active.uniqueId() == layer.uniqueId():
                 break
-        else:
-            return "alpha", None
+            if time.monotonic() > t_end:
+                return "alpha", None
+            time.sleep(0.02)
         ids_before = _mask_ids(doc)
         doc.setSelection(sel)
         doc.waitForDone()
@@ -441,14 +476,19 @@ def write_result(src: Source, opts: Options, result: Any) -> dict:
             doc.scaleImage(doc.width() * s, doc.height() * s, int(doc.xRes() * s),
                            int(doc.yRes() * s), "Bicubic")
             doc.waitForDone()
-        layer = doc.createNode(name, "paintlayer")
+        masked = opts.output == "masked" and src.selection is not None
+        parent = node.parentNode()
+        layer = _new_layer_via_action(doc, node) if masked else None
+        if layer is not None:
+            created.append(layer)
+            layer.setName(name)
+        else:
+            layer = doc.createNode(name, "paintlayer")
+            parent.addChildNode(layer, node)   # directly above the source layer
+            created.append(layer)
         if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != \
                 ("RGBA", src.depth, src.profile):
             layer.setColorSpace("RGBA", src.depth, src.profile)
-        parent = node.parentNode()
-        parent.addChildNode(layer, node)   # directly above the source layer
-        created.append(layer)
-        masked = opts.output == "masked" and src.selection is not None
         if masked:   # the whole region (with margin) so feathered edges have content
             x, y, w, h = rx * s, ry * s, rw * s, rh * s
             out = data

@@ -127,13 +127,14 @@ class Controller(QObject):
         w.progressed.connect(self.progress)
 
         def ok(result: Any) -> None:
-            self.worker = None
-            try:
+            try:   # still busy while writing: making the mask spins the event loop
                 info = core.write_result(src, opts, result)
             except core.PluginError as e:
+                self.worker = None
                 show_error(parent_widget, str(e))
                 self.finished.emit(None, str(e))
                 return
+            self.worker = None
             self.finished.emit(info, "")
 
         def fail(msg: str, cancelled: bool) -> None:

@@ -186,6 +186,8 @@ def _unavailable_ui(spec, res, doc, names_before, opts):
     ctl.finished.connect(lambda info, err: done.append((info, err)))
     ctl.start(opts, None)
     _spin(app, lambda: bool(done), 30)
+    app.writeSetting(g, "engine_url", "")      # the next run in this profile: local engine
+    app.writeSetting(g, "engine_token", "")
     res["messages"] = seen
     res["finished"] = [[i is not None, e] for i, e in done]
     res["layers_before"] = names_before
@@ -198,7 +200,9 @@ def _cancel_ui(spec, res, doc, names_before, opts):
     from PyQt5.QtWidgets import QApplication, QMessageBox
     from krita import Krita
     from enhancelayer import ui
+    from enhancelayer import core
     app = Krita.instance()
+    app.writeSetting(core.SETTINGS_GROUP, "engine_url", "")   # the local engine of this test
     boxes = []
 
     def close_box():

@@ -60,6 +60,12 @@ def step1():
         _write("ready.json", res)
         return
     res["docker_title"] = dock.windowTitle()
+    # a tidy window for the README screenshot: full screen, Layers + AI Enhance only
+    qwin.setGeometry(0, 0, 1440, 900)
+    qwin.showMaximized()
+    for d in qwin.findChildren(QDockWidget):
+        if d.objectName() not in ("KisLayerBox", "enhancelayer_docker") and d.isVisible():
+            d.hide()
     dock.setFloating(False)
     dock.show()
     dock.raise_()
@@ -100,7 +106,8 @@ def wait_models():
 
 def wait_layer():
     dock, doc, res = state["dock"], state["doc"], state["res"]
-    if dock.ctl.busy() and time.time() - state["t1"] < 120:
+    if (dock.ctl.busy() or dock.bar.format() not in ("Done", "Failed", "Cancelled")) \
+            and time.time() - state["t1"] < 120:
         QTimer.singleShot(200, wait_layer)
         return
     doc.waitForDone()

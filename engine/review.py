@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.errors import BadInput, EnhanceError
+from engine.errors import BadInput, EnhanceError, ModelNotInstalled
 
 KINDS = ("faces", "text")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -71,8 +71,8 @@ def _text_detector_path() -> Path:
                            "this install is incomplete: reinstall EnhanceLayer") from None
     p = text_detector_path()
     if p is None or not Path(p).is_file():
-        raise EnhanceError("the text detector (PP-OCRv4 det) is not installed: run "
-                           "'enhancelayer import' once, then try again")
+        raise ModelNotInstalled("the text detector (PP-OCRv4 det) is not installed: run "
+                                "'enhancelayer import' once, then try again")
     return Path(p)
 
 
@@ -304,7 +304,8 @@ def _local_shift(a: np.ndarray, b: np.ndarray, sigma: float, wide: float = 12.0)
     return np.abs(d - _blur(a - b, wide))
 
 
-def change_map(resampled: np.ndarray, result: np.ndarray, *, tau: float = 0.35) -> np.ndarray:
+def change_map(resampled: np.ndarray, result: np.ndarray, *, tau: float = 0.35,
+               strip_rows: int = 1024) -> np.ndarray:
     """Structural departure of ``result`` from ``resampled`` (same size), float32 HxW 0..1.
 
     1 - SSIM's contrast-structure term at two window sizes (sigma 1.5 and 4 px: invented
@@ -314,14 +315,24 @@ def change_map(resampled: np.ndarray, result: np.ndarray, *, tau: float = 0.35) 
     per-image stretch, a model that changed nothing gives a dark map, not amplified noise,
     and a global brightness/contrast change stays dark too.
     """
-    a = _luma(_as_rgb_f32(resampled, "review map"))
-    b = _luma(_as_rgb_f32(result, "review map"))
-    if a.shape != b.shape:
-        raise BadInput(f"review map: resampled {a.shape} and result {b.shape} differ in size")
-    d = np.maximum(_structure_dissim(a, b, 1.5), _structure_dissim(a, b, 4.0))
-    d = np.maximum(d, 2.0 * np.maximum(_local_shift(a, b, 2.0) - 0.02, 0.0))
-    d = _blur(d, 1.0)
-    return (1.0 - np.exp(-d / tau)).astype(np.float32)
+    ra, rb = np.asarray(resampled), np.asarray(result)
+    if ra.shape[:2] != rb.shape[:2]:
+        raise BadInput(f"review map: resampled {ra.shape[:2]} and result {rb.shape[:2]} differ in size")
+    h = ra.shape[0]
+    out = np.empty(ra.shape[:2], np.float32)
+    # Horizontal strips with a margin of > 3 sigma of the widest filter: the same numbers as
+    # one pass, without ten full-size float32 temporaries for a 100+ MP output.
+    margin = 48
+    for y0 in range(0, h, strip_rows):
+        y1 = min(h, y0 + strip_rows)
+        a0, a1 = max(0, y0 - margin), min(h, y1 + margin)
+        a = _luma(_as_rgb_f32(ra[a0:a1], "review map"))
+        b = _luma(_as_rgb_f32(rb[a0:a1], "review map"))
+        d = np.maximum(_structure_dissim(a, b, 1.5), _structure_dissim(a, b, 4.0))
+        d = np.maximum(d, 2.0 * np.maximum(_local_shift(a, b, 2.0) - 0.02, 0.0))
+        d = _blur(d, 1.0)
+        out[y0:y1] = 1.0 - np.exp(-d[y0 - a0:y0 - a0 + (y1 - y0)] / tau)
+    return out
 
 
 def review_layers(original_rgb: np.ndarray, resampled: np.ndarray, result: np.ndarray, *,
@@ -335,7 +346,7 @@ def review_layers(original_rgb: np.ndarray, resampled: np.ndarray, result: np.nd
         if k in kinds:
             try:
                 m = _regions(orig, (k,), detector_path).astype(np.float32)
-            except EnhanceError:
+            except ModelNotInstalled:
                 if k == "text" and detector_path is None:
                     # Review still works without the optional detector; the CLI's doctor
                     # reports the missing model.

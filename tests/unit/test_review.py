@@ -114,6 +114,18 @@ def test_protection_mask_text_covers_glyphs(detector):
     assert RV.protection_mask(img, ()).max() == 0.0
 
 
+def test_missing_text_detector(tmp_path, monkeypatch, upscaled):
+    """Protecting text without the detector is an actionable error; the review map still works."""
+    from engine.errors import ModelNotInstalled
+
+    monkeypatch.setenv("ENHANCELAYER_MODELS", str(tmp_path / "no-models"))
+    img, up = upscaled
+    with pytest.raises(ModelNotInstalled, match="enhancelayer import"):
+        RV.protection_mask(img, ("text",))
+    heat = RV.review_map(img, up, up)
+    assert heat.shape == up.shape[:2] and heat.max() <= 1.0
+
+
 def test_unknown_protect_kind_is_a_user_error():
     with pytest.raises(BadInput):
         RV.protection_mask(_photo("coffee"), ("cars",))

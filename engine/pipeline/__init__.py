@@ -227,7 +227,8 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
         model_rows = iter([(0, np.asarray(repaired, dtype=np.float32))])
     else:
         ms = int(spec.scale)
-        plan = _tiling.plan(spec, h, w, tile=opts.tile, memory_budget=opts.memory_budget)
+        plan = _tiling.plan(spec, h, w, tile=opts.tile, memory_budget=opts.memory_budget,
+                            device=str(getattr(model, "device", "cpu")))
         info["tile"], info["overlap"] = plan.tile, plan.overlap
 
         def get_rgb(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -66,8 +66,30 @@ def free_memory_bytes() -> int:
         return 2 << 30
 
 
-def default_budget() -> int:
-    return int(min(DEFAULT_BUDGET_CAP, max(256 << 20, free_memory_bytes() // 2)))
+def free_vram_bytes() -> Optional[int]:
+    """Free memory of the first NVIDIA GPU (nvidia-smi), or None when there is none."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=5).stdout
+        return int(out.split()[0]) << 20
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def default_budget(device: str = "cpu") -> int:
+    """Half the free RAM (or, for a CUDA/TensorRT model, half the free VRAM), capped at 4 GB."""
+    free = None
+    if any(k in (device or "").lower() for k in ("cuda", "tensorrt", "gpu")):
+        free = free_vram_bytes()
+    if free is None:
+        free = free_memory_bytes()
+    return int(min(DEFAULT_BUDGET_CAP, max(256 << 20, free // 2)))
 
 
 def bytes_per_px(spec) -> int:
@@ -100,7 +122,8 @@ def _round_up(v: int, a: int) -> int:
     return -(-v // a) * a
 
 
-def plan(spec, h: int, w: int, *, tile: Optional[int] = None, memory_budget: Optional[int] = None) -> TilePlan:
+def plan(spec, h: int, w: int, *, tile: Optional[int] = None, memory_budget: Optional[int] = None,
+         device: str = "cpu") -> TilePlan:
     """Choose tile side and overlap for this model and image.
 
     ``tile``: None = from the memory budget, 0 = whole image, N = forced core side.
@@ -122,7 +145,7 @@ def plan(spec, h: int, w: int, *, tile: Optional[int] = None, memory_budget: Opt
             raise EnhanceError(f"tile size {tile} is below the minimum of {MIN_TILE} px (0 = whole image)")
         t = tile
     else:
-        budget = memory_budget or default_budget()
+        budget = memory_budget or default_budget(device)
         side = int(math.sqrt(0.5 * budget / bytes_per_px(spec)))       # extended tile side
         band = int(0.25 * budget / (max(1, w * s) * s * 16))              # acc (12 B) + weight (4 B)
         t = min(side, band) - 2 * overlap

@@ -143,8 +143,10 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
         raise BadInput("--feather must be >= 0")
     if scale is not None and not (0 < scale <= 16):
         raise BadInput(f"--scale must be > 0 and at most 16 (got {scale:g})")
-    if tile is not None and tile < 0:
-        raise BadInput("--tile must be >= 0 (0 = whole image)")
+    from engine.pipeline.tiling import MIN_TILE
+
+    if tile is not None and (tile < 0 or 0 < tile < MIN_TILE):
+        raise BadInput(f"--tile must be 0 (whole image) or at least {MIN_TILE} px (got {tile})")
     budget = parse_size(memory_budget)
     srcs = expand_inputs(inputs)
     items = plan_outputs(srcs, Path(output), fmt)

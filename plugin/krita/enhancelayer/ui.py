@@ -96,12 +96,14 @@ class Controller(QObject):
         self._keep = w
         w.start()
 
-    def start(self, opts: core.Options, parent_widget: Optional[QWidget] = None) -> bool:
+    def start(self, opts: core.Options, parent_widget: Optional[QWidget] = None,
+              doc: Any = None, node: Any = None) -> bool:
+        """Enhance ``node`` of ``doc`` (default: the active layer of the active document)."""
         if self.busy():
             return False
-        app = Krita.instance()
-        doc = app.activeDocument()
-        node = doc.activeNode() if doc is not None else None
+        if doc is None:
+            doc = Krita.instance().activeDocument()
+            node = doc.activeNode() if doc is not None else None
         core.save_options(opts)
         try:
             client = self.get_client()

@@ -66,7 +66,8 @@ def run(spec, res):
     out = spec["out_dir"]
     doc = _make_doc(app, spec)
     res["krita_version"] = app.version()
-    _window_for(app, doc)
+    if spec.get("window", True):   # 5.2's kritarunner crashes opening a window; it needs none
+        _window_for(app, doc)
     W, H = doc.width(), doc.height()
     src_node = doc.rootNode().childNodes()[0]
     if spec.get("offset"):
@@ -184,7 +185,7 @@ def _unavailable_ui(spec, res, doc, names_before, opts):
     ctl = ui.Controller()
     done = []
     ctl.finished.connect(lambda info, err: done.append((info, err)))
-    ctl.start(opts, None)
+    ctl.start(opts, None, doc, doc.rootNode().childNodes()[0])
     _spin(app, lambda: bool(done), 30)
     app.writeSetting(g, "engine_url", "")      # the next run in this profile: local engine
     app.writeSetting(g, "engine_token", "")
@@ -217,7 +218,7 @@ def _cancel_ui(spec, res, doc, names_before, opts):
     done, progress = [], []
     ctl.finished.connect(lambda info, err: done.append((info, err)))
     ctl.progress.connect(lambda f, m: progress.append(f))
-    started = ctl.start(opts, None)
+    started = ctl.start(opts, None, doc, doc.rootNode().childNodes()[0])
     res["started"] = started
     _spin(app, lambda: bool(done) or ctl.worker is not None and len(progress) > 0, 30)
     ctl.cancel()

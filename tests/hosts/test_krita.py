@@ -372,30 +372,45 @@ class TestCore:
         assert np.abs(got.astype(int) - exp.astype(int)).max() <= 1
         assert res["source_unchanged"]
 
-    def test_u16_round_trip_keeps_levels(self, engine, krita_home, photos, tmp_path, xserver):
+    @pytest.mark.parametrize("profile", ["sRGB-elle-V2-srgbtrc.icc", "sRGB-elle-V2-g10.icc"])
+    def test_u16_round_trip_keeps_levels(self, engine, krita_home, photos, tmp_path, xserver, profile):
+        """16-bit keeps > 256 levels. With Krita's linear-light profile (g10, its default for
+        new 16-bit documents) the plug-in sends sRGB-encoded values, as the models expect."""
         W, H = 160, 120
+        linear = "g10" in profile
         # a real photo at 16 bits: upsampled smoothly from the astronaut crop, > 256 levels
         a = photos["astronaut"][:120, :160].astype(np.float64) / 255.0
         yy, xx = np.mgrid[0:H, 0:W]
         a = np.clip(a * 0.85 + 0.1 * (xx / W)[..., None] + 0.05 * (yy / H)[..., None], 0, 1)
+        enc = lambda v: np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055)  # noqa: E731
+        dec = lambda v: np.where(v <= 0.04045, v / 12.92, np.power((v + 0.055) / 1.055, 2.4))  # noqa: E731
+        if linear:
+            a = dec(a)           # the same photo, stored as linear light
         rgba = np.dstack([(a * 65535 + 0.5).astype(np.uint16), np.full((H, W), 65535, np.uint16)])
         assert len(np.unique(rgba[..., 0])) > 1000
         (tmp_path / "in.raw").write_bytes(np.ascontiguousarray(rgba[..., [2, 1, 0, 3]]).tobytes())
         res = run_krita(krita_home, engine, {
             "scenario": "core", "width": W, "height": H, "depth": "U16",
-            "profile": "sRGB-elle-V2-srgbtrc.icc", "raw": str(tmp_path / "in.raw"),
+            "profile": profile, "raw": str(tmp_path / "in.raw"),
             "select": [30, 20, 100, 80], "feather": 2, "model": "jpeg-clean-1", "strength": 80},
             tmp_path, xserver)
         check_common(res, "Enhanced · jpeg-clean-1 · 80%")
-        assert res["depth"] == "U16" and res["layer_depth"] == "U16"
+        assert res["depth"] == "U16" and res["layer_depth"] == "U16" and res["profile"] == profile
         assert res["info"]["mask"] == "mask" and res["source_unchanged"]
+        assert res["info"]["linear_profile"] is linear
         rx, ry, rw, rh = res["info"]["region"]
         bx, by, bw, bh = res["info"]["bbox"]
         got = bgra_to_rgba(raw(res, "layer.raw", np.uint16, W, H))
-        exp = direct(engine, rgba[ry:ry + rh, rx:rx + rw], "u16", model="jpeg-clean-1",
-                     strength=80, grain=0, scale=1)
-        d = np.abs(got[ry:ry + rh, rx:rx + rw].astype(int) - exp.astype(int))
-        assert d.max() <= 257, f"max diff {d.max()} (> 1/255)"
+        sent = rgba[ry:ry + rh, rx:rx + rw]
+        if linear:
+            sent = sent.copy()
+            sent[..., :3] = (enc(sent[..., :3] / 65535.0) * 65535 + 0.5).astype(np.uint16)
+        exp = direct(engine, sent, "u16", model="jpeg-clean-1", strength=80, grain=0, scale=1)
+        g = got[ry:ry + rh, rx:rx + rw].astype(np.float64)
+        if linear:   # compare where the model works: in sRGB
+            g[..., :3] = enc(g[..., :3] / 65535.0) * 65535
+        d = np.abs(g - exp.astype(np.float64))
+        assert d.max() <= 257 + 8, f"max diff {d.max():.0f} (> 1/255)"
         inside = got[by:by + bh, bx:bx + bw, 1]
         assert len(np.unique(inside)) > 256, "16-bit precision was lost on the way"
         assert np.any(inside % 257 != 0)

@@ -178,6 +178,57 @@ def _f32_to_f16(data: bytes) -> bytes:
     return struct.pack(f"<{len(vals)}e", *(lim if v > lim else (-lim if v < -lim else v) for v in vals))
 
 
+def is_linear(profile: str) -> bool:
+    """Krita's linear-light profiles (its default for new 16-bit/float documents is
+    ``sRGB-elle-V2-g10.icc``); the models expect sRGB-encoded values."""
+    p = (profile or "").lower()
+    return "g10" in p or "linear" in p
+
+
+def _srgb_encode(v: float) -> float:
+    if v <= 0.0031308:
+        return v * 12.92
+    return 1.055 * v ** (1 / 2.4) - 0.055
+
+
+def _srgb_decode(v: float) -> float:
+    if v <= 0.04045:
+        return v / 12.92
+    return ((v + 0.055) / 1.055) ** 2.4
+
+
+_LUTS: dict = {}
+
+
+def _lut(code: str, encode: bool) -> list:
+    key = (code, encode)
+    if key not in _LUTS:
+        top = 255 if code == "B" else 65535
+        f = _srgb_encode if encode else _srgb_decode
+        _LUTS[key] = [min(top, max(0, int(f(i / top) * top + 0.5))) for i in range(top + 1)]
+    return _LUTS[key]
+
+
+def transfer(data: bytes, wire_dtype: str, encode: bool) -> bytes:
+    """linear -> sRGB (``encode``) or back, on the colour channels of RGBA/BGRA wire data;
+    alpha (channel 3) is left alone. Pure Python (LUTs for integers)."""
+    code = {"u8": "B", "u16": "H", "f32": "f"}[wire_dtype]
+    arr = array(code)
+    arr.frombytes(data)
+    if code == "f":
+        f = _srgb_encode if encode else _srgb_decode
+
+        def g(v: float) -> float:
+            return f(v) if v >= 0 else -f(-v)
+        for c in range(3):
+            arr[c::4] = array("f", map(g, arr[c::4]))
+    else:
+        lut = _lut(code, encode)
+        for c in range(3):
+            arr[c::4] = array(code, map(lut.__getitem__, arr[c::4]))
+    return arr.tobytes()
+
+
 def _alpha_times(data: bytes, depth: str, sel: bytes) -> bytes:
     """Multiply the alpha channel by a 1-byte-per-pixel selection (fallback when this Krita
     cannot make a transparency mask without a view)."""
@@ -262,9 +313,12 @@ def read_source(doc: Any, node: Any, opts: Options, margin: int) -> Source:
     if len(raw) != rw * rh * 4 * bpc:
         raise PluginError("Krita returned no pixels for this layer: pick a paint layer.")
     pixels = _f16_to_f32(raw) if depth == "F16" else raw
+    linear = is_linear(node.colorProfile())
+    if linear:
+        pixels = transfer(pixels, wire, encode=True)
     return Source(doc=doc, node=node, depth=depth, profile=node.colorProfile(), wire_dtype=wire,
                   order=order, region=(rx0, ry0, rw, rh), bbox=bbox, pixels=pixels,
-                  selection=selection)
+                  selection=selection, extra={"linear": linear})
 
 
 # --------------------------------------------------------------------------- step 2
@@ -324,6 +378,8 @@ def _crop(data: bytes, width: int, px_bytes: int, x: int, y: int, w: int, h: int
 
 
 def _to_native(src: Source, data: bytes) -> bytes:
+    if src.extra.get("linear"):
+        data = transfer(data, src.wire_dtype, encode=False)
     return _f32_to_f16(data) if src.depth == "F16" else bytes(data)
 
 
@@ -445,7 +501,8 @@ def write_result(src: Source, opts: Options, result: Any) -> dict:
     wire_px = 4 * {"u8": 1, "u16": 2, "f32": 4}[src.wire_dtype]
     name = layer_name(opts)
     info: dict = {"name": name, "region": list(src.region), "bbox": list(src.bbox), "scale": s,
-                  "output": opts.output, "depth": src.depth}
+                  "output": opts.output, "depth": src.depth,
+                  "linear_profile": bool(src.extra.get("linear"))}
     data = bytes(result.pixels)
     if src.order != DEPTHS[src.depth][2]:  # pragma: no cover - guarded by DEPTHS
         raise PluginError("internal: channel order mismatch")

@@ -8,6 +8,9 @@ expected pixels come from the engine directly through the client in this process
 
 kritarunner runs on its own Xvfb display with a window + view of the document, like a user's
 Krita: Krita 5.1 can only make a transparency mask through its view (5.2 has an API call).
+Every Route A test also runs in Krita 5.2.9 from the Debian trixie chroot that
+.ci/setup-gimp3.sh makes (when krita is installed there; skipped with the reason otherwise),
+offscreen and in a private mount namespace, so the GIMP tests' chroot mounts are not touched.
 The full app (Route B) test checks that the plug-in loads, registers its action and docker,
 and that the docker's own button makes the masked layer; it takes docs/images/krita-docker.png.
 """
@@ -224,7 +227,7 @@ def photos(tmp_path_factory, coffee, astronaut):
 def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, timeout: int = 240) -> dict:
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    spec = dict(spec, out_dir=str(out), window=krita_home["host"] == "debian")
+    spec = dict(spec, out_dir=str(out), window=spec.get("window_override", krita_home["host"] == "debian"))
     sp = tmp_path / "spec.json"
     sp.write_text(json.dumps(spec))
     env = dict(os.environ, HOME=str(krita_home["home"]),
@@ -457,6 +460,28 @@ class TestCore:
         assert comp[selection == 0][:, 3].max() == 0
         ys, xs = np.nonzero(selection)
         assert abs(xs.min() - 2 * sel[0]) <= 10 and abs(ys.min() - 2 * sel[1]) <= 10
+
+    def test_no_view_krita_51_bakes_selection_into_alpha(self, engine, krita_home, photos, tmp_path, xserver):
+        """Krita 5.1 without any view (a script in kritarunner) cannot make a transparency
+        mask: the selection goes into the new layer's alpha instead, still pixel-exact."""
+        if krita_home["host"] != "debian":
+            pytest.skip("Krita 5.2 makes the mask without a view")
+        sel = [60, 50, 120, 90]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
+            "feather": 4, "model": "jpeg-clean-1", "strength": 60, "window_override": False},
+            tmp_path, xserver)
+        check_common(res, "Enhanced · jpeg-clean-1 · 60%")
+        if res["krita_version"].startswith("5.1"):
+            assert res["info"]["mask"] == "alpha" and res["children"] == []
+        W, H = 300, 200
+        selection = raw(res, "selection.raw", np.uint8, W, H, 1)
+        comp = raw(res, "composite.raw", np.uint8, W, H)
+        assert comp[selection == 0][:, 3].max() == 0
+        assert comp[selection == 255][:, 3].min() == 255
+        part = (selection > 0) & (selection < 255)
+        assert np.abs(comp[part][:, 3].astype(int) - selection[part]).max() <= 1   # feather kept
+        assert res["source_unchanged"]
 
     def test_output_new_document(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [40, 40, 64, 48]

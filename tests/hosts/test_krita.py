@@ -573,7 +573,8 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
             subprocess.run(["import", "-window", "root", str(shot)], timeout=60, check=False,
                            env=dict(os.environ, DISPLAY=xs.display))
         (probe / "shot_done").write_text("1")
-        proc.wait(60)
+        proc.wait(150)
+        final = json.loads((probe / "final.json").read_text())
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -588,6 +589,9 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
     layers = {n: (t, kids) for n, t, kids in res["layers"]}
     assert layers["Enhanced · jpeg-clean-1 · 60%"] == ("paintlayer", [["Selection", "transparencymask"]])
     assert res["bar"] == "Done"
+    # then the menu action (docker closed): a second masked layer, from the remembered settings
+    enhanced = [(t, kids) for n, t, kids in final["layers"] if n == "Enhanced · jpeg-clean-1 · 60%"]
+    assert enhanced == [("paintlayer", [["Selection", "transparencymask"]])] * 2, final
     if shot.exists() and os.environ.get("ENHANCELAYER_UPDATE_SCREENSHOTS") == "1":
         dest = REPO / "docs" / "images" / "krita-docker.png"
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -129,8 +129,45 @@ def ready():
 
 def wait_shot():
     if os.path.exists(os.path.join(DIR, "shot_done")) or time.time() - state["t0"] > 240:
-        _finish(0)
+        QTimer.singleShot(0, run_action)
+        return
     QTimer.singleShot(200, wait_shot)
+
+
+def _enhanced(doc):
+    return [n for n in doc.rootNode().childNodes() if n.name().startswith("Enhanced")]
+
+
+def run_action():
+    """The menu action with the docker closed: the remembered settings, a progress dialog."""
+    from krita import Selection
+    dock, doc = state["dock"], state["doc"]
+    dock.hide()
+    doc.setActiveNode(doc.rootNode().childNodes()[0])
+    sel = Selection()
+    sel.select(10, 10, 60, 50, 255)
+    doc.setSelection(sel)
+    state["n_before"] = len(_enhanced(doc))
+    state["t2"] = time.time()
+    Krita.instance().action("enhancelayer_enhance_selection").trigger()
+    QTimer.singleShot(300, wait_action)
+
+
+def wait_action():
+    doc = state["doc"]
+    layers = _enhanced(doc)
+    if len(layers) <= state["n_before"] and time.time() - state["t2"] < 90:
+        QTimer.singleShot(300, wait_action)
+        return
+    QTimer.singleShot(1000, final)
+
+
+def final():
+    doc = state["doc"]
+    _write("final.json", {"layers": [(n.name(), n.type(), [(c.name(), c.type()) for c in n.childNodes()])
+                                     for n in doc.rootNode().childNodes()],
+                          "active": doc.activeNode().name() if doc.activeNode() else None})
+    _finish(0)
 
 
 def _on_window():

@@ -37,7 +37,7 @@ __all__ = ["enhance", "EnhanceOptions", "EnhanceResult", "output_size", "GRAIN_D
 GRAIN_DEFAULT = _blend.GRAIN_DEFAULT
 PROTECT_KINDS = ("faces", "text")
 PROTECT_FACTOR = 0.8      # protected pixels keep 20 % of the strength
-CHUNK_ROWS = 128          # post-processing strip height (output rows)
+CHUNK_PX = 1 << 19        # post-processing strip size (output px): bounds the blend temporaries
 
 
 @dataclass
@@ -254,6 +254,7 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     sigma = _blend.GRAIN_SIGMA * max(out_h / h, out_w / w)
     margin = _blend.blur_radius(sigma) if opts.grain > 0 else 0
     no_model = opts.strength == 0 and smap is None
+    chunk = max(16, CHUNK_PX // out_w)
     state = {"done": 0}
 
     def post(limit: int) -> None:
@@ -262,7 +263,7 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             a = state["done"]
-            b = min(limit, a + CHUNK_ROWS)
+            b = min(limit, a + chunk)
             c0, c1 = max(0, a - margin), min(out_h, b + margin)
             r = orig_rs.rows(c0, c1, lambda r0, r1: src.color(r0, r1))
             if no_model:
@@ -291,8 +292,8 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
             else:
                 z = int(np.searchsorted(last_needed, ms_buf.end, side="right"))
             z = max(z, m_buf.end)
-            for a in range(m_buf.end, z, CHUNK_ROWS):
-                b = min(z, a + CHUNK_ROWS)
+            for a in range(m_buf.end, z, chunk):
+                b = min(z, a + chunk)
                 m_buf.append(a, m_rs.rows(a, b, ms_buf.get))
             if z < out_h:
                 ms_buf.drop_before(m_rs.need(z, z + 1)[0])

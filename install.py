@@ -145,6 +145,8 @@ def step_plugins(uninstall: bool = False) -> list[str]:
             say(f"- {name} not found: its plug-in is not installed (install {name} and run this again)")
             continue
         where = mod.install(client_src=client)
+        if isinstance(where, dict):
+            where = where.get("package") or where.get("pykrita")
         say(f"- {name} plug-in installed: {where}")
         done.append(name)
     return done

@@ -41,7 +41,7 @@ FEATHER_NON_INVARIANT = 32     # long ramp: hides the tile dependence of cunet
 # Working memory of a backend per extended input pixel of a tile (fp32, ORT CPU, measured
 # peak RSS growth per tile pixel, rounded up; see bench/results/memory.md).
 BYTES_PER_PX = {
-    "photo-x4": 16_000, "illustration-x4": 16_000,     # RRDB: measured 14-15 kB/px
+    "photo-x4": 17_000, "illustration-x4": 17_000,     # RRDB: measured 14-15 kB/px (ORT), 16.8 (OpenVINO)
     "realesrgan": 2_000,                               # SRVGG compact: measured 1.4 kB/px
     "waifu2x-cunet": 7_000,                            # cunet 2x: measured 6.5 kB/px
     "waifu2x-cunet-1x": 2_500,                         # cunet 1x denoise: measured 1.5 kB/px

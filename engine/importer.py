@@ -162,20 +162,23 @@ def _now() -> str:
 
 
 def verification_image(spec: ModelSpec) -> tuple[np.ndarray, str]:
-    """A real photo crop (NASA astronaut, public domain, from scikit-image), float32 0..1.
+    """A real photo crop (NASA astronaut, public domain), float32 0..1.
 
-    Non-square on purpose (an H/W mix-up shows). Small for the slow RRDB models.
+    Shipped with the package (engine/data/verify-astronaut.png = skimage.data.astronaut()[90:162, 170:258])
+    so the import needs no test dependency. Non-square on purpose (an H/W mix-up shows).
+    Small for the slow RRDB models.
     """
-    from skimage import data
+    from PIL import Image
 
-    img = data.astronaut()
+    path = Path(__file__).resolve().parent / "data" / "verify-astronaut.png"
+    img = np.asarray(Image.open(path).convert("RGB"))
     if spec.native_scale == 4 and spec.receptive_field >= 32:   # RRDB x4plus: ~1 s per 64x64 on 2 cores
         h, w = 32, 40
     else:
         h, w = 72, 88
-    y0, x0 = 90, 170          # face and helmet edge: texture, edges, skin
+    y0, x0 = 0, 0             # face and helmet edge: texture, edges, skin
     crop = img[y0:y0 + h, x0:x0 + w].astype(np.float32) / 255.0
-    return np.ascontiguousarray(crop), f"skimage.data.astronaut()[{y0}:{y0 + h}, {x0}:{x0 + w}]"
+    return np.ascontiguousarray(crop), f"skimage.data.astronaut()[{90 + y0}:{90 + y0 + h}, {170 + x0}:{170 + x0 + w}]"
 
 
 def _ncnn_net(spec: ModelSpec, param: bytes, binary: bytes) -> Callable[[np.ndarray], np.ndarray]:

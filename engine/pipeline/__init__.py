@@ -186,6 +186,12 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
 
             model = load_model(opts.model, opts.device)
             spec = model.spec
+    if spec.task == "identity":               # transport checks: the input comes back untouched
+        if opts.scale not in (None, 1, 1.0):
+            raise BadInput("the identity model only works at scale 1")
+        return EnhanceResult(image=np.array(image, copy=True), model=spec.id, scale=1.0,
+                             review=np.zeros((h, w), np.float32) if opts.review else None,
+                             seconds=time.monotonic() - t_start)
     target = float(opts.scale) if opts.scale is not None else float(spec.scale)
     out_h, out_w = output_size(h, w, target)
     if out_h * out_w > opts.max_output_mp * 1e6:

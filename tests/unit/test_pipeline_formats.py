@@ -114,3 +114,12 @@ def test_restore_family_dispatches_to_engine_restore(coffee):
     assert np.array_equal(res.defects, mask)
     half = enhance(img, EnhanceOptions(model="restore-dust", strength=0.0)).image
     assert np.array_equal(half, img)                   # 1x, strength 0: the original itself
+
+
+def test_identity_model_returns_the_input_unchanged(coffee):
+    """The transport-check model must not reach any other code path (e.g. dust repair)."""
+    from engine.pipeline import EnhanceOptions, enhance
+
+    img = coffee[:64, :80]
+    res = enhance(img, EnhanceOptions(model="identity", strength=1.0))
+    assert res.image.dtype == img.dtype and np.array_equal(res.image, img)

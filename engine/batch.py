@@ -128,7 +128,9 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
               grain: bool = False, keep_color: bool = False, scale: Optional[float] = None,
               mask: Optional[Path] = None, feather: float = 0.0, tile: Optional[int] = None,
               memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
-              resume: bool = False, review: Optional[Path] = None, quiet: bool = False) -> int:
+              resume: bool = False, review: Optional[Path] = None, quiet: bool = False,
+              protect: tuple[str, ...] = (), sensitivity: float = 0.5,
+              defects: Optional[Path] = None) -> int:
     """Run the batch; returns the exit code. Argument errors raise EnhanceError (exit 2)."""
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -166,7 +168,15 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
         spec = loaded.spec
     opts = EnhanceOptions(model=model, strength=strength / 100.0, grain=GRAIN_DEFAULT if grain else 0.0,
                           keep_color=keep_color, scale=scale, feather=feather, tile=tile,
-                          memory_budget=budget, device=device, review=review is not None)
+                          memory_budget=budget, device=device, review=review is not None,
+                          protect=tuple(protect), sensitivity=sensitivity)
+    if not (0.0 <= sensitivity <= 1.0):
+        raise BadInput(f"--sensitivity must be between 0 and 1 (got {sensitivity:g})")
+    from engine.pipeline import PROTECT_KINDS
+
+    bad = [k for k in protect if k not in PROTECT_KINDS]
+    if bad:
+        raise BadInput(f"unknown --protect value {bad[0]!r}: use faces, text or faces,text")
 
     todo = [it for it in items if not (resume and imageio.is_complete(it.dst))]
     skipped = len(items) - len(todo)
@@ -188,6 +198,7 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     with Progress(*cols, console=con, transient=False) as prog:
+        report = Console(stderr=True, soft_wrap=True).print if quiet else prog.console.print
         t_img = prog.add_task("images", total=len(todo))
         t_tile = prog.add_task("tiles", total=1)
         for it in todo:
@@ -203,25 +214,27 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
                 out_fmt = imageio.format_for(it.dst, fmt)
                 imageio.write(it.dst, imageio.Image(res.image, img.icc, img.exif, out_fmt, img.extra), out_fmt)
                 if review is not None and res.review is not None:
-                    rp = Path(review)
-                    if len(todo) > 1 or rp.is_dir():
-                        rp = rp / f"{it.dst.stem}-review.png"
-                    rv = np.clip(res.review * 255 + 0.5, 0, 255).astype(np.uint8)
-                    imageio.write(rp, imageio.Image(rv), "png")
+                    from engine.review import save_review_png
+
+                    save_review_png(_side_path(review, it.dst, "review", len(todo)), res.review,
+                                    base=_rgb01(res.image))
+                if defects is not None and res.defects is not None:
+                    dm = np.clip(np.asarray(res.defects) * 255 + 0.5, 0, 255).astype(np.uint8)
+                    imageio.write(_side_path(defects, it.dst, "defects", len(todo)), imageio.Image(dm), "png")
                 done += 1
             except EnhanceError as e:
                 failed_user += 1
                 msg = str(e)
                 if msg.startswith(it.src.name + ": "):
                     msg = msg[len(it.src.name) + 2:]
-                prog.console.print(f"[red]failed:[/] {it.src}: {msg}", highlight=False)
+                report(f"[red]failed:[/] {it.src}: {msg}", highlight=False)
             except MemoryError:
                 failed_user += 1
-                prog.console.print(f"[red]failed:[/] {it.src}: out of memory: use --memory-budget or --tile",
+                report(f"[red]failed:[/] {it.src}: out of memory: use --memory-budget or --tile",
                                    highlight=False)
             except Exception as e:  # noqa: BLE001 - report, skip, go on; exit code says it
                 failed_bug += 1
-                prog.console.print(f"[red]failed (unexpected error, please report):[/] {it.src}: "
+                report(f"[red]failed (unexpected error, please report):[/] {it.src}: "
                                    f"{type(e).__name__}: {e}", highlight=False)
             prog.advance(t_img)
     dt = time.monotonic() - t0
@@ -230,6 +243,23 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
     if failed_bug:
         return 1
     return 2 if failed_user else 0
+
+
+def _side_path(where: Path, dst: Path, kind: str, n: int) -> Path:
+    """A side output (review map, defect mask): the file given, or <stem>-<kind>.png in a folder."""
+    p = Path(where)
+    return p / f"{dst.stem}-{kind}.png" if n > 1 or p.is_dir() else p
+
+
+def _rgb01(img: np.ndarray) -> np.ndarray:
+    """Any result image as float RGB 0..1 (the review overlay is drawn on a dimmed copy)."""
+    a = np.asarray(img)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
+    f = a.astype(np.float32) / np.float32(scale)
+    if f.ndim == 2:
+        f = f[:, :, None]
+    f = f[:, :, :3] if f.shape[2] >= 3 else np.repeat(f[:, :, :1], 3, axis=2)
+    return np.clip(f, 0.0, 1.0)
 
 
 def _fmt_s(s: float) -> str:

@@ -135,6 +135,11 @@ def run_cmd(
     fmt: Optional[str] = typer.Option(None, "--format", help="png, jpeg, tiff or webp (default: as the input)."),
     resume: bool = typer.Option(False, "--resume", help="Skip outputs that are already complete."),
     review: Optional[Path] = typer.Option(None, "--review", help="Also write a review map PNG (file or folder)."),
+    protect: Optional[str] = typer.Option(None, "--protect", help="Keep these closer to the original: faces, text "
+                                          "or faces,text."),
+    sensitivity: float = typer.Option(0.5, "--sensitivity", help="restore-dust: detection sensitivity 0-1."),
+    defects: Optional[Path] = typer.Option(None, "--defects", help="restore-dust: also write the defect mask PNG "
+                                           "(file or folder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Enhance images in batch: progress, resume, originals never overwritten."""
@@ -142,7 +147,9 @@ def run_cmd(
 
     code = run_batch(inputs, model, output, strength=strength, grain=grain, keep_color=keep_color,
                      scale=scale, mask=mask, feather=feather, tile=tile, memory_budget=memory_budget,
-                     device=device, fmt=fmt, resume=resume, review=review, quiet=quiet)
+                     device=device, fmt=fmt, resume=resume, review=review, quiet=quiet,
+                     protect=tuple(k.strip() for k in protect.split(",") if k.strip()) if protect else (),
+                     sensitivity=sensitivity, defects=defects)
     raise typer.Exit(code)
 
 

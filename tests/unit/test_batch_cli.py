@@ -151,3 +151,28 @@ def test_time_estimate_and_gigantic_header(models_installed, coffee, tmp_path):
     r = run(huge, "-m", "photo-x2", "-o", tmp_path / "h.png")
     assert r.returncode == 2 and "over the limit" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "h.png").exists()
+
+
+def test_protect_review_and_defect_mask_outputs(models_installed, tmp_path, coffee):
+    src = tmp_path / "coffee.png"
+    imageio.write(src, imageio.Image(coffee[100:228, 200:360]))
+    r = run(src, "-m", "photo-x2", "-o", tmp_path / "x2.png", "--protect", "faces,text",
+            "--review", tmp_path / "review.png")
+    assert r.returncode == 0, r.stderr
+    rv = imageio.read(tmp_path / "review.png").pixels
+    assert rv.shape == (256, 320, 4)                       # coloured overlay at output size
+    r = run(src, "-m", "restore-dust", "-o", tmp_path / "fixed.png", "--defects", tmp_path / "defects.png")
+    assert r.returncode == 0, r.stderr
+    assert imageio.read(tmp_path / "defects.png").pixels.shape == (128, 160)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--protect", "eyes"], "unknown --protect value 'eyes'"),
+    (["--sensitivity", "1.5"], "--sensitivity must be between 0 and 1"),
+])
+def test_bad_protect_and_sensitivity_are_one_line_errors(tmp_path, coffee, args, needle):
+    src = tmp_path / "c.png"
+    imageio.write(src, imageio.Image(coffee[:32, :32]))
+    r = run(src, "-m", "restore-dust", "-o", tmp_path / "o.png", *args, "-q")
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.png").exists()

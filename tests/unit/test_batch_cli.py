@@ -89,7 +89,7 @@ def test_single_file_glob_format_and_bad_arguments(models_installed, folder, tmp
             "--review", rv)
     assert r.returncode == 0, r.stderr
     assert imageio.read(one).pixels.shape == (100, 120, 3)
-    assert imageio.read(rv).pixels.shape == (100, 120)          # 8-bit gray review map
+    assert imageio.read(rv).pixels.shape == (100, 120, 4)       # RGBA heat overlay on the result
 
     g = tmp_path / "g"
     r = run(str(folder / "*.jpg"), str(folder / "cat16.tif"), "-m", "photo-x2", "-o", g, "--format", "png",

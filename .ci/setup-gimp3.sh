@@ -9,6 +9,9 @@ set -euo pipefail
 T=${ENHANCELAYER_GIMP_CHROOT:-/var/lib/enhancelayer-ci/trixie}
 # gimp + its Python bindings; xvfb/xauth/xdotool: the GUI undo test and the dialog screenshot
 PKGS=(gimp python3-gi gir1.2-gimp-3.0 xvfb xauth xdotool)
+# In the Debian 12 chroot only: Krita 5.2 for the second Krita version of the host tests
+# (on Debian 13 the host's own krita is already 5.2; trixie names the sip package python3-pyqt5.sip).
+CHROOT_EXTRA=(krita python3-pyqt5 python3-pyqt5.sip x11-utils)
 major=$(cut -d. -f1 /etc/debian_version 2>/dev/null || echo 0)
 if [[ "$major" =~ ^[0-9]+$ ]] && (( major >= 13 )); then
   if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
@@ -34,7 +37,7 @@ mount_all() {
   done
 }
 umount_all() { local m; for m in "${mounted[@]}"; do umount "$T/$m" || true; done; mounted=(); }
-need_pkgs() { ! chroot "$T" dpkg -s "${PKGS[@]}" >/dev/null 2>&1; }
+need_pkgs() { ! chroot "$T" dpkg -s "${PKGS[@]}" "${CHROOT_EXTRA[@]}" >/dev/null 2>&1; }
 if [ ! -x "$T/usr/bin/gimp-console-3.0" ] || need_pkgs; then
   command -v debootstrap >/dev/null || { apt-get update -q >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >&2; }
   if [ ! -x "$T/usr/bin/apt-get" ]; then
@@ -45,7 +48,7 @@ if [ ! -x "$T/usr/bin/gimp-console-3.0" ] || need_pkgs; then
   mount_all
   cp /etc/resolv.conf "$T/etc/resolv.conf"
   chroot "$T" apt-get update -q >&2
-  chroot "$T" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PKGS[@]}" >&2
+  chroot "$T" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PKGS[@]}" "${CHROOT_EXTRA[@]}" >&2
   chroot "$T" apt-get clean
   umount_all
   trap - EXIT

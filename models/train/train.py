@@ -1,0 +1,379 @@
+"""Train EnhanceLayer's own blind photo denoiser / sharpener and export them to ONNX.
+
+Reproducible: fixed seeds, a fixed data recipe (see DATA below and README.md), the
+hyper-parameters on the command line and written into the log.  The trained ONNX files
+take "input" NCHW float32 RGB 0..1 (any H/W) and give "output" of the same shape.
+
+    python models/train/train.py --task denoise            # CPU, ~25 min
+    python models/train/train.py --task sharpen
+    python models/train/train.py --task denoise --device cuda --budget-min 10 --steps 20000 --batch 64
+
+Needs the training venv (torch, numpy, scikit-image, pillow, onnx); the photos of
+Debian's mate-backgrounds package are fetched by the caller (see README.md) and given
+with --mate-dir.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+# ---------------------------------------------------------------------------------------
+# DATA recipe.  Held out for evaluation (never seen in training): skimage astronaut,
+# coffee, chelsea, camera; matplotlib grace_hopper.jpg; mate-backgrounds LadyBird,
+# Storm, Wood.  Everything below is training data.
+# ---------------------------------------------------------------------------------------
+MATE_TRAIN = ["Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
+              "RainDrops", "TwoWings", "YellowFlower"]
+MATE_HELDOUT = ["LadyBird", "Storm", "Wood"]
+SKIMAGE_TRAIN = ["brick", "grass", "gravel", "rocket", "hubble_deep_field"]
+SKIMAGE_HELDOUT = ["astronaut", "coffee", "chelsea", "camera"]
+MATE_SHA256 = "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04"  # mate-backgrounds_1.26.0-1_all.deb
+
+
+def box_down2(img: np.ndarray) -> np.ndarray:
+    """2x box averaging: tames the mate photos' own JPEG history and sensor noise."""
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    img = img[:h, :w]
+    return img.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+
+
+def to_rgb_f32(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, -1)
+    a = a[..., :3]
+    return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else a.astype(np.float32)
+
+
+def load_training_photos(mate_dir: Path) -> list[np.ndarray]:
+    from PIL import Image
+    import skimage.data as sd
+    photos = []
+    for name in MATE_TRAIN:
+        p = mate_dir / f"{name}.jpg"
+        if not p.exists():
+            raise SystemExit(f"missing {p}: fetch mate-backgrounds (see models/train/README.md)")
+        photos.append(box_down2(to_rgb_f32(np.asarray(Image.open(p).convert("RGB")))).astype(np.float32))
+    for name in SKIMAGE_TRAIN:
+        photos.append(to_rgb_f32(getattr(sd, name)()))
+    return photos
+
+
+# ---------------------------------------------------------------------------------------
+# Network: a small 3-level U-Net with residual output (predicts the correction).
+# The input is reflect-padded to a multiple of 4 inside the graph, so any H/W works.
+# ---------------------------------------------------------------------------------------
+class Block(nn.Sequential):
+    def __init__(self, c: int, n: int):
+        layers = []
+        for _ in range(n):
+            layers += [nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
+        super().__init__(*layers)
+
+
+def noise_estimate(x: torch.Tensor) -> torch.Tensor:
+    """Global noise level estimate, inside the graph (so the model stays blind for the user):
+    Immerkaer's Laplacian-difference estimator on the luma, per 32x32 block, minimum over the
+    blocks (flat blocks show the noise alone).  N,1,1,1; needs H, W >= 34."""
+    y = x.mean(dim=1, keepdim=True)
+    k = torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], device=x.device).view(1, 1, 3, 3)
+    r = F.conv2d(y, k).abs()
+    s = F.avg_pool2d(r, 32, stride=32) * (math.sqrt(math.pi / 2) / 6.0)
+    return s.amin(dim=(2, 3), keepdim=True)
+
+
+class TinyUNet(nn.Module):
+    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 64, noise_input: bool = False):
+        super().__init__()
+        self.noise_input = noise_input
+        self.head = nn.Sequential(nn.Conv2d(4 if noise_input else 3, c1, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+        self.enc1 = Block(c1, 1)
+        self.down1 = nn.Conv2d(c1, c2, 2, stride=2)
+        self.enc2 = Block(c2, 2)
+        self.down2 = nn.Conv2d(c2, c3, 2, stride=2)
+        self.mid = Block(c3, 3)
+        self.up2 = nn.Sequential(nn.Conv2d(c3, 4 * c2, 1), nn.PixelShuffle(2))
+        self.dec2 = Block(c2, 2)
+        self.up1 = nn.Sequential(nn.Conv2d(c2, 4 * c1, 1), nn.PixelShuffle(2))
+        self.dec1 = Block(c1, 1)
+        self.tail = nn.Conv2d(c1, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        ph = (4 - h % 4) % 4
+        pw = (4 - w % 4) % 4
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        if self.noise_input:
+            est = noise_estimate(xp) * 10.0          # ~0.2..2 for sigma 5..55
+            f1 = self.enc1(self.head(torch.cat([xp, est.expand_as(xp[:, :1])], dim=1)))
+        else:
+            f1 = self.enc1(self.head(xp))
+        f2 = self.enc2(self.down1(f1))
+        f3 = self.mid(self.down2(f2))
+        g2 = self.dec2(self.up2(f3) + f2)
+        g1 = self.dec1(self.up1(g2) + f1)
+        out = xp + self.tail(g1)
+        return out[:, :, :h, :w]
+
+
+# ---------------------------------------------------------------------------------------
+# Degradations (synthetic, on the fly)
+# ---------------------------------------------------------------------------------------
+def add_noise(clean: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Blind noise: Gaussian sigma 5..55 (70 %) or Poisson-Gaussian (30 %), per patch;
+    colour (independent per channel) mixed with luminance (shared) noise at a random ratio."""
+    b = clean.shape[0]
+    dev = clean.device
+    r = torch.rand(b, 6, generator=g).to(dev)
+    sigma = (5 + 50 * r[:, 0]) / 255.0
+    pg = r[:, 1] < 0.3
+    a = torch.exp(math.log(0.001) + (math.log(0.03) - math.log(0.001)) * r[:, 2])  # shot-noise gain
+    bg = 0.04 * r[:, 3]                                                               # read noise
+    rho = torch.where(r[:, 4] < 0.5, torch.zeros_like(r[:, 4]), r[:, 5])              # luminance share
+    var = torch.where(pg.view(b, 1, 1, 1), a.view(b, 1, 1, 1) * clean.clamp(0, 1) + bg.view(b, 1, 1, 1) ** 2,
+                      (sigma ** 2).view(b, 1, 1, 1).expand_as(clean))
+    n_col = torch.randn(clean.shape, generator=g).to(dev)
+    n_lum = torch.randn((b, 1) + tuple(clean.shape[2:]), generator=g).to(dev)
+    rho = rho.view(b, 1, 1, 1)
+    n = torch.sqrt(1 - rho) * n_col + torch.sqrt(rho) * n_lum
+    return (clean + n * torch.sqrt(var)).clamp(0, 1)
+
+
+def motion_kernel(length: float, angle: float, size: int) -> np.ndarray:
+    """Straight-line motion PSF: points along the segment splatted bilinearly."""
+    k = np.zeros((size, size), np.float64)
+    c = (size - 1) / 2
+    n = max(int(length * 8), 2)
+    for t in np.linspace(-length / 2, length / 2, n):
+        x, y = c + t * math.cos(angle), c + t * math.sin(angle)
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            if 0 <= x0 + dx < size and 0 <= y0 + dy < size:
+                k[y0 + dy, x0 + dx] += wgt
+    return k / k.sum()
+
+
+def gauss_kernel(sigma: float, size: int) -> np.ndarray:
+    ax = np.arange(size) - (size - 1) / 2
+    g1 = np.exp(-ax ** 2 / (2 * sigma ** 2))
+    k = np.outer(g1, g1)
+    return k / k.sum()
+
+
+KSIZE = 15
+
+
+def blur_batch(big: torch.Tensor, rng: np.random.Generator, g: torch.Generator) -> torch.Tensor:
+    """big: B,3,P+14,P+14 -> blurred B,3,P,P (valid conv) + light noise.
+    Gaussian defocus sigma 0.8..2 (55 %), motion 3..11 px any angle (35 %),
+    a mix of both (5 %), none (5 %: the net must leave sharp photos alone)."""
+    b = big.shape[0]
+    ks = []
+    for _ in range(b):
+        u = rng.random()
+        if u < 0.55:
+            k = gauss_kernel(rng.uniform(0.8, 2.0), KSIZE)
+        elif u < 0.90:
+            k = motion_kernel(rng.uniform(3, 11), rng.uniform(0, math.pi), KSIZE)
+        elif u < 0.95:
+            from scipy.signal import convolve2d
+            k = convolve2d(motion_kernel(rng.uniform(3, 7), rng.uniform(0, math.pi), KSIZE),
+                           gauss_kernel(rng.uniform(0.5, 1.0), 7), mode="same")
+            k /= k.sum()
+        else:
+            k = np.zeros((KSIZE, KSIZE)); k[KSIZE // 2, KSIZE // 2] = 1
+        ks.append(k)
+    w = torch.from_numpy(np.stack(ks).astype(np.float32)).to(big.device)       # B,k,k
+    w = w[:, None].repeat_interleave(3, 0)                                     # B*3,1,k,k
+    x = big.reshape(1, b * 3, big.shape[2], big.shape[3])
+    y = F.conv2d(x, w.flip(-1).flip(-2), groups=b * 3).reshape(b, 3, big.shape[2] - KSIZE + 1, -1)
+    sig = torch.from_numpy(rng.uniform(0, 3, b).astype(np.float32) / 255).to(big.device).view(b, 1, 1, 1)
+    y = y + sig * torch.randn(y.shape, generator=g).to(big.device)
+    return y.clamp(0, 1)
+
+
+class Sampler:
+    """Random crops with rot90/flip.  With probability `detail`, the most textured of 4 candidate
+    crops is taken: the wallpaper photos are mostly sky and bokeh, and a net fed mostly flat
+    patches learns to smooth away fine texture."""
+
+    def __init__(self, photos: list[np.ndarray], seed: int, detail: float = 0.0):
+        self.photos = photos
+        self.detail = detail
+        self.rng = np.random.default_rng(seed)
+        areas = np.array([p.shape[0] * p.shape[1] for p in photos], np.float64)
+        self.p = np.sqrt(areas) / np.sqrt(areas).sum()  # big photos more often, not overwhelmingly
+
+    def batch(self, n: int, size: int) -> torch.Tensor:
+        out = np.empty((n, size, size, 3), np.float32)
+        for i in range(n):
+            img = self.photos[self.rng.choice(len(self.photos), p=self.p)]
+            ncand = 4 if (self.detail > 0 and self.rng.random() < self.detail) else 1
+            best = -1.0
+            for _ in range(ncand):
+                y = self.rng.integers(0, img.shape[0] - size + 1)
+                x = self.rng.integers(0, img.shape[1] - size + 1)
+                cand = img[y:y + size, x:x + size]
+                e = float(np.abs(np.diff(cand, axis=0)).mean() + np.abs(np.diff(cand, axis=1)).mean()) if ncand > 1 else 0.0
+                if e > best:
+                    best, c = e, cand
+            k = self.rng.integers(8)
+            c = np.rot90(c, k % 4)
+            if k >= 4:
+                c = c[:, ::-1]
+            out[i] = c
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.clamp(0, 1), b).item()
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=["denoise", "sharpen"], required=True)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=12000, help="optimizer steps (the lr schedule follows them)")
+    ap.add_argument("--budget-min", type=float, default=25.0,
+                    help="wall-clock cap in minutes (0 = none); when it binds, the lr schedule follows time")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--widths", default="16,32,64")
+    ap.add_argument("--detail", type=float, default=0.0, help="share of batches' crops picked as the most textured of 4")
+    ap.add_argument("--init", default=None, help="start from this state_dict (.pt) instead of random weights; "
+                    "a 3-channel head is widened to 4 with zero weights for the noise-estimate channel")
+    ap.add_argument("--noise-input", action="store_true", help="feed the in-graph noise estimate as a 4th channel")
+    ap.add_argument("--tag", default="", help="suffix for the log/summary/.pt file names (stages)")
+    ap.add_argument("--mate-dir", default=os.environ.get("MATE_DIR", "/work/data_mate/x/usr/share/backgrounds/mate/nature"))
+    ap.add_argument("--out", default=str(ROOT / "models" / "trained"))
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    seed = args.seed + (0 if args.task == "denoise" else 1000)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    dev = torch.device(args.device)
+
+    photos = load_training_photos(Path(args.mate_dir))
+    sampler = Sampler(photos, seed + 2, args.detail)
+    c1, c2, c3 = (int(v) for v in args.widths.split(","))
+    net = TinyUNet(c1, c2, c3, noise_input=args.noise_input).to(dev)
+    if args.init:
+        sd = torch.load(args.init, map_location=dev, weights_only=True)
+        w = sd["head.0.weight"]
+        if args.noise_input and w.shape[1] == 3:
+            sd["head.0.weight"] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)
+        net.load_state_dict(sd)
+    nparams = sum(p.numel() for p in net.parameters())
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # fixed validation patches from the TRAINING photos (logging only, never used to pick weights)
+    vs = Sampler(photos, 12345)
+    vrng = np.random.default_rng(12346)
+    vg = torch.Generator().manual_seed(12347)
+    if args.task == "denoise":
+        vclean = vs.batch(32, args.patch)
+        vdeg = add_noise(vclean, vg)
+    else:
+        vbig = vs.batch(32, args.patch + KSIZE - 1)
+        vclean = vbig[:, :, KSIZE // 2:-(KSIZE // 2), KSIZE // 2:-(KSIZE // 2)].contiguous()
+        vdeg = blur_batch(vbig, vrng, vg)
+    vclean, vdeg = vclean.to(dev), vdeg.to(dev)
+
+    log_path = out_dir / f"{args.task}_train_log{args.tag}.csv"
+    meta = dict(vars(args), params=nparams, torch=torch.__version__, seed_effective=seed)
+    print(json.dumps(meta), flush=True)
+    t0 = time.time()
+    budget = args.budget_min * 60 if args.budget_min > 0 else float("inf")
+    rows = []
+    ema = None
+    step = 0
+    with open(log_path, "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["step", "elapsed_s", "lr", "train_loss_ema", "val_psnr", "val_input_psnr"])
+        while step < args.steps:
+            elapsed = time.time() - t0
+            prog = max(step / args.steps, elapsed / budget)
+            if prog >= 1.0:
+                break
+            lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * prog))
+            if step < 200:
+                lr *= (step + 1) / 200
+            for pg_ in opt.param_groups:
+                pg_["lr"] = lr
+            net.train()
+            if args.task == "denoise":
+                clean = sampler.batch(args.batch, args.patch).to(dev)
+                deg = add_noise(clean, g)
+            else:
+                big = sampler.batch(args.batch, args.patch + KSIZE - 1).to(dev)
+                clean = big[:, :, KSIZE // 2:-(KSIZE // 2), KSIZE // 2:-(KSIZE // 2)]
+                deg = blur_batch(big, rng, g)
+            pred = net(deg)
+            loss = torch.sqrt((pred - clean) ** 2 + 1e-6).mean()  # Charbonnier
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            if step % 100 == 0 or step == 1:
+                net.eval()
+                with torch.no_grad():
+                    vp = psnr(net(vdeg), vclean)
+                vi = psnr(vdeg, vclean)
+                wr.writerow([step, round(time.time() - t0, 1), f"{lr:.2e}", f"{ema:.5f}", f"{vp:.3f}", f"{vi:.3f}"])
+                fh.flush()
+                print(f"step {step} t={time.time() - t0:.0f}s lr={lr:.2e} loss={ema:.5f} val {vi:.2f}->{vp:.2f} dB", flush=True)
+    train_s = time.time() - t0
+
+    # export
+    net.eval().cpu()
+    onnx_path = out_dir / f"{args.task}.onnx"
+    dummy = torch.rand(1, 3, 67, 61)
+    torch.onnx.export(net, dummy, str(onnx_path), input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h", 3: "w"}},
+                      opset_version=17, dynamo=False)
+    torch.save(net.state_dict(), out_dir / f"{args.task}{args.tag}.pt.tmp")  # not committed (gitignored)
+    os.replace(out_dir / f"{args.task}{args.tag}.pt.tmp", out_dir / f"{args.task}{args.tag}.pt")
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = net(dummy).numpy()
+    got = sess.run(["output"], {"input": dummy.numpy()})[0]
+    maxdiff = float(np.abs(ref - got).max())
+    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    summary = dict(task=args.task, tag=args.tag, noise_input=args.noise_input, init=args.init, detail=args.detail, steps=step, train_seconds=round(train_s, 1), params=nparams,
+                   widths=[c1, c2, c3], batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
+                   onnx_sha256=sha, onnx_bytes=onnx_path.stat().st_size, onnx_vs_torch_maxdiff=maxdiff,
+                   device=args.device, threads=args.threads, torch=torch.__version__)
+    (out_dir / f"{args.task}_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -68,10 +68,22 @@ def test_recall_and_precision_on_synthetic_damage(damaged):
         near = cv2.dilate(gt.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         recalls.append((m & gt).sum() / gt.sum())
         precisions.append((m & near).sum() / max(m.sum(), 1))
-        assert precisions[-1] > 0.85, f"{name}: precision {precisions[-1]:.3f}"
-    # measured: mean recall 0.229 (0.118..0.310), mean precision 0.958
-    assert np.mean(recalls) > 0.17, recalls
-    assert np.mean(precisions) > 0.9, precisions
+        assert precisions[-1] > 0.9, f"{name}: precision {precisions[-1]:.3f}"
+    # measured: mean recall 0.306 (0.202..0.415; 0.229 before scratch tracing), mean
+    # precision 0.968 (0.954..0.988)
+    assert np.mean(recalls) > 0.26, recalls
+    assert np.mean(precisions) > 0.93, precisions
+
+
+def test_scratches_are_followed_through_texture(photos):
+    """A scratch accepted where the background is calm is traced along its whole length."""
+    recalls = []
+    for name in ("astronaut", "camera", "rocket", "grace_hopper"):
+        dam, _ = R.add_synthetic_defects(photos[name], seed=SEED, n_specks=0)
+        gt = _gt(photos[name], dam)
+        recalls.append((R.detect_defects(dam) & gt).sum() / gt.sum())
+    # measured: mean scratch-pixel recall 0.326 (0.175..0.538); 0.202 without tracing
+    assert np.mean(recalls) > 0.28, recalls
 
 
 def test_repair_restores_the_detected_defects(damaged):
@@ -82,8 +94,9 @@ def test_repair_restores_the_detected_defects(damaged):
         gains_detected.append(_psnr(rep, clean, hit) - _psnr(dam, clean, hit))
         gains_all.append(_psnr(rep, clean, gt) - _psnr(dam, clean, gt))
         assert gains_detected[-1] > 15.0, f"{name}: only {gains_detected[-1]:.1f} dB better on detected pixels"
-    # measured: +20.6..+27.0 dB on detected damage, +1.4..+2.8 dB over all damage
-    assert min(gains_all) > 0.8, gains_all
+    # measured: +17.5..+24.1 dB on detected damage, +1.9..+3.9 dB over all damage
+    # (+1.4..+2.8 dB before scratch tracing)
+    assert min(gains_all) > 1.5, gains_all
 
 
 def test_untouched_pixels_stay_identical(damaged):
@@ -104,7 +117,7 @@ def test_higher_sensitivity_finds_more(photos):
         m = R.detect_defects(dam, s)
         rec[s] = (m & gt).sum() / gt.sum()
     assert rec[0.2] <= rec[0.5] < rec[0.9], rec
-    assert rec[0.9] > rec[0.5] + 0.1, rec
+    assert rec[0.9] > rec[0.5] + 0.2, rec   # measured: 0.025, 0.215, 0.528
 
 
 def test_filled_scratch_keeps_the_grain(photos):

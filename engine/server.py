@@ -331,7 +331,7 @@ def run_job(job: Job, progress) -> list:
     two = hdr.channels == 2
     if two:
         img = wire.gray_alpha_to_rgba(img)
-    review = None
+    review = defects = None
     if hdr.model == IDENTITY:
         if hdr.scale not in (None, 1.0):
             from engine.errors import BadInput
@@ -356,17 +356,34 @@ def run_job(job: Job, progress) -> list:
         if hdr.review and getattr(res, "review", None) is not None:
             r = np.asarray(res.review, dtype=np.float32)
             review = np.rint(np.clip(r, 0.0, 1.0) * 255.0).astype(np.uint8)
+        if getattr(res, "defects", None) is not None:
+            defects = _defects_u8(res.defects, out.shape[1], out.shape[0])
     if two:
         out = wire.rgba_to_gray_alpha(out)
     if out.ndim == 2:
         out = out[:, :, None]
     if out.dtype != wire.NP_DTYPE[hdr.dtype].newbyteorder("="):
         out = out.astype(wire.NP_DTYPE[hdr.dtype])
-    head = wire.result_header(out, hdr, review, {"seconds": round(time.time() - (job.started or time.time()), 3)})
+    head = wire.result_header(out, hdr, review, {"seconds": round(time.time() - (job.started or time.time()), 3)},
+                              defects=defects)
     parts = [wire.pack(head), wire.from_array(out, hdr.channel_order)]
     if review is not None:
         parts.append(np.ascontiguousarray(review).tobytes())
+    if defects is not None:
+        parts.append(np.ascontiguousarray(defects).tobytes())
     return parts
+
+
+def _defects_u8(defects: np.ndarray, width: int, height: int) -> np.ndarray:
+    """restore-dust's repaired-spot mask (float 0..1, input size) as u8 at the output size:
+    the hosts use it as the new layer's mask, so it must cover the layer pixel for pixel."""
+    d = np.clip(np.asarray(defects, dtype=np.float32), 0.0, 1.0)
+    if d.ndim == 3:
+        d = d[:, :, 0]
+    if d.shape != (height, width):
+        import cv2
+        d = cv2.resize(d, (width, height), interpolation=cv2.INTER_LINEAR if width >= d.shape[1] else cv2.INTER_AREA)
+    return np.rint(np.clip(d, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------- app
@@ -494,7 +511,8 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Fast
     @app.get("/v1/jobs/{job_id}/result", dependencies=_AUTH, tags=["jobs"],
              responses={**_ERR, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 410: {"model": ErrorBody},
                         200: {"description": "A frame: JSON header (width, height, channels, dtype, "
-                                             "channel_order, review) + pixels (+ u8 review map).",
+                                             "channel_order, review, defects) + pixels (+ u8 review map) "
+                                             "(+ u8 defect mask).",
                               "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                    "format": "binary"}}}}})
     async def job_result(job_id: str):

@@ -15,6 +15,8 @@ Request header fields (see docs/api.md for the full table): model, width, height
 channels (1, 2, 3, 4), dtype ("u8", "u16", "f32"), channel_order ("RGBA" | "BGRA"),
 strength (0-100), grain (0-100 or null), keep_color, scale (null = the model's), mask
 (bool: width*height u8 bytes follow the pixels), feather (px), review, protect, tile.
+Result frames: pixels, then the u8 review map and the u8 defect mask (restore-dust's
+repaired spots) when the header describes them (``result_header``).
 """
 from __future__ import annotations
 
@@ -156,15 +158,24 @@ def rgba_to_gray_alpha(a: np.ndarray) -> np.ndarray:
     return np.concatenate([g, a[..., 3:4]], axis=2)
 
 
+def _extra_map(m: Optional[np.ndarray]) -> Optional[dict]:
+    """How a u8 HxW map that follows the pixels is described in the result header."""
+    if m is None:
+        return None
+    return {"width": m.shape[1], "height": m.shape[0], "dtype": "u8", "bytes": int(m.shape[0] * m.shape[1])}
+
+
 def result_header(arr: np.ndarray, hdr: JobHeader, review: Optional[np.ndarray],
-                  extra: dict[str, Any] | None = None) -> dict:
+                  extra: dict[str, Any] | None = None, defects: Optional[np.ndarray] = None) -> dict:
+    """The result frame's header. The payload is the pixels, then the review map (when
+    ``review`` is described), then the defect mask (when ``defects`` is described): both u8,
+    row-major, at the output size."""
     h, w = arr.shape[:2]
     out: dict[str, Any] = {
         "width": w, "height": h, "channels": hdr.channels, "dtype": hdr.dtype,
         "channel_order": hdr.channel_order, "model": hdr.model,
-        "review": None if review is None else {
-            "width": review.shape[1], "height": review.shape[0], "dtype": "u8",
-            "bytes": int(review.shape[0] * review.shape[1])},
+        "review": _extra_map(review),
+        "defects": _extra_map(defects),
     }
     if extra:
         out.update(extra)

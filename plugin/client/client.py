@@ -40,7 +40,8 @@ class Result:
     def __init__(self, pixels: bytes, width: int, height: int, channels: int, dtype: str,
                  channel_order: str = "RGBA", review: Optional[bytes] = None,
                  review_width: int = 0, review_height: int = 0, model: str = "",
-                 info: Optional[dict] = None):
+                 info: Optional[dict] = None, defects: Optional[bytes] = None,
+                 defects_width: int = 0, defects_height: int = 0):
         self.pixels = pixels
         self.width = width
         self.height = height
@@ -52,10 +53,14 @@ class Result:
         self.review_height = review_height
         self.model = model
         self.info = info or {}
+        self.defects = defects                # u8 gray, 255 = repaired spot (restore-dust), or None
+        self.defects_width = defects_width
+        self.defects_height = defects_height
 
     def __repr__(self) -> str:
         return (f"Result({self.width}x{self.height}x{self.channels} {self.dtype} {self.channel_order}, "
-                f"review={'yes' if self.review is not None else 'no'})")
+                f"review={'yes' if self.review is not None else 'no'}, "
+                f"defects={'yes' if self.defects is not None else 'no'})")
 
 
 def _pid_alive(pid: int) -> Optional[bool]:
@@ -420,15 +425,20 @@ class EngineClient:
                 pixels = resp.read(npx)
                 rv = h.get("review") or None
                 review = resp.read(int(rv["bytes"])) if rv else None
+                dv = h.get("defects") or None          # after the review map, when present
+                defects = resp.read(int(dv["bytes"])) if dv else None
             except (OSError, http.client.HTTPException) as e:
                 raise self._unreachable(e) from None
+            except (ValueError, KeyError, TypeError):
+                raise E.EngineError("the engine sent an unreadable result header — try again") from None
         finally:
             conn.close()
-        if len(pixels) != npx or (rv and len(review) != rv["bytes"]):
+        if len(pixels) != npx or (rv and len(review) != rv["bytes"]) or (dv and len(defects) != dv["bytes"]):
             raise E.EngineError("the engine sent a truncated result — try again")
         return Result(pixels, h["width"], h["height"], h["channels"], h["dtype"],
                       h.get("channel_order", "RGBA"), review,
-                      rv["width"] if rv else 0, rv["height"] if rv else 0, h.get("model", ""), h)
+                      rv["width"] if rv else 0, rv["height"] if rv else 0, h.get("model", ""), h,
+                      defects, dv["width"] if dv else 0, dv["height"] if dv else 0)
 
     def _engine_gone(self) -> bool:
         if self._pid_checks and self.pid is not None:

@@ -2,7 +2,7 @@
 
 A frame is a 4-byte big-endian header length N, N bytes of UTF-8 JSON, then raw bytes:
 pixels row-major with interleaved channels (little-endian for u16/f32), then optional
-extras (the u8 mask in a request, the u8 review map in a result).
+extras (the u8 mask in a request; the u8 review map, then the u8 defect mask, in a result).
 """
 from __future__ import annotations
 

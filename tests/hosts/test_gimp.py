@@ -192,7 +192,22 @@ def _photo(gimp) -> Path:
     return p
 
 
-# (name, precision, layer offset, selection in image coords, ellipse, procedure arguments)
+def _dusty_photo(gimp) -> Path:
+    """The astronaut with synthetic dust and scratches at known places (restore-dust)."""
+    from PIL import Image
+    from skimage import data
+
+    from engine.restore import add_synthetic_defects
+
+    p = gimp.work / "astronaut-dusty.png"
+    if not p.exists():
+        damaged, _alpha = add_synthetic_defects(data.astronaut().astype(np.float32) / 255.0, seed=0)
+        Image.fromarray(np.rint(np.clip(damaged, 0, 1) * 255).astype(np.uint8)).save(p)
+    return p
+
+
+# (name, precision, layer offset, selection in image coords, ellipse, procedure arguments;
+# "photo": a named photo of _run's instead of the astronaut)
 SCENARIOS = [
     dict(name="u8_masked", precision="u8", offset=[40, 30], select=[150, 120, 96, 80], ellipse=True,
          args={"model": MODEL, "strength": 60}),
@@ -206,6 +221,10 @@ SCENARIOS = [
          args={"model": MODEL, "strength": 70, "review": True, "protect-faces": True}),
     dict(name="u8_new_image", precision="u8", select=[60, 300, 48, 48],
          args={"model": MODEL, "strength": 50, "output-mode": "image"}),
+    dict(name="u8_dust_masked", precision="u8", photo="dusty", select=[100, 110, 300, 260], ellipse=True,
+         args={"model": "restore-dust", "strength": 100}),
+    dict(name="u8_dust_layer", precision="u8", photo="dusty", select=[250, 250, 200, 180],
+         args={"model": "restore-dust", "strength": 100, "output-mode": "layer"}),
 ]
 
 
@@ -216,6 +235,7 @@ def _run(gimp, profile, cfg_inside: str, scenarios: list, tag: str) -> tuple[Pat
     shutil.copy(HERE / "gimp" / "scenarios.py", script)
     params = gimp.work / f"params-{tag}.json"
     params.write_text(json.dumps({"out": gimp.inside(out), "photo": gimp.inside(_photo(gimp)),
+                                  "photos": {"dusty": gimp.inside(_dusty_photo(gimp))},
                                   "scenarios": scenarios}))
     rc, log = gimp.batch(script, {"HOME": gimp.inside(profile), "ENHANCELAYER_CONFIG_DIR": cfg_inside,
                                   "ELCI_PARAMS": gimp.inside(params)}, gimp.work / f"gimp-{tag}.log")
@@ -241,7 +261,15 @@ def results(gimp, profile, engine):
 def _expected(client, out: Path, s: dict, r: dict):
     """What the engine gives for the same crop when called directly: the source layer as
     GIMP held it, cut to the selection's box + the model's margin, enhanced, cut back."""
+    img, box, scale, _res = _direct(client, out, s, r)
+    return img, box, scale
+
+
+def _direct(client, out: Path, s: dict, r: dict):
+    """_expected's work; also returns the engine's Result (its defect mask: cut it with
+    the box's offset inside the crop, ``res.info["box_in_crop"]``)."""
     dtype = s["precision"]
+    model = s["args"].get("model", MODEL)
     ox, oy = r["src_offsets"]
     src = np.frombuffer((out / f"{s['name']}-source.raw").read_bytes(), NP[dtype]).reshape(512, 512, 4)
     x, y, sw, sh = s["select"]
@@ -249,20 +277,21 @@ def _expected(client, out: Path, s: dict, r: dict):
     bx1, by1 = min(512, x + sw - ox), min(512, y + sh - oy)
     margin = 32
     for m in client.models():
-        if m.get("id") == MODEL and isinstance(m.get("receptive_field"), int):
+        if m.get("id") == model and isinstance(m.get("receptive_field"), int):
             margin = m["receptive_field"]
     cx0, cy0 = max(0, bx0 - margin), max(0, by0 - margin)
     cx1, cy1 = min(512, bx1 + margin), min(512, by1 + margin)
     crop = np.ascontiguousarray(src[cy0:cy1, cx0:cx1])
     scale = int(s["args"].get("scale", 1))
     a = s["args"]
-    res = client.enhance(crop.tobytes(), cx1 - cx0, cy1 - cy0, 4, dtype, channel_order="RGBA", model=MODEL,
+    res = client.enhance(crop.tobytes(), cx1 - cx0, cy1 - cy0, 4, dtype, channel_order="RGBA", model=model,
                          strength=float(a.get("strength", 60)), grain=float(a.get("grain", 0.0)),
                          keep_color=False, scale=float(scale), review=False,
                          protect=[p for p in ("faces", "text") if a.get(f"protect-{p}")])
     img = np.frombuffer(res.pixels, NP[dtype]).reshape(res.height, res.width, 4)
     img = img[(by0 - cy0) * scale:(by1 - cy0) * scale, (bx0 - cx0) * scale:(bx1 - cx0) * scale]
-    return img, (bx0 + ox, by0 + oy, bx1 - bx0, by1 - by0), scale
+    res.info["box_in_crop"] = [(bx0 - cx0) * scale, (by0 - cy0) * scale, (bx1 - bx0) * scale, (by1 - by0) * scale]
+    return img, (bx0 + ox, by0 + oy, bx1 - bx0, by1 - by0), scale, res
 
 
 def _check_pixels(out: Path, raw: str, dtype: str, expected: np.ndarray) -> np.ndarray:
@@ -378,6 +407,42 @@ def test_review_layer_and_face_protection(results, engine):
     assert np.abs(got.astype(int) - unprotected.astype(int)).max() > 1, "face protection had no effect"
     rv = np.frombuffer((out / "u8_review-layer0.raw").read_bytes(), np.uint8).reshape(h, w, 4)
     assert (rv[..., 0] == 255).all() and rv[..., 3].max() > 0, "review overlay: red, alpha = risk"
+
+
+@pytest.mark.parametrize("name", ["u8_dust_masked", "u8_dust_layer"])
+def test_restore_dust_defect_mask_is_the_layer_mask(results, engine, name):
+    """Issue 9: the repair is a new layer whose mask is the engine's defect mask (times the
+    selection when masked; alone in "layer" mode), so a wrong repair can be painted off."""
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == name)
+    r = res[name]
+    assert r["status"] == "success", r["error"]
+    assert len(r["new_layers"]) == 1 and r["new_images"] == 0
+    lay = r["new_layers"][0]
+    assert lay["name"] == "Enhanced · restore-dust · 100%"
+    assert r["order"] == [lay["name"], "Background"]
+    expected, (x, y, w, h), _scale, direct = _direct(client, out, s, r)
+    assert (lay["x"], lay["y"], lay["w"], lay["h"]) == (x, y, w, h)
+    assert direct.defects is not None and (direct.defects_width, direct.defects_height) == (direct.width, direct.height)
+    ix, iy, iw, ih = direct.info["box_in_crop"]
+    defects = np.frombuffer(direct.defects, np.uint8).reshape(direct.height, direct.width)[iy:iy + ih, ix:ix + iw]
+    assert lay["mask"] is not None, "restore-dust's layer must have the defect mask"
+    mask = np.frombuffer((out / f"{name}-mask0.raw").read_bytes(), np.uint8).reshape(h, w).astype(np.float64)
+    sel = np.frombuffer((out / f"{name}-sel0.raw").read_bytes(), np.uint8).reshape(h, w).astype(np.float64)
+    want = defects.astype(np.float64)
+    if s["args"].get("output-mode", "layer-masked") == "layer-masked":
+        assert ((sel > 0) & (sel < 255)).sum() > 50 and (sel == 0).sum() > 0      # an ellipse in its box
+        want = want * sel / 255.0
+    else:
+        assert (sel == 255).all()                  # the rectangle: the mask is the defects alone
+    assert np.abs(mask - want).max() <= 1, "the layer mask is the defect mask (within the selection)"
+    assert (mask == 255).sum() > 50, "some repaired spots show"
+    assert (mask == 0).sum() > 0.5 * mask.size, "the mask is not all white"
+    got = _check_pixels(out, f"{name}-layer0.raw", "u8", expected)
+    src = np.frombuffer((out / f"{name}-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
+    assert np.abs(got.astype(int) - src[y:y + h, x:x + w].astype(int)).max() > 50, "nothing was repaired"
+    assert r["src_unchanged"]
 
 
 def test_one_balanced_undo_group(results):

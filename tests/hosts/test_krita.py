@@ -221,7 +221,7 @@ def photos(tmp_path_factory, coffee, astronaut):
     c = ((c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]) / 4 + 0.5).astype(np.uint8)
     Image.fromarray(c).save(d / "coffee.png")           # 300x200
     Image.fromarray(astronaut[40:200, 160:320]).save(d / "astronaut.png")   # 160x160, a face
-    return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy()}
+    return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy(), "astronaut_full": astronaut}
 
 
 def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, timeout: int = 240) -> dict:
@@ -501,6 +501,55 @@ class TestCore:
         assert "error" not in res, res.get("error")
         assert res["review_layer"] == {"name": "Review · jpeg-clean-1", "visible": False}
         assert sorted(new_layers(res)) == sorted(["Enhanced · jpeg-clean-1 · 60%", "Review · jpeg-clean-1"])
+
+    @pytest.mark.parametrize("output", ["masked", "layer"])
+    def test_restore_dust_defect_mask_is_the_layer_mask(self, engine, krita_home, photos, tmp_path, xserver,
+                                                         output):
+        """Issue 9: the repair comes back as a new layer whose mask is the engine's defect
+        mask (times the feathered selection when masked; in "layer" mode, here without a
+        selection, the defect mask alone), so a wrong repair can be painted off."""
+        from PIL import Image
+        from engine.restore import add_synthetic_defects
+        damaged, _ = add_synthetic_defects(photos["astronaut_full"].astype(np.float32) / 255.0, seed=0)
+        dusty = np.rint(np.clip(damaged, 0, 1) * 255).astype(np.uint8)
+        Image.fromarray(dusty).save(tmp_path / "dusty.png")
+        sel = [90, 110, 320, 260] if output == "masked" else None
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(tmp_path / "dusty.png"), "select": sel, "feather": 4,
+            "model": "restore-dust", "strength": 100, "output": output}, tmp_path, xserver)
+        check_common(res, "Enhanced · restore-dust · 100%")
+        assert res["info"]["mask"] == "mask" and res["children"] == [["Defects", "transparencymask"]]
+        assert res["source_unchanged"]
+        W, H = 512, 512
+        rx, ry, rw, rh = res["info"]["region"]
+        src = np.dstack([dusty, np.full((H, W), 255, np.uint8)])
+        r = engine["client"].enhance(np.ascontiguousarray(src[ry:ry + rh, rx:rx + rw]).tobytes(), rw, rh, 4,
+                                     "u8", channel_order="RGBA", model="restore-dust", strength=100,
+                                     grain=0, scale=1)
+        assert r.defects is not None and (r.defects_width, r.defects_height) == (rw, rh)
+        defects = np.frombuffer(r.defects, np.uint8).reshape(rh, rw).astype(np.float64)
+        if sel is not None:
+            selection = raw(res, "selection.raw", np.uint8, W, H, 1).astype(np.float64)
+            assert ((selection > 0) & (selection < 255)).sum() > 100      # feathered: a real product
+        else:
+            assert res["info"]["region"] == [0, 0, W, H]
+            assert not res["selection_after"] or res["selection_after"][2:] == [0, 0], \
+                "no selection before, none after"
+            selection = np.full((H, W), 255.0)
+        expected = np.zeros((H, W))
+        expected[ry:ry + rh, rx:rx + rw] = defects * selection[ry:ry + rh, rx:rx + rw] / 255.0
+        mask = raw(res, "mask.raw", np.uint8, W, H, 1).astype(np.float64)
+        assert np.abs(mask - expected).max() <= 1, "the layer mask is the defect mask within the selection"
+        inside = selection > 0
+        assert (mask[inside] == 255).sum() > 50, "some repaired spots show"
+        assert (mask[inside] == 0).sum() > 0.5 * inside.sum(), "the mask is not all white"
+        assert res["info"]["defects"] == int((mask > 0).sum())
+        exp = np.frombuffer(r.pixels, np.uint8).reshape(rh, rw, 4)
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))[ry:ry + rh, rx:rx + rw]
+        assert np.abs(got.astype(int) - exp.astype(int)).max() <= 1
+        assert np.abs(exp[..., :3].astype(int) - src[ry:ry + rh, rx:rx + rw, :3]).max() > 50, "nothing repaired"
+        comp = raw(res, "composite.raw", np.uint8, W, H)                 # only the repaired spots show
+        assert comp[mask == 0][:, 3].max() == 0
 
     def test_engine_unavailable_shows_message_and_leaves_nothing(self, krita_home, photos, tmp_path, xserver):
         import socket

@@ -349,8 +349,12 @@ def _enhance(image: Gimp.Image, drawables: list, a: dict, interactive: bool) -> 
             review = None
             if res.review is not None and res.review_width == res.width:
                 review = _crop_bytes(res.review, res.review_width, 1, ox, oy, ow, oh)
+            defects = None      # restore-dust: the repaired spots (u8, 255 = repaired)
+            if getattr(res, "defects", None) is not None and \
+                    (res.defects_width, res.defects_height) == (res.width, res.height):
+                defects = _crop_bytes(res.defects, res.width, 1, ox, oy, ow, oh)
             jobs.append(dict(layer=layer, has_sel=has_sel, box=(bx, by, bw, bh), out=out,
-                             size=(ow, oh), fmt=fmt, review=review, sx=sx, sy=sy))
+                             size=(ow, oh), fmt=fmt, review=review, defects=defects, sx=sx, sy=sy))
     finally:
         progress.close()
 
@@ -379,7 +383,20 @@ def _enhance(image: Gimp.Image, drawables: list, a: dict, interactive: bool) -> 
             added.append(new)
             new.set_offsets(x, y)
             _write(new, j["fmt"], j["out"], ow, oh)
-            if a["output"] == "layer-masked" and j["has_sel"]:
+            masked = a["output"] == "layer-masked" and j["has_sel"]
+            if j["defects"] is not None:
+                # the repaired spots are the mask (in "layer" mode too: for a dust repair the
+                # mask is the point), times the selection when masked: a wrong repair can be
+                # painted off the mask
+                dm = j["defects"]
+                if masked:
+                    sel = image.get_selection().get_buffer().get(
+                        Gegl.Rectangle.new(x, y, ow, oh), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
+                    dm = _times(dm, bytes(sel))
+                mask = new.create_mask(Gimp.AddMaskType.BLACK)
+                new.add_mask(mask)
+                _write(mask, "Y u8", dm, ow, oh)
+            elif masked:
                 new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
             if j["review"] is not None:
                 rl = _review_layer(image, f"Review · {model}", j["review"], ow, oh)
@@ -397,6 +414,15 @@ def _enhance(image: Gimp.Image, drawables: list, a: dict, interactive: bool) -> 
     finally:
         image.undo_group_end()
     Gimp.displays_flush()
+
+
+def _times(a: bytes, b: bytes) -> bytes:
+    """Product of two u8 masks (255 = 1): the defect mask times the selection."""
+    if not a.translate(None, b"\x00\xff"):
+        # a is only 0 and 255 (restore-dust's mask today): the product is b where a is 255,
+        # a bitwise AND, done on two big integers in C rather than a Python loop
+        return (int.from_bytes(a, "big") & int.from_bytes(b, "big")).to_bytes(len(a), "big")
+    return bytes((p * q + 127) // 255 for p, q in zip(a, b))
 
 
 def _layer_type(image: Gimp.Image):

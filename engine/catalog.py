@@ -47,7 +47,7 @@ class ModelSpec:
     net_shrinks: bool = False       # valid convolutions: the net removes the padding itself
     receptive_field: int = 16       # tile overlap needed for tiled == untiled (px, input side)
     tile_invariant: bool = True
-    ms_per_mp_cpu: float = 10_000.0  # measured on 2 cores, fp32 (bench/results/backends.md)
+    ms_per_mp_cpu: float = 10_000.0  # end to end on 2 cores, fp32, device=auto (bench/results/backends.md)
     photo: bool = True              # meant for photographs (False: illustration / anime)
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
@@ -83,10 +83,10 @@ def _waifu2x(id_: str, folder: str, name: str, title: str, task: Task, *, native
     )
 
 
-_UPCONV = dict(prepad=7, align=2, receptive_field=8, ms_per_mp_cpu=9_000.0)
-_CUNET2 = dict(prepad=18, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=19_000.0,
+_UPCONV = dict(prepad=7, align=2, receptive_field=8, ms_per_mp_cpu=3_000.0)
+_CUNET2 = dict(prepad=18, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=6_000.0,
                photo=False)
-_CUNET1 = dict(prepad=28, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=9_000.0,
+_CUNET1 = dict(prepad=28, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=3_000.0,
                photo=False)
 
 CATALOG: tuple[ModelSpec, ...] = (
@@ -94,8 +94,8 @@ CATALOG: tuple[ModelSpec, ...] = (
     _esrgan("photo-x4", "realesrgan-x4plus", "Real-ESRGAN x4plus (photos, 4x)", 4,
             # RRDB: 32 px of context left seams of up to 7 LSB; measured error vs distance to
             # the tile edge: 64 px -> 0.56 LSB, 80 px -> 0.07 LSB (bench/results/tiling.md).
-            receptive_field=80, ms_per_mp_cpu=320_000.0,
-            notes="Best photo upscaler here, but ~5 min per input megapixel on a 2-core CPU."),
+            receptive_field=80, ms_per_mp_cpu=160_000.0,
+            notes="Best photo upscaler here, but ~2.5 min per input megapixel on a 2-core CPU: a GPU job."),
     _waifu2x("photo-x2", "models-upconv_7_photo", "scale2.0x_model",
              "waifu2x upconv_7 photo (2x)", "upscale", native=2, **_UPCONV),
     *(
@@ -112,11 +112,11 @@ CATALOG: tuple[ModelSpec, ...] = (
     ),
     # --- illustrations / anime -------------------------------------------------------
     _esrgan("illustration-x4", "realesrgan-x4plus-anime", "Real-ESRGAN x4plus anime (illustrations, 4x)", 4,
-            receptive_field=80, ms_per_mp_cpu=100_000.0, photo=False),   # RRDB, as photo-x4
+            receptive_field=80, ms_per_mp_cpu=60_000.0, photo=False),   # RRDB, as photo-x4
     *(
         _esrgan(f"anime-video-x{s}", f"realesr-animevideov3-x{s}",
                 f"Real-ESRGAN animevideov3 (anime, fast, {s}x)", s,
-                receptive_field=20, ms_per_mp_cpu=11_000.0, photo=False,
+                receptive_field=20, ms_per_mp_cpu=8_000.0, photo=False,
                 notes="The x2/x3 files are the x4 network followed by an in-graph bicubic downscale."
                 if s != 4 else "")
         for s in (2, 3, 4)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "memory.md"
 
 
-def child(mp: float, budget: str, model: str) -> None:
+def child(mp: float, budget: str, model: str, device: str = "auto") -> None:
     import resource
 
     import cv2
@@ -41,7 +41,7 @@ def child(mp: float, budget: str, model: str) -> None:
     side = int(round((mp * 1e6 / 1.5) ** 0.5))
     h, w = side, int(side * 1.5)
     img = cv2.resize(src, (w, h), interpolation=cv2.INTER_LANCZOS4)
-    m = load_model(model, "cpu")
+    m = load_model(model, device)
     m.run(np.zeros((8, 8, 3), np.float32))
     base = rss()
     tiles = {}
@@ -52,7 +52,8 @@ def child(mp: float, budget: str, model: str) -> None:
     dt = time.monotonic() - t
     print(json.dumps({"mp": h * w / 1e6, "w": w, "h": h, "peak": rss(), "base": base,
                       "input_bytes": img.nbytes, "output_bytes": res.image.nbytes,
-                      "tile": res.tile, "tiles": tiles.get("n"), "seconds": dt}))
+                      "tile": res.tile, "tiles": tiles.get("n"), "seconds": dt,
+                      "device": str(getattr(m, "device", device))}))
 
 
 def main() -> None:
@@ -60,10 +61,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=float, nargs="+", default=[1, 5])
     ap.add_argument("--budget", default="1.5GB")
     ap.add_argument("--model", default="photo-x2")
+    ap.add_argument("--device", default="auto", help="auto (what users get), cpu (ONNX Runtime), ncnn, ...")
     ap.add_argument("--child", type=float)
     a = ap.parse_args()
     if a.child:
-        child(a.child, a.budget, a.model)
+        child(a.child, a.budget, a.model, a.device)
         return
     from engine.batch import parse_size
 
@@ -71,7 +73,7 @@ def main() -> None:
     rows = []
     for mp in a.sizes:
         r = subprocess.run([sys.executable, __file__, "--child", str(mp), "--budget", a.budget,
-                            "--model", a.model], capture_output=True, text=True, cwd=ROOT)
+                            "--model", a.model, "--device", a.device], capture_output=True, text=True, cwd=ROOT)
         if r.returncode != 0:
             rows.append(f"| {mp:g} | failed (rc {r.returncode}) {r.stderr.strip().splitlines()[-1:]} |||||||")
             print(rows[-1], flush=True)
@@ -79,7 +81,7 @@ def main() -> None:
         d = json.loads(r.stdout.strip().splitlines()[-1])
         gb = 1 << 30
         ok = d["peak"] <= d["output_bytes"] + budget
-        rows.append(f"| {d['mp']:.1f} ({d['w']}x{d['h']}) | {a.model} | {a.budget} | {d['tile']} / {d['tiles']} | "
+        rows.append(f"| {d['mp']:.1f} ({d['w']}x{d['h']}) | {a.model} ({d['device']}) | {a.budget} | {d['tile']} / {d['tiles']} | "
                     f"{d['peak'] / gb:.2f} | {d['base'] / gb:.2f} | {d['input_bytes'] / gb:.3f} | "
                     f"{d['output_bytes'] / gb:.3f} | {(d['output_bytes'] + budget) / gb:.2f} "
                     f"{'yes' if ok else 'NO'} | {d['seconds']:.0f} |")

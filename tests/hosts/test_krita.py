@@ -79,7 +79,7 @@ class Xvfb:
     def _settle(self) -> None:
         """Krita's xcb sometimes fails on a server that has just said it is ready: wait until
         a client gets through, then a moment more."""
-        env = dict(os.environ, DISPLAY=self.display)
+        env = host_env(DISPLAY=self.display)
         env.pop("XAUTHORITY", None)
         t_end = time.time() + 15
         while shutil.which("xdpyinfo") and time.time() < t_end:
@@ -182,6 +182,22 @@ def engine(tmp_path_factory, models_dir: Path):
 TRIXIE = Path(os.environ.get("ENHANCELAYER_GIMP_CHROOT", "/var/lib/enhancelayer-ci/trixie"))
 
 
+def host_env(**extra: str) -> dict:
+    """The environment for a Krita process.
+
+    Krita embeds the system Python and derives its prefix from the first ``python3`` on PATH:
+    with a pyenv or venv Python first (as when the tests run under ``python3 install.py``),
+    Debian's PyQt5 is not found ("No module named 'PyQt5'"). Keep only system entries.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYENV", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH"))}
+    keep = [p for p in env.get("PATH", "").split(os.pathsep)
+            if p and not ((Path(p) / "python3").exists() and not p.startswith(("/usr/bin", "/bin")))]
+    env["PATH"] = os.pathsep.join(keep or ["/usr/bin", "/bin"])
+    env.update(extra)
+    return env
+
+
 def _trixie_skip() -> str:
     """Why the Krita 5.2 (Debian trixie chroot) runs cannot happen here, or ""."""
     if not (TRIXIE / "usr" / "bin" / "kritarunner").exists():
@@ -230,7 +246,7 @@ def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, tim
     spec = dict(spec, out_dir=str(out), window=spec.get("window_override", krita_home["host"] == "debian"))
     sp = tmp_path / "spec.json"
     sp.write_text(json.dumps(spec))
-    env = dict(os.environ, HOME=str(krita_home["home"]),
+    env = host_env(HOME=str(krita_home["home"]),
                PYTHONPATH=os.pathsep.join([str(krita_home["pykrita"]), str(krita_home["scripts"])]),
                XDG_DATA_HOME=str(krita_home["home"] / ".local" / "share"),
                XDG_CONFIG_HOME=str(krita_home["home"] / ".config"),
@@ -600,7 +616,7 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
     (probe / "spec.json").write_text(json.dumps({
         "png": str(photos["dir"] / "coffee.png"), "select": [70, 40, 150, 110], "feather": 6,
         "model": "jpeg-clean-1"}))
-    env = dict(os.environ, HOME=str(home), ENHANCELAYER_HOME=str(engine["home"]),
+    env = host_env(HOME=str(home), ENHANCELAYER_HOME=str(engine["home"]),
                ENHANCELAYER_PROBE_DIR=str(probe), XDG_DATA_HOME=str(home / ".local/share"),
                XDG_CONFIG_HOME=str(home / ".config"), XDG_RUNTIME_DIR=str(tmp_path))
     env.pop("QT_QPA_PLATFORM", None)
@@ -620,7 +636,7 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
         shot = tmp_path / "krita.png"
         if shutil.which("import") and res.get("display"):
             subprocess.run(["import", "-window", "root", str(shot)], timeout=60, check=False,
-                           env=dict(os.environ, DISPLAY=xs.display))
+                           env=host_env(DISPLAY=xs.display))
         (probe / "shot_done").write_text("1")
         proc.wait(150)
         final = json.loads((probe / "final.json").read_text())

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -120,8 +122,30 @@ def checks() -> list[Check]:
         rows.append(Check("text detector", True, str(registry.text_detector_path())))
     except Exception as e:  # noqa: BLE001
         rows.append(Check("text detector", False, str(e)))
+    rows.extend(host_checks())
     users = registry.user_models()
     rows.append(Check("user models", None if not users else True,
                       f"{len(users)} in {paths.user_models_dir()}" + (": " + ", ".join(p.name for p in users)
                                                                        if users else "")))
+    return rows
+
+
+def host_checks(system_python_libs: Path = Path("/usr/lib/python3/dist-packages")) -> list[Check]:
+    """Krita and GIMP 3 as the plug-ins need them.
+
+    Debian's Krita lists PyQt5 and sip only as "Recommends": without them its Python (and so
+    the plug-in) silently fails to load, the most common "the menu never appears".
+    """
+    rows: list[Check] = []
+    krita = shutil.which("krita")
+    if not krita:
+        rows.append(Check("krita", None, "not found (the Krita plug-in needs Krita 5)"))
+    elif sys.platform.startswith("linux") and krita.startswith("/usr/bin") and system_python_libs.is_dir() \
+            and not (system_python_libs / "PyQt5").is_dir():
+        rows.append(Check("krita", False, f"{krita}, but its Python lacks PyQt5: apt-get install python3-pyqt5 "
+                                          "python3-sip (python3-pyqt5.sip on Debian 13), or the plug-in cannot load"))
+    else:
+        rows.append(Check("krita", True, krita))
+    gimp = shutil.which("gimp-3.0") or shutil.which("gimp-console-3.0")
+    rows.append(Check("gimp 3", True if gimp else None, gimp or "not found (GIMP 2.10 has no Python 3 plug-ins)"))
     return rows

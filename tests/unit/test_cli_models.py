@@ -159,3 +159,18 @@ def test_user_pth_that_cannot_be_loaded_is_one_line(tmp_path: Path, photo_png: P
     line = one_clear_line(cli("run", str(photo_png), "-m", "user:mystery", "-o", str(out), env=env))
     assert ("torch extra" in line) or ("mystery.pth" in line)
     assert not out.exists()
+
+
+def test_doctor_flags_a_debian_krita_without_pyqt5(tmp_path: Path) -> None:
+    """The peers' most common "the menu never appears": Krita's Python lacks PyQt5."""
+    import shutil
+
+    from engine.doctor import host_checks
+
+    if not (shutil.which("krita") or "").startswith("/usr/bin"):
+        pytest.skip("no Debian krita on this machine: apt-get install krita")
+    (tmp_path / "dist-packages").mkdir()
+    bad = {r.name: r for r in host_checks(tmp_path / "dist-packages")}["krita"]
+    assert bad.ok is False and "python3-pyqt5" in bad.detail
+    (tmp_path / "dist-packages" / "PyQt5").mkdir()
+    assert {r.name: r for r in host_checks(tmp_path / "dist-packages")}["krita"].ok is True

@@ -84,16 +84,22 @@ def _load_user(model_id: str, device: str) -> LoadedModel:
     return m
 
 
+def _cached(key: tuple, make) -> LoadedModel:
+    """One loaded model per (id, runtime, weight file), shared by all callers (server threads too)."""
+    with _lock:
+        m = _cache.get(key)
+        if m is None:
+            m = _cache[key] = make()
+        return m
+
+
 def load_model(model_id: str, device: str = "auto") -> LoadedModel:
     """Load (or fetch from the cache) a model by catalog id; raises EnhanceError subclasses."""
     from engine.backends.onnx_backend import OnnxModel, resolve_device
 
     if model_id.startswith(registry.USER_PREFIX):
         key = (model_id, device, str(registry.user_model_path(model_id)))
-        with _lock:
-            if key not in _cache:
-                _cache[key] = _load_user(model_id, device)
-            return _cache[key]
+        return _cached(key, lambda: _load_user(model_id, device))
     spec = catalog.get(model_id)            # UnknownModel for a bad id
     dev = resolve_device(device, model_id)
     if dev == "ncnn" and spec.family != "classic":
@@ -102,18 +108,6 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
         # the whole install must be intact (models --check and the ONNX runtimes agree), then ncnn's files
         registry.verified_onnx_path(model_id)
         param, binary = registry.verified_ncnn_paths(model_id)   # ModelNotInstalled / WeightsTampered
-        key = (model_id, dev, str(binary))
-        with _lock:
-            m = _cache.get(key)
-            if m is None:
-                m = NcnnModel(spec, param, binary)
-                _cache[key] = m
-            return m
+        return _cached((model_id, dev, str(binary)), lambda: NcnnModel(spec, param, binary))
     path = registry.verified_onnx_path(model_id)   # ModelNotInstalled / WeightsTampered / not a net
-    key = (model_id, dev, str(path))
-    with _lock:
-        m = _cache.get(key)
-        if m is None:
-            m = OnnxModel(spec, path, dev)
-            _cache[key] = m
-        return m
+    return _cached((model_id, dev, str(path)), lambda: OnnxModel(spec, path, dev))

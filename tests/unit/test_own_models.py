@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_photos import real_photo
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -25,18 +26,10 @@ CROP = 160
 
 
 def _photo(name: str) -> np.ndarray:
-    if name == "grace_hopper":
-        matplotlib = pytest.importorskip("matplotlib")
-        from PIL import Image
-        a = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB"))
-    else:
-        from skimage import data
-        a = getattr(data, name)()
-    if a.ndim == 2:
-        a = np.stack([a] * 3, -1)
+    a = real_photo(name)
     h, w = a.shape[:2]
     y, x = (h - CROP) // 2, (w - CROP) // 2
-    return a[y:y + CROP, x:x + CROP, :3].astype(np.float32) / 255.0
+    return np.ascontiguousarray(a[y:y + CROP, x:x + CROP])
 
 
 @pytest.fixture(scope="module")

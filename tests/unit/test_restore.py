@@ -5,11 +5,11 @@ margin; each assertion fails if detection or filling regresses.
 """
 from __future__ import annotations
 
-import os
 
 import cv2
 import numpy as np
 import pytest
+from real_photos import real_photo
 
 from engine import restore as R
 from engine.errors import BadInput
@@ -17,24 +17,9 @@ from engine.errors import BadInput
 SEED = 3          # not used to fit the piece classifier (seeds 1, 2)
 
 
-def _photo(name: str) -> np.ndarray:
-    if name == "grace_hopper":
-        import matplotlib
-
-        p = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
-        a = cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    else:
-        from skimage import data
-
-        a = getattr(data, name)()
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    return a.astype(np.float32) / 255.0
-
-
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
-    return {n: _photo(n) for n in ("astronaut", "coffee", "chelsea", "camera", "rocket", "grace_hopper")}
+    return {n: real_photo(n) for n in ("astronaut", "coffee", "chelsea", "camera", "rocket", "grace_hopper")}
 
 
 def _gt(clean: np.ndarray, damaged: np.ndarray) -> np.ndarray:

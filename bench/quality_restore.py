@@ -1,7 +1,7 @@
 """Quality of dust & scratch repair and of the review map, on real photos.
 
     .venv/bin/python bench/quality_restore.py            # measure, write bench/results/quality_restore.md
-    .venv/bin/python bench/quality_restore.py --fit      # refit engine/restore.py's piece score
+    .venv/bin/python bench/quality_restore.py --fit      # refit engine/tasks/restore_dust.py's piece score
 
 Photos: scikit-image's astronaut, coffee, chelsea, camera, rocket, brick and matplotlib's
 grace_hopper (all bundled in the wheels, no download). Damage: ``add_synthetic_defects``
@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import restore as R  # noqa: E402
+from engine.tasks import restore_dust as R  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket", "brick", "grace_hopper")
 GT_STEP = 0.08
@@ -52,7 +52,10 @@ def load_photo(name: str) -> np.ndarray:
         import matplotlib
 
         p = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
-        a = cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imread(p, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(p)
+        a = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     else:
         from skimage import data
 
@@ -96,17 +99,23 @@ def collect(photos: dict[str, np.ndarray], seeds) -> dict:
 def fit(data: dict, names, seeds, l2: float = 1e-3) -> tuple[np.ndarray, float]:
     """Area-weighted logistic regression: positives = pieces mostly on damage, negatives =
     pieces on clean photos and pieces off the damage."""
-    X, Y, W = [], [], []
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    ws: list[np.ndarray] = []
     for n in names:
         x, a, _, _ = data[(n, "clean")]
-        X.append(x), Y.append(np.zeros(len(x))), W.append(a)
+        xs.append(x)
+        ys.append(np.zeros(len(x)))
+        ws.append(a)
         for s in seeds:
             x, a, lab, _ = data[(n, s)]
             pos = lab > 0.5
             # Negatives come from the clean photos only: pieces next to the damage (its
             # anti-aliased halo) look like damage and only blur the boundary.
-            X.append(x[pos]), Y.append(np.ones(pos.sum())), W.append(a[pos] * lab[pos])
-    X, Y, W = np.concatenate(X), np.concatenate(Y), np.sqrt(np.concatenate(W))
+            xs.append(x[pos])
+            ys.append(np.ones(pos.sum()))
+            ws.append(a[pos] * lab[pos])
+    X, Y, W = np.concatenate(xs), np.concatenate(ys), np.sqrt(np.concatenate(ws))
     W = np.where(Y > 0, W / W[Y > 0].sum(), W / W[Y == 0].sum()) * len(Y) / 2
     mu, sd = X.mean(0), X.std(0) + 1e-9
     Z = np.c_[(X - mu) / sd, np.ones(len(X))]
@@ -223,7 +232,7 @@ def render_text(img: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
 def get_model():
     """(name, callable rgb -> rgb at 2x): photo-x2 if imported, else unsharp-mask + bicubic."""
     try:
-        from engine.backends import load_model
+        from engine.models.backends import load_model
 
         m = load_model("photo-x2", device="cpu")
         return "photo-x2 (waifu2x upconv_7 photo, ONNX on CPU)", lambda x: np.clip(m.run(x), 0, 1)
@@ -322,7 +331,7 @@ def main() -> None:
     lines = ["# Dust & scratch repair and review map: quality on real photos", "",
              "Produced by `bench/quality_restore.py` (see its docstring for the definitions).",
              f"Photos: {', '.join(PHOTOS)}. Held-out damage seeds {TEST_SEEDS} "
-             f"(the piece classifier in engine/restore.py was fitted on seeds {FIT_SEEDS}).", ""]
+             f"(the piece classifier in engine/tasks/restore_dust.py was fitted on seeds {FIT_SEEDS}).", ""]
     rows = restore_rows(photos)
     lines += ["## Restore (`restore-dust`, sensitivity 0.5)", "",
               "| photo | seed | clean FP area | recall | precision | PSNR damaged | PSNR repaired "

@@ -31,6 +31,8 @@ def _client_module():
     d = REPO / "plugin" / "client"
     spec = importlib.util.spec_from_file_location("enhancelayer_client", d / "__init__.py",
                                                   submodule_search_locations=[str(d)])
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load the plug-in client from {d}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["enhancelayer_client"] = mod
     spec.loader.exec_module(mod)
@@ -128,7 +130,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
 
-    from engine import catalog
+    from engine.models import catalog
     cat_s_per_mp = catalog.get("photo-x2").ms_per_mp_cpu / 1000.0
     cat_full = cat_s_per_mp * side * side / 1e6
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible"
@@ -144,8 +146,8 @@ def main() -> None:
         "",
         "A real photo (astronaut, tiled) as BGRA (Krita's order: the server swaps to RGBA and back). "
         "Upload = `submit()` (send + header checks + BGRA->RGBA + queue); engine = queue + identity + "
-        "RGBA->BGRA + serialising the result + status polls; download = `result()` (receive + parse). Median of the runs after one warm-up. "
-        "MB/s counts both directions.",
+        "RGBA->BGRA + serialising the result + status polls; download = `result()` (receive + parse). "
+        "Median of the runs after one warm-up. MB/s counts both directions.",
         "",
         "| image | MB each way | upload s | engine s | download s | round trip s | MB/s | share of photo-x2 |",
         "|---|---|---|---|---|---|---|---|",

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import catalog  # noqa: E402
+from engine.models import catalog  # noqa: E402
 from engine.pipeline import EnhanceOptions, enhance, tiling  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "tiling.md"
@@ -42,7 +42,7 @@ def processed_px(p: tiling.TilePlan, h: int, w: int) -> int:
 def bench(model_id: str) -> str:
     from skimage import data
 
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     spec = catalog.get(model_id)
     heavy = spec.receptive_field >= 64
@@ -71,13 +71,13 @@ def bench(model_id: str) -> str:
 
 
 def main() -> None:
-    from engine import registry
+    from engine.models import registry
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="*")
     a = ap.parse_args()
-    installed = {r["id"] for r in registry.list_models() if r["installed"]}
-    ids = a.models or [s.id for s in catalog.CATALOG if s.family != "classic" and s.id in installed]
+    installed = {s.id for s in catalog.CATALOG if registry.is_installed(s)}     # the networks
+    ids = a.models or [s.id for s in catalog.CATALOG if s.id in installed]
     rows = []
     for mid in ids:
         if mid not in installed:

@@ -9,7 +9,7 @@ Rules the photographer with 2,000 scans relies on:
   file failed on a user-fixable problem (unreadable, too large, mask size ...), 1 if one
   failed on an unexpected error, 0 otherwise;
 - a rich progress bar shows images and the current image's tiles, with ETAs, and long
-  jobs get a time estimate first (catalog.estimate_seconds, CPU figures).
+  jobs get a time estimate first (TaskInfo.estimate_seconds, CPU figures).
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ import glob
 import os
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from engine import catalog, imageio
+from engine import imageio
 from engine.errors import BadInput, EnhanceError
 
 LONG_JOB_S = 20.0
@@ -124,29 +124,34 @@ def _read_mask(path: Path) -> np.ndarray:
     return np.ascontiguousarray(m)
 
 
-def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: float = 60.0,
-              grain: bool = False, keep_color: bool = False, scale: Optional[float] = None,
-              mask: Optional[Path] = None, feather: float = 0.0, tile: Optional[int] = None,
+def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optional[dict[str, Any]] = None,
+              grain: bool = False, mask: Optional[Path] = None, tile: Optional[int] = None,
               memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
               resume: bool = False, review: Optional[Path] = None, quiet: bool = False,
-              protect: tuple[str, ...] = (), sensitivity: float = 0.5,
               defects: Optional[Path] = None) -> int:
-    """Run the batch; returns the exit code. Argument errors raise EnhanceError (exit 2)."""
+    """Run the batch; returns the exit code. Argument errors raise EnhanceError (exit 2).
+
+    ``options``: job option values in wire units (``{"strength": 60, "sensitivity": 0.7}``),
+    checked against the option table (engine/options.py + the task's own). ``grain``: the CLI's
+    ``--grain`` (the default amount); ``review``/``defects``: where to write those maps."""
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
+    from engine import tasks
+    from engine.options import by_name, to_pipeline, validate
     from engine.pipeline import GRAIN_DEFAULT, EnhanceOptions, enhance
-
-    con = Console(stderr=True, quiet=quiet, soft_wrap=True)
-    if not (0.0 <= strength <= 100.0):
-        raise BadInput(f"--strength must be between 0 and 100 (got {strength:g})")
-    if feather < 0:
-        raise BadInput("--feather must be >= 0")
-    if scale is not None and not (0 < scale <= 16):
-        raise BadInput(f"--scale must be > 0 and at most 16 (got {scale:g})")
     from engine.pipeline.tiling import MIN_TILE
 
+    con = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    task = tasks.get(model)                              # UnknownModel before any file is touched
+    table = tasks.option_table(task) if task.info.blends else by_name(tasks.all_options())
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    not_used = sorted(set(given) - set(table))
+    if not_used:
+        raise BadInput(f"{model} does not take --{not_used[0].replace('_', '-')} "
+                       f"(its options: {', '.join(table) or 'none'})")
+    values = validate(table, given)
     if tile is not None and (tile < 0 or 0 < tile < MIN_TILE):
         raise BadInput(f"--tile must be 0 (whole image) or at least {MIN_TILE} px (got {tile})")
     budget = parse_size(memory_budget)
@@ -154,29 +159,15 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
     items = plan_outputs(srcs, Path(output), fmt)
     mask_px = _read_mask(Path(mask)) if mask else None
 
-    spec = None
-    loaded = None
-    try:
-        spec = catalog.get(model)
-    except EnhanceError:
-        if not model.startswith("user:"):
-            raise
-    if spec is None or spec.family != "classic":
-        from engine.backends import load_model
-
-        loaded = load_model(model, device)
-        spec = loaded.spec
-    opts = EnhanceOptions(model=model, strength=strength / 100.0, grain=GRAIN_DEFAULT if grain else 0.0,
-                          keep_color=keep_color, scale=scale, feather=feather, tile=tile,
-                          memory_budget=budget, device=device, review=review is not None,
-                          protect=tuple(protect), sensitivity=sensitivity)
-    if not (0.0 <= sensitivity <= 1.0):
-        raise BadInput(f"--sensitivity must be between 0 and 1 (got {sensitivity:g})")
-    from engine.pipeline import PROTECT_KINDS
-
-    bad = [k for k in protect if k not in PROTECT_KINDS]
-    if bad:
-        raise BadInput(f"unknown --protect value {bad[0]!r}: use faces, text or faces,text")
+    task.prepare(device)                                 # load once: ModelNotInstalled before the loop
+    loaded = getattr(task, "load", lambda _d: None)(device)
+    pipe = to_pipeline(table, values)
+    pipe.pop("tile", None)                               # the --tile flag below (0 = whole image)
+    if grain:
+        pipe["grain"] = GRAIN_DEFAULT
+    pipe["review"] = review is not None
+    opts = EnhanceOptions(model=model, tile=tile, memory_budget=budget, device=device, **pipe)
+    info = task.info
 
     todo = [it for it in items if not (resume and imageio.is_complete(it.dst))]
     skipped = len(items) - len(todo)
@@ -186,12 +177,12 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
     for it in todo:
         try:
             w, h = imageio.probe(it.src)
-            est += catalog.estimate_seconds(spec, w, h)
+            est += info.estimate_seconds(w, h)
         except EnhanceError:
             pass
     if est > LONG_JOB_S:
         where = "CPU" if getattr(loaded, "device", "cpu") == "cpu" else "CPU figures; a GPU is faster"
-        con.print(f"{len(todo)} image(s) with {spec.id}: estimated {_fmt_s(est)} ({where})")
+        con.print(f"{len(todo)} image(s) with {info.id}: estimated {_fmt_s(est)} ({where})")
 
     failed_user = failed_bug = done = 0
     t0 = time.monotonic()
@@ -209,7 +200,7 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, strength: floa
 
             try:
                 img = imageio.read(it.src, max_mp=opts.max_input_mp)
-                o = opts if mask_px is None else replace(opts, mask=mask_px)
+                o = opts if mask_px is None else opts.replace(mask=mask_px)
                 res = enhance(img.pixels, o, progress=cb, model=loaded)
                 out_fmt = imageio.format_for(it.dst, fmt)
                 imageio.write(it.dst, imageio.Image(res.image, img.icc, img.exif, out_fmt, img.extra), out_fmt)

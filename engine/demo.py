@@ -13,7 +13,7 @@ def comparison(before: Path, after: Path, out: Path, crop: int = 320, label_mode
     The zoom is where detail differs most, so the reader sees what the model did.
     """
     a = Image.open(after).convert("RGB")
-    b = Image.open(before).convert("RGB").resize(a.size, Image.BICUBIC)
+    b = Image.open(before).convert("RGB").resize(a.size, Image.Resampling.BICUBIC)
     an = np.asarray(a, dtype=np.float32)
     bn = np.asarray(b, dtype=np.float32)
     h, w = an.shape[:2]
@@ -29,8 +29,8 @@ def comparison(before: Path, after: Path, out: Path, crop: int = 320, label_mode
                 best, by, bx = s, y, x
     box = (bx, by, bx + c, by + c)
     zoom = 2 if c * 2 <= 800 else 1
-    zb = b.crop(box).resize((c * zoom, c * zoom), Image.NEAREST)
-    za = a.crop(box).resize((c * zoom, c * zoom), Image.NEAREST)
+    zb = b.crop(box).resize((c * zoom, c * zoom), Image.Resampling.NEAREST)
+    za = a.crop(box).resize((c * zoom, c * zoom), Image.Resampling.NEAREST)
     pad, head = 8, 28
     W = pad * 3 + zb.width * 2
     H = head + zb.height + pad

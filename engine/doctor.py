@@ -44,8 +44,11 @@ def _gpus() -> list[str]:
 
 
 def checks() -> list[Check]:
-    from engine import catalog, paths, registry
-    from engine.backends.onnx_backend import available_providers, cpu_threads, resolve_device
+    from engine import paths
+    from engine.models import catalog
+    from engine.tasks.network import NetworkTask
+    from engine.models import registry
+    from engine.models.backends.onnx_backend import available_providers, cpu_threads, resolve_device
 
     rows: list[Check] = [
         Check("python", sys.version_info >= (3, 10), f"{platform.python_version()} ({sys.executable})"),
@@ -92,16 +95,13 @@ def checks() -> list[Check]:
 
     rows.append(Check("models folder", True, str(paths.models_dir())))
     found, missing, bad = [], [], []
-    for spec in catalog.CATALOG:
-        if spec.family == "classic":
-            continue
-        if not registry.is_installed(spec):
+    for spec in catalog.CATALOG:          # the networks: classical tasks have no weights to check
+        task = NetworkTask(spec)
+        if not task.installed():
             missing.append(spec.id)
             continue
         try:
-            registry.verified_onnx_path(spec.id)
-            if registry.has_ncnn_files(spec.id):
-                registry.verified_ncnn_paths(spec.id)
+            task.verify()
             found.append(spec.id)
         except Exception:  # noqa: BLE001
             bad.append(spec.id)

@@ -273,7 +273,7 @@ def _to_depth(px: np.ndarray, allowed: tuple) -> np.ndarray:
     return from_float(to_float(px), np.dtype(target))
 
 
-def encode(img: Image, fmt: str) -> Optional[bytes]:
+def encode(img: Image, fmt: str) -> bytes:
     """Bytes for PNG / JPEG / WebP (TIFF is written straight to its file)."""
     px = img.pixels
     img = Image(px, img.icc, _norm_exif(img.exif), img.format, img.extra)
@@ -287,8 +287,9 @@ def encode(img: Image, fmt: str) -> Optional[bytes]:
         if not ok:
             raise BadInput("PNG encoding failed")
         return _png_add_chunks(buf.tobytes(), img.icc, img.exif, img.extra.get("png_chunks", []))
-    from PIL import Image as PILImage
     import io
+
+    from PIL import Image as PILImage
 
     px = _to_depth(px, (np.dtype(np.uint8),))
     if fmt == "jpeg" and px.ndim == 3 and px.shape[2] == 4:
@@ -317,7 +318,8 @@ def _write_tiff(path: Path, img: Image) -> None:
     px = img.pixels
     if px.ndim == 3 and px.shape[2] == 1:
         px = px[:, :, 0]
-    extratags = []
+    # tifffile's extratags rows: (code, dtype: int or struct char, count, value, write once)
+    extratags: list[tuple[int, int | str, int, bytes | str, bool]] = []
     if img.icc:
         extratags.append((34675, 7, len(img.icc), img.icc, True))
     kw: dict = {}

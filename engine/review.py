@@ -65,9 +65,9 @@ _LOCK = threading.Lock()
 
 def _text_detector_path() -> Path:
     try:
-        from engine.registry import text_detector_path
+        from engine.models.registry import text_detector_path
     except ImportError:
-        raise EnhanceError("text detection needs the model registry (engine.registry); "
+        raise EnhanceError("text detection needs the model registry (engine.models.registry); "
                            "this install is incomplete: reinstall EnhanceLayer") from None
     p = text_detector_path()
     if p is None or not Path(p).is_file():

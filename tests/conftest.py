@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 def models_dir() -> Path:
     """The folder holding imported models; imports the wheel models once if needed."""
     from engine import paths
-    from engine.importer import import_models
+    from engine.models.importer import import_models
 
     import_models(verify=False, quiet=True)  # no-op when already imported
     return paths.models_dir()

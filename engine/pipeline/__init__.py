@@ -19,51 +19,89 @@ Flow, all in float32 and streamed in horizontal strips (memory: see tiling.py):
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from engine import catalog
 from engine.errors import BadInput, Cancelled, EnhanceError, TooLarge
 from engine.pipeline import blend as _blend
-from engine.pipeline import tiling as _tiling
 from engine.pipeline.formats import Resampler, Source, from_float, luma, resample, to_float
 
-__all__ = ["enhance", "EnhanceOptions", "EnhanceResult", "output_size", "GRAIN_DEFAULT"]
+__all__ = ["enhance", "EnhanceOptions", "EnhanceResult", "output_size", "GRAIN_DEFAULT", "PROTECT_KINDS"]
 
 GRAIN_DEFAULT = _blend.GRAIN_DEFAULT
-PROTECT_KINDS = ("faces", "text")
+from engine.options import PROTECT_KINDS  # noqa: E402  (re-exported: the protect choices)
 PROTECT_FACTOR = 0.8      # protected pixels keep 20 % of the strength
 CHUNK_PX = 1 << 19        # post-processing strip size (output px): bounds the blend temporaries
 
 
-@dataclass
 class EnhanceOptions:
-    model: str = "photo-x2"
-    strength: float = 0.6               # 0..1 (the CLI's 0-100 % / 100)
-    grain: float = 0.0                  # 0..1; True or GRAIN_DEFAULT is what --grain turns on
-    keep_color: bool = False
-    scale: Optional[float] = None       # output / input; None = the model's scale
-    mask: Optional[np.ndarray] = None   # HxW (or HxWx1) u8 / u16 / float of the INPUT size
-    feather: float = 0.0                # mask feather, input px
-    tile: Optional[int] = None          # None = from memory budget, 0 = whole image
-    memory_budget: Optional[int] = None  # bytes
-    device: str = "auto"
-    protect: tuple[str, ...] = ()       # "faces", "text"
-    review: bool = False
-    sensitivity: float = 0.5            # restore-dust detection sensitivity
-    max_input_mp: float = 100.0
-    max_output_mp: float = 400.0
+    """One job's settings: the task id, engine-side knobs, and the job option values.
+
+    The job options (strength, grain, ..., and each task's own such as restore-dust's
+    ``sensitivity``) are declared once in ``engine/options.py`` / the task modules; here they
+    are given in *pipeline units* (fractions: ``strength=0.6`` is 60 %) and checked against
+    that table when the options are made (BadInput names the option and its range in the
+    units users see). Read them as attributes (``opts.strength``).
+    ``grain=True`` means the default amount (:data:`GRAIN_DEFAULT`).
+    """
+
+    def __init__(self, model: str = "photo-x2", *, mask: Optional[np.ndarray] = None,
+                 tile: Optional[int] = None, memory_budget: Optional[int] = None, device: str = "auto",
+                 max_input_mp: float = 100.0, max_output_mp: float = 400.0, **values: Any):
+        from engine import tasks
+        from engine.options import by_name, validate
+
+        if isinstance(values.get("grain"), bool):
+            values["grain"] = GRAIN_DEFAULT if values["grain"] else 0.0
+        # ``tile`` is also a job option (the wire's), but here it is the field above (0 = whole image)
+        table = {k: o for k, o in by_name(tasks.all_options()).items() if k != "tile"}
+        self.model = model
+        self.mask = mask                  # HxW (or HxWx1) u8 / u16 / float of the INPUT size
+        self.tile = tile                  # None = from memory budget, 0 = whole image
+        self.memory_budget = memory_budget   # bytes
+        self.device = device
+        self.max_input_mp = max_input_mp
+        self.max_output_mp = max_output_mp
+        self.values: dict[str, Any] = validate(table, values, wire_units=False)   # wire units
+        self._table = table
+        # what the caller gave stays exact (0.6 stays 0.6, not 0.6 * 100 / 100)
+        self._pipe = {k: (values[k] if k in values and not isinstance(values[k], (list, tuple))
+                          else table[k].to_pipeline(v)) for k, v in self.values.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or "_pipe" not in self.__dict__:
+            raise AttributeError(name)
+        try:
+            return self._pipe[name]
+        except KeyError:
+            raise AttributeError(f"EnhanceOptions has no option {name!r}") from None
+
+    def pipeline_values(self) -> dict[str, Any]:
+        """Every option value in pipeline units (what tasks receive)."""
+        return dict(self._pipe)
+
+    def replace(self, **changes: Any) -> "EnhanceOptions":
+        """A copy with some fields or option values changed (pipeline units)."""
+        fields = {k: getattr(self, k) for k in ("model", "mask", "tile", "memory_budget", "device",
+                                               "max_input_mp", "max_output_mp")}
+        vals = self.pipeline_values()
+        for k, v in changes.items():
+            (fields if k in fields else vals)[k] = v
+        return EnhanceOptions(**fields, **vals)
+
+    def __repr__(self) -> str:
+        return f"EnhanceOptions(model={self.model!r}, {self.values!r})"
 
 
 @dataclass
 class EnhanceResult:
     image: np.ndarray
     review: Optional[np.ndarray] = None
-    defects: Optional[np.ndarray] = None     # restore-dust: the repaired spots (HxW 0..1)
+    layers: dict = field(default_factory=dict)   # extra maps of the task at the input size (0..1)
     model: str = ""
     scale: float = 1.0
     tile: int = 0
@@ -71,24 +109,19 @@ class EnhanceResult:
     seconds: float = 0.0
     info: dict = field(default_factory=dict)
 
+    @property
+    def defects(self) -> Optional[np.ndarray]:
+        """restore-dust: the repaired spots (HxW 0..1), else None."""
+        return self.layers.get("defects")
+
 
 def output_size(h: int, w: int, scale: float) -> tuple[int, int]:
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
 def _check(image_shape: tuple[int, int], opts: EnhanceOptions) -> None:
+    """Checks of the image itself; option ranges are checked by the option table."""
     h, w = image_shape
-    if not (0.0 <= float(opts.strength) <= 1.0) or math.isnan(float(opts.strength)):
-        raise BadInput(f"strength must be between 0 and 100 % (0..1 in the API; got {opts.strength:g})")
-    if not (0.0 <= float(opts.grain) <= 1.0):
-        raise BadInput(f"grain must be between 0 and 1 (got {opts.grain:g})")
-    if opts.scale is not None and not (0 < float(opts.scale) <= 16):
-        raise BadInput(f"scale must be > 0 and at most 16 (got {opts.scale:g})")
-    if opts.feather < 0:
-        raise BadInput("feather must be >= 0 px")
-    bad = [k for k in opts.protect if k not in PROTECT_KINDS]
-    if bad:
-        raise BadInput(f"unknown protection {bad[0]!r}: use faces and/or text")
     if h <= 0 or w <= 0:
         raise BadInput(f"the image is empty ({w}x{h} px)")
     if h * w > opts.max_input_mp * 1e6:
@@ -161,38 +194,34 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     """Enhance one image; see the module docstring and docs/internals.md (Contract 2).
 
     ``model``: an already loaded model object (``.run``, ``.spec``), e.g. from the server's
-    cache; by default ``engine.backends.load_model(opts.model, opts.device)``.
+    cache; by default ``engine.models.backends.load_model(opts.model, opts.device)``.
     """
     t_start = time.monotonic()
     opts = opts or EnhanceOptions()
-    if isinstance(opts.grain, bool):          # grain=True means "the default amount"
-        opts = replace(opts, grain=GRAIN_DEFAULT if opts.grain else 0.0)
     src = Source(image)
     h, w = src.h, src.w
     _check((h, w), opts)
 
-    # --- the model -------------------------------------------------------------------
-    if model is not None:
-        spec = model.spec
-    else:
-        spec = None
-        try:
-            spec = catalog.get(opts.model)
-        except EnhanceError:
-            if not opts.model.startswith("user:"):
-                raise
-        if spec is None or spec.family != "classic":
-            from engine.backends import load_model
+    # --- the task ----------------------------------------------------------------------
+    from engine import tasks
 
-            model = load_model(opts.model, opts.device)
-            spec = model.spec
-    if spec.task == "identity":               # transport checks: the input comes back untouched
-        if opts.scale not in (None, 1, 1.0):
-            raise BadInput("the identity model only works at scale 1")
-        return EnhanceResult(image=np.array(image, copy=True), model=spec.id, scale=1.0,
-                             review=np.zeros((h, w), np.float32) if opts.review else None,
-                             seconds=time.monotonic() - t_start)
-    target = float(opts.scale) if opts.scale is not None else float(spec.scale)
+    if model is not None:                    # an already loaded network (benchmarks, tests)
+        from engine.tasks.network import NetworkTask
+
+        task: tasks.Task = NetworkTask(model.spec, model=model)
+    else:
+        task = tasks.get(opts.model)
+        task.prepare(opts.device)
+    values = opts.pipeline_values()
+    req = tasks.TaskRequest(rgb=_rgb_reader(src), height=h, width=w, values=values, tile=opts.tile,
+                            memory_budget=opts.memory_budget, progress=progress, cancel=cancel)
+    if not task.info.blends:
+        produced = task.run(req, opts.device)
+        if produced.passthrough:             # identity: the input comes back untouched
+            return EnhanceResult(image=np.array(image, copy=True), model=task.info.id, scale=1.0,
+                                 review=np.zeros((h, w), np.float32) if opts.review else None,
+                                 seconds=time.monotonic() - t_start)
+    target = float(opts.scale) if opts.scale is not None else float(task.info.scale)
     out_h, out_w = output_size(h, w, target)
     if out_h * out_w > opts.max_output_mp * 1e6:
         raise TooLarge(f"the result would be {out_w}x{out_h} = {out_h * out_w / 1e6:.0f} MP, over the "
@@ -215,35 +244,15 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
         smap = (smap * np.float32(opts.strength)).astype(np.float32)[:, :, None]
 
     # --- model output rows (at the model's scale) -------------------------------------
-    info: dict = {}
-    defects = None
-    plan = None
+    produced = None
     if opts.strength == 0 and smap is None:
         ms = 1
-        model_rows = iter(())          # nothing of the model reaches the result
-    elif spec.family == "classic":
-        from engine import restore
-
-        ms = 1
-        if progress:
-            progress(0, 1, "repairing")
-        repaired, defects = restore.repair(np.clip(src.rgb(0, h), 0, 1), sensitivity=opts.sensitivity)
-        if progress:
-            progress(1, 1, "repaired")
-        model_rows = iter([(0, np.asarray(repaired, dtype=np.float32))])
+        model_rows: Iterator[tuple[int, np.ndarray]] = iter(())   # nothing of the model reaches the result
     else:
-        ms = int(spec.scale)
-        plan = _tiling.plan(spec, h, w, tile=opts.tile, memory_budget=opts.memory_budget,
-                            device=str(getattr(model, "device", "cpu")))
-        info["tile"], info["overlap"] = plan.tile, plan.overlap
-
-        def get_rgb(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-            x = src.rgb(y0, y1, x0, x1)
-            if src.fmt.dtype == np.float32:
-                x = np.clip(x, 0.0, 1.0)
-            return x
-
-        model_rows = _tiling.tiled_rows(model.run, get_rgb, h, w, plan, progress=progress, cancel=cancel)
+        produced = task.run(req, opts.device)
+        ms = produced.scale
+        model_rows = produced.rows
+    info: dict = dict(produced.info) if produced is not None else {}
 
     # --- stream: model rows -> target rows -> blended output rows --------------------
     fmt = src.fmt
@@ -313,7 +322,17 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
 
     result = out[:, :, 0] if fmt.squeeze else out
     rev = _review(src, out, out_h, out_w) if opts.review else None
-    return EnhanceResult(image=result, review=rev, defects=defects, model=spec.id, scale=target,
-                         tile=plan.tile if plan else 0,
-                         tiles=len(plan.grid(h, w)) if plan else (1 if not no_model else 0),
+    layers = dict(produced.layers) if produced is not None else {}
+    return EnhanceResult(image=result, review=rev, layers=layers, model=task.info.id, scale=target,
+                         tile=produced.tile if produced else 0, tiles=produced.tiles if produced else 0,
                          seconds=time.monotonic() - t_start, info=info)
+
+
+def _rgb_reader(src: Source) -> Callable[[int, int, int, int], np.ndarray]:
+    """The task's view of the input: RGB 0..1 of a box (float inputs clipped to 0..1)."""
+    def get_rgb(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        x = src.rgb(y0, y1, x0, x1)
+        if src.fmt.dtype == np.float32:
+            x = np.clip(x, 0.0, 1.0)
+        return x
+    return get_rgb

@@ -40,14 +40,6 @@ FEATHER_NON_INVARIANT = 32     # long ramp: hides the tile dependence of cunet
 
 # Working memory of a backend per extended input pixel of a tile (fp32, ORT CPU, measured
 # peak RSS growth per tile pixel, rounded up; see bench/results/memory.md).
-BYTES_PER_PX = {
-    "photo-x4": 17_000, "illustration-x4": 17_000,     # RRDB: measured 14-15 kB/px (ORT), 16.8 (OpenVINO)
-    "realesrgan": 2_000,                               # SRVGG compact: measured 1.4 kB/px
-    "waifu2x-cunet": 7_000,                            # cunet 2x: measured 6.5 kB/px
-    "waifu2x-cunet-1x": 2_500,                         # cunet 1x denoise: measured 1.5 kB/px
-    "waifu2x": 5_000,                                  # upconv_7: 4.0 kB/px + ORT arena growth with tile shapes
-    "own": 2_000,
-}
 DEFAULT_BUDGET_CAP = 4 << 30
 
 
@@ -99,16 +91,9 @@ NCNN_FACTOR = 2.2
 
 
 def bytes_per_px(spec, device: str = "cpu") -> int:
-    base = _bytes_per_px(spec)
+    """Working memory per input pixel of a tile: the model's measured figure (``ModelSpec.bytes_per_px``)."""
+    base = int(spec.bytes_per_px)
     return int(base * NCNN_FACTOR) if str(device).startswith("ncnn") else base
-
-
-def _bytes_per_px(spec) -> int:
-    if spec.id in BYTES_PER_PX:
-        return BYTES_PER_PX[spec.id]
-    if spec.family == "waifu2x" and not spec.tile_invariant:
-        return BYTES_PER_PX["waifu2x-cunet" if spec.native_scale > 1 else "waifu2x-cunet-1x"]
-    return BYTES_PER_PX.get(spec.family, 8_000)
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,8 @@ def to_rgb_f32(a: np.ndarray) -> np.ndarray:
 
 
 def load_training_photos(mate_dir: Path) -> list[np.ndarray]:
-    from PIL import Image
     import skimage.data as sd
+    from PIL import Image
     photos = []
     for name in MATE_TRAIN:
         p = mate_dir / f"{name}.jpg"
@@ -197,7 +197,8 @@ def blur_batch(big: torch.Tensor, rng: np.random.Generator, g: torch.Generator) 
                            gauss_kernel(rng.uniform(0.5, 1.0), 7), mode="same")
             k /= k.sum()
         else:
-            k = np.zeros((KSIZE, KSIZE)); k[KSIZE // 2, KSIZE // 2] = 1
+            k = np.zeros((KSIZE, KSIZE))
+            k[KSIZE // 2, KSIZE // 2] = 1
         ks.append(k)
     w = torch.from_numpy(np.stack(ks).astype(np.float32)).to(big.device)       # B,k,k
     w = w[:, None].repeat_interleave(3, 0)                                     # B*3,1,k,k
@@ -230,7 +231,8 @@ class Sampler:
                 y = self.rng.integers(0, img.shape[0] - size + 1)
                 x = self.rng.integers(0, img.shape[1] - size + 1)
                 cand = img[y:y + size, x:x + size]
-                e = float(np.abs(np.diff(cand, axis=0)).mean() + np.abs(np.diff(cand, axis=1)).mean()) if ncand > 1 else 0.0
+                e = (float(np.abs(np.diff(cand, axis=0)).mean() + np.abs(np.diff(cand, axis=1)).mean())
+                     if ncand > 1 else 0.0)
                 if e > best:
                     best, c = e, cand
             k = self.rng.integers(8)
@@ -259,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", default="16,32,64")
-    ap.add_argument("--detail", type=float, default=0.0, help="share of batches' crops picked as the most textured of 4")
+    ap.add_argument("--detail", type=float, default=0.0,
+                    help="share of batches' crops picked as the most textured of 4")
     ap.add_argument("--init", default=None, help="start from this state_dict (.pt) instead of random weights; "
                     "a 3-channel head is widened to 4 with zero weights for the noise-estimate channel")
     ap.add_argument("--noise-input", action="store_true", help="feed the in-graph noise estimate as a 4th channel")
     ap.add_argument("--tag", default="", help="suffix for the log/summary/.pt file names (stages)")
-    ap.add_argument("--mate-dir", default=os.environ.get("MATE_DIR", "/work/data_mate/x/usr/share/backgrounds/mate/nature"))
+    ap.add_argument("--mate-dir",
+                    default=os.environ.get("MATE_DIR", "/work/data_mate/x/usr/share/backgrounds/mate/nature"))
     ap.add_argument("--out", default=str(ROOT / "models" / "trained"))
     args = ap.parse_args(argv)
 
@@ -309,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(meta), flush=True)
     t0 = time.time()
     budget = args.budget_min * 60 if args.budget_min > 0 else float("inf")
-    rows = []
     ema = None
     step = 0
     with open(log_path, "w", newline="") as fh:
@@ -347,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                 vi = psnr(vdeg, vclean)
                 wr.writerow([step, round(time.time() - t0, 1), f"{lr:.2e}", f"{ema:.5f}", f"{vp:.3f}", f"{vi:.3f}"])
                 fh.flush()
-                print(f"step {step} t={time.time() - t0:.0f}s lr={lr:.2e} loss={ema:.5f} val {vi:.2f}->{vp:.2f} dB", flush=True)
+                print(f"step {step} t={time.time() - t0:.0f}s lr={lr:.2e} loss={ema:.5f} val {vi:.2f}->{vp:.2f} dB",
+                      flush=True)
     train_s = time.time() - t0
 
     # export
@@ -366,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     got = sess.run(["output"], {"input": dummy.numpy()})[0]
     maxdiff = float(np.abs(ref - got).max())
     sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    summary = dict(task=args.task, tag=args.tag, noise_input=args.noise_input, init=args.init, detail=args.detail, steps=step, train_seconds=round(train_s, 1), params=nparams,
+    summary = dict(task=args.task, tag=args.tag, noise_input=args.noise_input, init=args.init, detail=args.detail,
+                   steps=step, train_seconds=round(train_s, 1), params=nparams,
                    widths=[c1, c2, c3], batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
                    onnx_sha256=sha, onnx_bytes=onnx_path.stat().st_size, onnx_vs_torch_maxdiff=maxdiff,
                    device=args.device, threads=args.threads, torch=torch.__version__)

@@ -174,7 +174,7 @@ def test_launcher_starts_a_detached_engine_once(tmp_path):
 
 
 def test_wire_frames_match_engine():
-    from engine import wire
+    from engine.server import wire
     import importlib
     cw = importlib.import_module(elc.__name__ + ".wire")
     h = {"model": "identity", "width": 2, "height": 1, "channels": 3, "dtype": "u16"}

@@ -10,7 +10,7 @@ from .conftest import elc
 
 
 def _dusty(photo: np.ndarray, seed: int = 0) -> np.ndarray:
-    from engine.restore import add_synthetic_defects
+    from engine.tasks.restore_dust import add_synthetic_defects
     damaged, _alpha = add_synthetic_defects(photo.astype(np.float32) / 255.0, seed=seed)
     return np.rint(np.clip(damaged, 0, 1) * 255).astype(np.uint8)
 

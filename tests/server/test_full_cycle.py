@@ -164,7 +164,7 @@ def test_engine_killed_mid_job_is_reported_within_seconds(model_engine, astronau
 def test_out_of_memory_maps_to_a_clear_message():
     """The worker turns an OutOfMemory from the pipeline into the agreed kind and message."""
     from engine.errors import OutOfMemory
-    from engine.jobs import JobManager
+    from engine.server.jobs import JobManager
 
     def runner(job, progress):
         raise OutOfMemory("tile 16 does not fit")

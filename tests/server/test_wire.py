@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from engine import wire
+from engine.server import wire
 
 from .conftest import elc
 

@@ -167,8 +167,8 @@ def test_protect_review_and_defect_mask_outputs(models_installed, tmp_path, coff
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--protect", "eyes"], "unknown --protect value 'eyes'"),
-    (["--sensitivity", "1.5"], "--sensitivity must be between 0 and 1"),
+    (["--protect", "eyes"], "unknown protect value 'eyes'"),
+    (["--sensitivity", "1.5"], "sensitivity must be 0-1 (got 1.5)"),
 ])
 def test_bad_protect_and_sensitivity_are_one_line_errors(tmp_path, coffee, args, needle):
     src = tmp_path / "c.png"

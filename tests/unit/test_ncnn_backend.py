@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import catalog, importer, registry
-from engine.backends import prepost
 from engine.errors import OutOfMemory, WeightsTampered
+from engine.models import catalog, importer, registry
+from engine.models.backends import prepost
 
 ncnn = pytest.importorskip("ncnn")
 
@@ -27,14 +27,14 @@ def _crop(astronaut: np.ndarray, h: int = 70, w: int = 94) -> np.ndarray:
 
 
 def _gpu_present() -> bool:
-    from engine.backends.onnx_backend import AUTO_ORDER, GPU_PROVIDERS, available_providers
+    from engine.models.backends.onnx_backend import AUTO_ORDER, GPU_PROVIDERS, available_providers
 
     return any(GPU_PROVIDERS[k] in available_providers() for k in AUTO_ORDER)
 
 
 @pytest.mark.parametrize("model_id", FAMILIES)
 def test_ncnn_backend_matches_onnx_backend(model_id: str, models_installed: Path, astronaut: np.ndarray) -> None:
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     x = _crop(astronaut)
     m = load_model(model_id, device="ncnn")
@@ -54,8 +54,8 @@ def test_ncnn_backend_matches_onnx_backend(model_id: str, models_installed: Path
 
 
 def test_auto_picks_ncnn_for_photo_x2_on_cpu(models_installed: Path) -> None:
-    from engine.backends import load_model
-    from engine.backends.onnx_backend import CPU_AUTO, openvino_available, resolve_device
+    from engine.models.backends import load_model
+    from engine.models.backends.onnx_backend import CPU_AUTO, openvino_available, resolve_device
 
     if _gpu_present():
         pytest.skip("a GPU provider is present: auto picks it")
@@ -75,8 +75,8 @@ def test_auto_picks_ncnn_for_photo_x2_on_cpu(models_installed: Path) -> None:
 
 
 def test_ncnn_device_refuses_models_without_ncnn_weights(models_installed: Path) -> None:
-    from engine.backends import load_model
     from engine.errors import EnhanceError
+    from engine.models.backends import load_model
 
     with pytest.raises(EnhanceError, match="no ncnn weights"):
         load_model("denoise", device="ncnn")
@@ -84,7 +84,7 @@ def test_ncnn_device_refuses_models_without_ncnn_weights(models_installed: Path)
 
 def test_ncnn_backend_is_thread_safe(models_installed: Path, astronaut: np.ndarray) -> None:
     """One shared Net, one extractor per call: concurrent runs give the single-thread result."""
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     m = load_model("jpeg-clean-1", device="ncnn")
     xs = [_crop(astronaut[i * 40:], 48, 56) for i in range(4)]
@@ -111,7 +111,7 @@ def test_ncnn_backend_is_thread_safe(models_installed: Path, astronaut: np.ndarr
 
 def test_allocation_failure_becomes_out_of_memory(models_installed: Path) -> None:
     """ncnn reports a failed allocation as -100 from extract(): the tiler needs OutOfMemory."""
-    from engine.backends.ncnn_backend import NcnnModel
+    from engine.models.backends.ncnn_backend import NcnnModel
 
     p, b = registry.verified_ncnn_paths("photo-x2")
     m = NcnnModel(catalog.get("photo-x2"), p, b)
@@ -133,7 +133,7 @@ def test_allocation_failure_becomes_out_of_memory(models_installed: Path) -> Non
 
 
 def test_tiled_equals_untiled_with_ncnn(models_installed: Path, astronaut: np.ndarray) -> None:
-    from engine.backends import load_model
+    from engine.models.backends import load_model
     from engine.pipeline import EnhanceOptions, enhance
 
     m = load_model("photo-x2", device="ncnn")
@@ -158,7 +158,7 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     wheels = home / "cache" / "wheels"
     wheels.mkdir(parents=True)
     (wheels / wheel.name).symlink_to(wheel)     # pre-seeded cache: no network
-    from engine.backends import clear_cache
+    from engine.models.backends import clear_cache
 
     clear_cache()
     yield home
@@ -166,7 +166,7 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_import_keeps_ncnn_files_and_tamper_is_caught(tmp_home: Path) -> None:
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     r1 = importer.import_models(["photo-x2"], verify=False, quiet=True)
     assert r1[0]["status"] == "imported"
@@ -195,7 +195,7 @@ def test_import_keeps_ncnn_files_and_tamper_is_caught(tmp_home: Path) -> None:
 
 def test_older_import_gets_ncnn_files_without_reconversion(tmp_home: Path) -> None:
     """An import made before importer v3 (no model.param/bin, no "ncnn" section) is upgraded in place."""
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     importer.import_models(["jpeg-clean-2"], verify=False, quiet=True)
     d = tmp_home / "models" / "jpeg-clean-2"
@@ -204,7 +204,7 @@ def test_older_import_gets_ncnn_files_without_reconversion(tmp_home: Path) -> No
     (d / "manifest.json").write_text(json.dumps(man))
     (d / "model.param").unlink()
     (d / "model.bin").unlink()
-    from engine.backends import clear_cache
+    from engine.models.backends import clear_cache
 
     clear_cache()
     if not _gpu_present():       # auto falls back to the ONNX runtimes while the files are missing

@@ -28,7 +28,7 @@ def test_strength_zero_float_is_exact_in_float(models_installed, crop):
 
 
 def test_strength_one_no_grain_is_the_raw_model_output(models_installed, crop):
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     x = crop.astype(np.float32) / 255
     raw = load_model("photo-x2", "auto").run(x)     # the model enhance() runs (device auto)

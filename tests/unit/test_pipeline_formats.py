@@ -63,7 +63,7 @@ def test_gray_and_float_layouts(models_installed, astronaut):
 
 
 def test_any_scale(models_installed, chelsea):
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     img = chelsea[100:180, 150:250]
     x = to_float(img)
@@ -102,9 +102,9 @@ def test_bad_input(models_installed, chelsea):
 
 
 def test_restore_family_dispatches_to_engine_restore(coffee):
-    """restore-dust is classic image processing (engine/restore.py), not a network: the
+    """restore-dust is classic image processing (engine/tasks/restore_dust.py), not a network: the
     pipeline hands it the float RGB image and blends its repair like any model output."""
-    restore = pytest.importorskip("engine.restore")
+    restore = pytest.importorskip("engine.tasks.restore_dust")
     img = coffee[50:150, 100:220].copy()
     img[40:42, 10:110] = 250                           # a bright scratch
     repaired, mask = restore.repair(to_float(img), sensitivity=0.5)

@@ -7,16 +7,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine import catalog
 from engine.errors import Cancelled, EnhanceError, OutOfMemory
-from engine.pipeline import EnhanceOptions, enhance
-from engine.pipeline import tiling
+from engine.models import catalog
+from engine.pipeline import EnhanceOptions, enhance, tiling
 
 
 @pytest.mark.parametrize("model_id", ["photo-x2", "jpeg-clean-2", "anime-video-x2"])
 def test_tiled_equals_untiled_real_models(models_installed, astronaut, model_id):
     """Small tiles (many seams, incl. a ragged last row/column) vs one whole-image run."""
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     m = load_model(model_id, "cpu")
     img = astronaut[130:250, 170:310]          # 120x140: face and hair, 3x3 tiles of 48

@@ -5,14 +5,13 @@ margin; each assertion fails if detection or filling regresses.
 """
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
 from real_photos import real_photo
 
-from engine import restore as R
 from engine.errors import BadInput
+from engine.tasks import restore_dust as R
 
 SEED = 3          # not used to fit the piece classifier (seeds 1, 2)
 
@@ -48,7 +47,7 @@ def test_false_positive_area_on_clean_photos_below_0_1_percent(photos):
 
 def test_recall_and_precision_on_synthetic_damage(damaged):
     recalls, precisions = [], []
-    for name, (clean, dam, gt, rep, mask) in damaged.items():
+    for name, (_clean, _dam, gt, _rep, mask) in damaged.items():
         m = mask > 0.5
         near = cv2.dilate(gt.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         recalls.append((m & gt).sum() / gt.sum())
@@ -85,7 +84,7 @@ def test_repair_restores_the_detected_defects(damaged):
 
 
 def test_untouched_pixels_stay_identical(damaged):
-    for name, (clean, dam, gt, rep, mask) in damaged.items():
+    for name, (_clean, dam, _gt, rep, mask) in damaged.items():
         outside = mask < 0.5
         assert rep.dtype == np.float32 and mask.dtype == np.float32
         assert rep.shape == dam.shape and mask.shape == dam.shape[:2]

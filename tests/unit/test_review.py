@@ -35,7 +35,7 @@ def _with_text(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def detector(models_installed) -> str:
-    from engine.registry import text_detector_path
+    from engine.models.registry import text_detector_path
 
     return str(text_detector_path())
 
@@ -76,7 +76,7 @@ def test_text_detector_finds_little_on_a_photo_without_text(detector):
 
 def test_registry_path_is_used_by_default(detector):
     img, glyphs = _with_text(real_photo("chelsea"))
-    mask, _ = RV.detect_text(img)                 # path from engine.registry
+    mask, _ = RV.detect_text(img)                 # path from engine.models.registry
     assert mask[glyphs].mean() > 0.95
 
 
@@ -164,7 +164,7 @@ def test_review_map_marks_faces_and_text(upscaled, detector):
 
 def test_review_map_flags_text_the_model_changed(models_installed, detector):
     """photo-x2 on a photo with text: the changed glyph pixels are flagged (bench: >= 0.99)."""
-    from engine.backends import load_model
+    from engine.models.backends import load_model
 
     img, glyphs = _with_text(real_photo("chelsea"))
     m = load_model("photo-x2", device="cpu")

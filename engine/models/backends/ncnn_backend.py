@@ -3,11 +3,11 @@
 Why: on CPU, ncnn's Winograd 3x3 convolutions beat ONNX Runtime and OpenVINO on the small
 all-3x3 networks (waifu2x upconv_7 / CUNet, Real-ESRGAN SRVGG) by 1.3-2x, while it is far
 slower on RRDB (bench/results/backends.md). ``device="auto"`` picks it per model through
-``CPU_AUTO`` in engine/backends/onnx_backend.py; ``device="ncnn"`` forces it.
+``CPU_AUTO`` in engine/models/backends/onnx_backend.py; ``device="ncnn"`` forces it.
 
 The files are the wheel's own ``model.param``/``model.bin`` kept by the importer next to the
 ONNX (sha256 in the manifest, checked before loading). Pre/post-processing is
-engine/backends/prepost.py, shared with the ONNX backends and the importer's ncnn reference,
+engine/models/backends/prepost.py, shared with the ONNX backends and the importer's ncnn reference,
 so this backend's output is the importer's reference output (same options but threads).
 
 Options, chosen for speed at fp32 fidelity: ``num_threads`` = the cores this process may use;
@@ -26,31 +26,28 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backends import prepost
-from engine.catalog import ModelSpec
 from engine.errors import EnhanceError, OutOfMemory
+from engine.models.backends import prepost
+from engine.models.backends.runtimes import cpu_threads, ncnn_available
+from engine.models.catalog import ModelSpec
+
+# ncnn_available lives in runtimes.py (onnx_backend needs it too, without an import cycle) and stays
+# importable from here.
+__all__ = ["DEVICE", "NcnnModel", "blob_names", "configure", "ncnn_available"]
 
 DEVICE = "ncnn-cpu"
 # ncnn's C API returns -100 when a blob/workspace allocation fails (NCNN_ALLOC failure path).
 _NCNN_ALLOC_FAILED = -100
 
 
-def ncnn_available() -> bool:
-    try:
-        import ncnn  # noqa: F401
-    except Exception:  # noqa: BLE001 - a broken install counts as absent
-        return False
-    return True
-
-
 def blob_names(spec: ModelSpec, param_text: str) -> tuple[str, str]:
     """(input, output) blob names: from the catalog, else the graph's Input and last layer."""
-    from engine.convert.ncnn import parse_param
+    from engine.models.convert.ncnn import parse_param
 
     if spec.input_blob and spec.output_blob:
         return spec.input_blob, spec.output_blob
     graph = parse_param(param_text)
-    in_blob = spec.input_blob or next(l.outputs[0] for l in graph.layers if l.type == "Input")
+    in_blob = spec.input_blob or next(layer.outputs[0] for layer in graph.layers if layer.type == "Input")
     out_blob = spec.output_blob or graph.layers[-1].outputs[0]
     return in_blob, out_blob
 
@@ -83,8 +80,6 @@ class NcnnModel:
             raise EnhanceError("device 'ncnn' is not available: the ncnn package is missing "
                                "(pip install ncnn), use --device auto or cpu")
         import ncnn
-
-        from engine.backends.onnx_backend import cpu_threads
 
         self.spec = spec
         self.device = DEVICE

@@ -11,10 +11,11 @@ bytes cost a memcpy, and both hosts hand out raw bytes anyway (Krita: ``pixelDat
 B,G,R,A order, GIMP: ``Gegl.Buffer.get`` in R,G,B,A). The server swaps BGRA so plug-ins
 need no numpy.
 
-Request header fields (see docs/api.md for the full table): model, width, height,
-channels (1, 2, 3, 4), dtype ("u8", "u16", "f32"), channel_order ("RGBA" | "BGRA"),
-strength (0-100), grain (0-100 or null), keep_color, scale (null = the model's), mask
-(bool: width*height u8 bytes follow the pixels), feather (px), review, protect, tile.
+Request header fields (see docs/api.md): the frame fields model, width, height, channels
+(1, 2, 3, 4), dtype ("u8", "u16", "f32"), channel_order ("RGBA" | "BGRA"), mask (bool:
+width*height u8 bytes follow the pixels), then the job options by name (strength, grain,
+..., sensitivity), whose types, ranges and defaults come from the option table
+(``engine/options.py`` + the task modules, see ``engine.tasks.all_options``).
 Result frames: pixels, then the u8 review map and the u8 defect mask (restore-dust's
 repaired spots) when the header describes them (``result_header``).
 """
@@ -25,7 +26,9 @@ import struct
 from typing import Any, List, Literal, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from engine.options import Option
 
 MAX_HEADER = 64 * 1024          # a header is a few hundred bytes; anything bigger is hostile
 DTYPE_SIZE = {"u8": 1, "u16": 2, "f32": 4}
@@ -42,35 +45,65 @@ class FrameError(ValueError):
         self.status = status
 
 
-class JobHeader(BaseModel):
-    """The JSON header of ``POST /v1/jobs``. Unknown fields are refused (typos like
-    ``strenght`` would otherwise be silently ignored)."""
+class JobFrame(BaseModel):
+    """The frame fields of the JSON header of ``POST /v1/jobs`` (what the pixels are). The job
+    options are added to it from the option table (:data:`JobHeader`). Unknown fields are
+    refused (typos like ``strenght`` would otherwise be silently ignored)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str = Field(min_length=1, max_length=128, description="catalog id, e.g. photo-x2")
+    model: str = Field(min_length=1, max_length=128, description="task / model id, e.g. photo-x2")
     width: int = Field(ge=1, le=MAX_SIDE)
     height: int = Field(ge=1, le=MAX_SIDE)
     channels: Literal[1, 2, 3, 4] = Field(description="1 gray, 2 gray+alpha, 3 RGB, 4 RGBA")
     dtype: Literal["u8", "u16", "f32"]
     channel_order: Literal["RGBA", "BGRA"] = Field(
         "RGBA", description="BGRA: Krita's byte order; the result comes back in the same order")
-    strength: float = Field(60.0, ge=0, le=100, description="% of the model's change kept")
-    grain: Optional[float] = Field(None, ge=0, le=100, description="% of the original's fine "
-                                   "texture re-injected; null = the pipeline's default")
-    keep_color: bool = False
-    scale: Optional[float] = Field(None, gt=0, le=8, description="null = the model's own scale")
     mask: bool = Field(False, description="true: width*height u8 bytes follow the pixels")
-    feather: float = Field(0.0, ge=0, le=1000, description="mask feather radius in px")
-    review: bool = Field(False, description="also return the review map (u8, output size)")
-    protect: List[Literal["faces", "text"]] = Field(default_factory=list, max_length=2)
-    tile: Optional[int] = Field(None, ge=16, le=16384, description="force a tile size (px)")
 
     def pixel_bytes(self) -> int:
         return self.width * self.height * self.channels * DTYPE_SIZE[self.dtype]
 
     def mask_bytes(self) -> int:
         return self.width * self.height if self.mask else 0
+
+    def option_values(self) -> dict[str, Any]:
+        """The job options as given (wire units); absent or null ones get the table's default."""
+        out = {}
+        for o in OPTIONS:
+            v = getattr(self, o.name)
+            out[o.name] = o.default if v is None else (tuple(v) if isinstance(v, list) else v)
+        return out
+
+
+def _field(o: Option) -> tuple[Any, Any]:
+    """A pydantic field for one option of the table (null always means "the default")."""
+    kw: dict[str, Any] = {"description": f"{o.help} Default: {o.default!r}."}
+    if o.kind in ("float", "int"):
+        if o.minimum is not None:
+            kw["gt" if o.exclusive_minimum else "ge"] = o.minimum
+        if o.maximum is not None:
+            kw["le"] = o.maximum
+        typ: Any = float if o.kind == "float" else int
+    elif o.kind == "bool":
+        typ = bool
+    elif o.kind == "choice":
+        typ = Literal[o.choices]  # type: ignore[valid-type]
+    else:
+        typ = List[Literal[o.choices]]  # type: ignore[valid-type]
+        kw["max_length"] = len(o.choices)
+    return Optional[typ], Field(None, **kw)
+
+
+def _options() -> list[Option]:
+    from engine import tasks
+    return tasks.all_options()
+
+
+OPTIONS = _options()
+# The whole header schema: frame fields + one field per job option, derived from the table.
+JobHeader = create_model("JobHeader", __base__=JobFrame,
+                         **{o.name: _field(o) for o in OPTIONS})  # type: ignore[call-overload]
 
 
 def pack(header: dict, *payload: bytes) -> bytes:
@@ -91,7 +124,7 @@ def header_length(prefix: bytes) -> int:
     return n
 
 
-def parse_header(raw: bytes) -> JobHeader:
+def parse_header(raw: bytes) -> JobFrame:
     """Validate the JSON header; 422 with a readable message on any problem."""
     try:
         text = raw.decode("utf-8")
@@ -111,12 +144,14 @@ def parse_header(raw: bytes) -> JobHeader:
             loc = ".".join(str(x) for x in err.get("loc", ())) or "header"
             parts.append(f"{loc}: {err.get('msg')}")
         raise FrameError(422, "bad job header: " + "; ".join(parts)) from None
-    if len(set(hdr.protect)) != len(hdr.protect):
-        raise FrameError(422, "bad job header: protect lists an item twice")
+    for o in OPTIONS:
+        v = getattr(hdr, o.name)
+        if o.kind == "multi" and v is not None and len(set(v)) != len(v):
+            raise FrameError(422, f"bad job header: {o.name} lists an item twice")
     return hdr
 
 
-def to_array(hdr: JobHeader, pixels: bytes | bytearray | memoryview) -> np.ndarray:
+def to_array(hdr: JobFrame, pixels: bytes | bytearray | memoryview) -> np.ndarray:
     """Raw pixels -> HxWxC numpy array in R,G,B(,A) order (a copy we may write to)."""
     a = np.frombuffer(pixels, dtype=NP_DTYPE[hdr.dtype], count=hdr.width * hdr.height * hdr.channels)
     a = a.reshape(hdr.height, hdr.width, hdr.channels)
@@ -165,7 +200,7 @@ def _extra_map(m: Optional[np.ndarray]) -> Optional[dict]:
     return {"width": m.shape[1], "height": m.shape[0], "dtype": "u8", "bytes": int(m.shape[0] * m.shape[1])}
 
 
-def result_header(arr: np.ndarray, hdr: JobHeader, review: Optional[np.ndarray],
+def result_header(arr: np.ndarray, hdr: JobFrame, review: Optional[np.ndarray],
                   extra: dict[str, Any] | None = None, defects: Optional[np.ndarray] = None) -> dict:
     """The result frame's header. The payload is the pixels, then the review map (when
     ``review`` is described), then the defect mask (when ``defects`` is described): both u8,

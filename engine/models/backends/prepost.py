@@ -15,11 +15,12 @@ own ncnn output to 1 LSB: shared/ncnn-notes.md section 6):
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
-from engine.catalog import ModelSpec
+from engine.models.catalog import ModelSpec
 
 Net = Callable[[np.ndarray], np.ndarray]   # (1,3,H,W) float32 -> (1,3,H',W') float32
 
@@ -29,7 +30,7 @@ def pad_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     h, w = x.shape[:2]
     p, a = spec.prepad, max(1, spec.align)
     extra_h, extra_w = (-h) % a, (-w) % a
-    mode = "reflect" if spec.pad_mode == "reflect" else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if spec.pad_mode == "reflect" else "edge"
     if p or extra_h or extra_w:
         x = np.pad(x, ((p, p + extra_h), (p, p + extra_w), (0, 0)), mode=mode)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)

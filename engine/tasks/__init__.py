@@ -1,0 +1,125 @@
+"""The task registry: every capability of the engine, by id, and the options each one takes.
+
+    from engine import tasks
+    task = tasks.get("restore-dust")        # UnknownModel for a bad id
+    tasks.all_tasks()                       # catalog networks, then classical tasks, then user models
+    tasks.option_table(task)                # {name: Option} this task accepts
+
+Network models come from the catalog (``engine/models/catalog.py``) and the user models folder;
+classical tasks are the modules named in :data:`CLASSICAL`, each exposing ``TASK``. Adding a
+classical task = its module + one line here + its test. The modules are imported on first
+use, so ``enhancelayer serve`` starts without loading OpenCV.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+from engine import options as _options
+from engine.errors import UnknownModel
+from engine.options import Option
+from engine.tasks.base import Task, TaskInfo, TaskOutput, TaskRequest, WholeImageTask
+
+# One line per classical task: the module under engine/tasks/ that defines TASK.
+CLASSICAL: tuple[str, ...] = (
+    "restore_dust",
+    "identity",
+)
+
+__all__ = ["CLASSICAL", "Task", "TaskInfo", "TaskOutput", "TaskRequest", "WholeImageTask", "all_options",
+           "all_tasks", "get", "option_names", "option_table", "published", "USER_PREFIX"]
+
+USER_PREFIX = "user:"
+_lock = threading.Lock()
+_classical: dict[str, Task] | None = None
+
+
+def _load_classical() -> dict[str, Task]:
+    global _classical
+    with _lock:
+        if _classical is None:
+            found: dict[str, Task] = {}
+            for name in CLASSICAL:
+                task: Task = importlib.import_module(f"engine.tasks.{name}").TASK
+                if task.info.id in found:
+                    raise AssertionError(f"two tasks have the id {task.info.id!r} (bug)")
+                found[task.info.id] = task
+            _classical = found
+        return _classical
+
+
+def _network(model_id: str) -> Task:
+    from engine.models import catalog
+    from engine.tasks.network import NetworkTask
+
+    return NetworkTask(catalog.get(model_id))
+
+
+def _user(model_id: str) -> Task:
+    from engine.models import registry
+    from engine.models.backends import user_spec
+    from engine.tasks.network import NetworkTask
+
+    path = registry.user_model_path(model_id)       # UnknownModel when the file is not there
+    return NetworkTask(user_spec(path), user_path=path)
+
+
+def get(task_id: str) -> Task:
+    """The task with this id; UnknownModel (with the command that lists the ids) otherwise."""
+    if not isinstance(task_id, str) or not task_id:
+        raise UnknownModel("no model id given: run 'enhancelayer models' to list the ids")
+    if task_id.startswith(USER_PREFIX):
+        return _user(task_id)
+    classical = _load_classical()
+    if task_id in classical:
+        return classical[task_id]
+    return _network(task_id)
+
+
+def all_tasks() -> list[Task]:
+    """Catalog networks, then classical tasks, then user models (the order the lists show)."""
+    from engine.models import catalog, registry
+    from engine.tasks.network import NetworkTask
+
+    out: list[Task] = [NetworkTask(spec) for spec in catalog.CATALOG]
+    out += list(_load_classical().values())
+    for p in registry.user_models():
+        try:
+            out.append(_user(USER_PREFIX + p.stem))
+        except UnknownModel:
+            pass
+    return out
+
+
+def option_table(task: Task) -> dict[str, Option]:
+    """The options this task accepts: the common blend options (unless it returns its input
+    untouched) and its own."""
+    common = _options.COMMON if task.info.blends else ()
+    return _options.by_name((*common, *task.info.options))
+
+
+def option_names(task: Task) -> list[str]:
+    return list(option_table(task))
+
+
+def all_options() -> list[Option]:
+    """Every option of every task, each once, with the ids of the tasks that use it."""
+    from dataclasses import replace
+
+    users: dict[str, list[str]] = {}
+    rows: dict[str, Option] = {}
+    for task in all_tasks():
+        for name, opt in option_table(task).items():
+            prev = rows.get(name)
+            if prev is not None and replace(prev, tasks=()) != replace(opt, tasks=()):
+                raise AssertionError(f"option {name!r} is declared differently by two tasks (bug)")
+            rows.setdefault(name, opt)
+            users.setdefault(name, []).append(task.info.id)
+    return [replace(o, tasks=tuple(users[n])) for n, o in rows.items()]
+
+
+def published() -> dict[str, Any]:
+    """The body of ``GET /v1/models`` and ``enhancelayer tasks --json``: every task's row and
+    the option table, so plug-ins build their dialogs from what the engine says."""
+    return {"models": [t.row() for t in all_tasks()], "options": _options.publish(all_options())}

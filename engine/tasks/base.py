@@ -1,0 +1,162 @@
+"""The Task protocol: what every capability of the engine looks like to its callers.
+
+A task takes an image (and the job's option values) and produces model-side pixels that the
+pipeline then blends with the original (strength, mask, grain, keep colour, resampling), plus
+optional extra layers (restore-dust's defect mask). Callers (pipeline, server, CLI, batch,
+doctor, plug-ins through ``/v1/models``) never switch on what kind of task it is: they read
+its :class:`TaskInfo` descriptor and call :meth:`Task.prepare` / :meth:`Task.run`.
+
+Two shapes exist today:
+
+- ``engine/tasks/network.py``: one task per neural network (catalog models and user models);
+  tiled, rows streamed as tiles finish;
+- :class:`WholeImageTask`: a classical algorithm that looks at the whole image at once
+  (``engine/tasks/restore_dust.py``); a new one is one module with a ``TASK`` object.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Protocol
+
+import numpy as np
+
+from engine.options import Option
+
+Kind = Literal["network", "classical"]
+ProgressFn = Callable[[int, int, str], None]
+Rows = Iterator[tuple[int, np.ndarray]]
+# rgb(y0, y1, x0, x1) -> float32 HxWx3 0..1 RGB of the input box (gray repeated, alpha left out)
+RgbReader = Callable[[int, int, int, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What callers may know about a task without running it (like spandrel's descriptors)."""
+
+    id: str
+    title: str
+    group: str                      # what it is for: upscale, jpeg, denoise, sharpen, restore, ...
+    kind: Kind
+    scale: int                      # output / input size it delivers by default
+    margin: int                     # context px a host should send around a selection
+    license: str
+    source: str
+    tile_invariant: bool = True     # tiled / cropped runs equal a whole-image run
+    ms_per_mp_cpu: float = 0.0      # end-to-end cost per input megapixel on 2 cores (estimates)
+    photo: bool = True              # meant for photographs
+    notes: str = ""
+    tags: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()    # options only this task has (declared in its module)
+    blends: bool = True             # False: the input comes back untouched, no blend options apply
+
+    def estimate_seconds(self, width: int, height: int) -> float:
+        """Rough CPU time before a long job, from the measured cost per input megapixel."""
+        return self.ms_per_mp_cpu * (width * height / 1e6) / 1000.0
+
+
+@dataclass
+class TaskRequest:
+    """One run: the input (read on demand), its size, and the option values (pipeline units)."""
+
+    rgb: RgbReader
+    height: int
+    width: int
+    values: dict[str, Any]
+    tile: Optional[int] = None
+    memory_budget: Optional[int] = None
+    progress: Optional[ProgressFn] = None
+    cancel: Any = None              # a threading.Event-like object (``is_set()``)
+
+
+@dataclass
+class TaskOutput:
+    """Model-side rows at ``scale`` x the input size, yielded in order, plus extra layers at the
+    input size (filled in by the time the rows are exhausted)."""
+
+    scale: int
+    rows: Rows
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
+    tile: int = 0
+    tiles: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    passthrough: bool = False       # True: the caller returns the input as it is (identity)
+
+
+class Task(Protocol):
+    """A capability of the engine; see the module docstring."""
+
+    info: TaskInfo
+
+    def installed(self) -> bool:
+        """Cheap check that it can run (weights present); no hashing."""
+        ...
+
+    def prepare(self, device: str = "auto") -> None:
+        """Load what it needs (once; cached), or raise ModelNotInstalled / WeightsTampered."""
+        ...
+
+    def verify(self) -> None:
+        """Check installed weights against their manifests (sha256); WeightsTampered if not."""
+        ...
+
+    def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
+        ...
+
+    def row(self) -> dict[str, Any]:
+        """The JSON row of ``GET /v1/models`` and ``enhancelayer models --json``."""
+        ...
+
+
+def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[str, Any]:
+    """The JSON row every task shares (network tasks add their catalog fields)."""
+    return {"id": info.id, "task": info.group, "kind": info.kind, "title": info.title, "scale": info.scale,
+            "margin": info.margin, "receptive_field": info.margin, "tile_invariant": info.tile_invariant,
+            "ms_per_mp_cpu": info.ms_per_mp_cpu, "license": info.license, "source": info.source,
+            "photo": info.photo, "notes": info.notes, "tags": list(info.tags), "installed": installed,
+            "options": option_names}
+
+
+WholeImageFn = Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, np.ndarray]]]
+
+
+@dataclass
+class WholeImageTask:
+    """A classical task that needs the whole image at once: ``fn(rgb, values) -> (rgb, layers)``.
+
+    ``rgb`` is float32 HxWx3 in 0..1; ``values`` holds the job's option values (pipeline units,
+    the task's own options included); ``layers`` are extra HxW float maps (0..1) such as a
+    defect mask. Progress is reported as one step."""
+
+    info: TaskInfo
+    fn: WholeImageFn
+    verb: str = "working"
+
+    def installed(self) -> bool:
+        return True
+
+    def prepare(self, device: str = "auto") -> None:
+        return None
+
+    def verify(self) -> None:
+        return None                  # code, no weights
+
+    def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
+        out = TaskOutput(scale=1, rows=iter(()), tiles=1)
+
+        def rows() -> Rows:
+            if req.progress:
+                req.progress(0, 1, self.verb)
+            rgb = np.clip(req.rgb(0, req.height, 0, req.width), 0.0, 1.0)
+            pixels, layers = self.fn(rgb, req.values)
+            out.layers.update(layers)
+            if req.progress:
+                req.progress(1, 1, "done")
+            yield 0, np.asarray(pixels, dtype=np.float32)
+
+        out.rows = rows()
+        return out
+
+    def row(self) -> dict[str, Any]:
+        from engine.tasks import option_names
+        return info_row(self.info, True, option_names(self))

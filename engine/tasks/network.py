@@ -1,0 +1,83 @@
+"""The network task: run one neural network, tiled, on the image (every catalog model and every
+user model is one of these).
+
+Weights, runtimes and pre/post-processing come from ``engine/models`` (catalog, registry,
+backends); seamless tiling from ``engine/pipeline/tiling.py``. This module only ties them to
+the Task protocol, so the rest of the engine never asks what kind of model it holds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from engine.models import registry
+from engine.models.catalog import ModelSpec
+from engine.tasks.base import TaskInfo, TaskOutput, TaskRequest, info_row
+
+
+def describe(spec: ModelSpec) -> TaskInfo:
+    return TaskInfo(id=spec.id, title=spec.title, group=spec.task, kind="network", scale=spec.scale,
+                    margin=spec.receptive_field, license=spec.license, source=spec.source,
+                    tile_invariant=spec.tile_invariant, ms_per_mp_cpu=spec.ms_per_mp_cpu, photo=spec.photo,
+                    notes=spec.notes, tags=spec.tags)
+
+
+class NetworkTask:
+    """A catalog network (``spec``) or a user model file (``user_path``; its scale is measured
+    when it is loaded)."""
+
+    def __init__(self, spec: ModelSpec, user_path: Optional[Path] = None, model: Any = None):
+        self.spec = spec
+        self.user_path = user_path
+        self.info = describe(spec)
+        self._model = model            # an already loaded model (bench, server cache), else loaded here
+
+    def installed(self) -> bool:
+        return True if self.user_path is not None else registry.is_installed(self.spec)
+
+    def load(self, device: str = "auto") -> Any:
+        """The loaded model (cached per id and runtime by engine.models.backends)."""
+        if self._model is not None:
+            return self._model
+        from engine.models.backends import load_model
+
+        return load_model(self.spec.id, device)
+
+    def prepare(self, device: str = "auto") -> None:
+        m = self.load(device)
+        if self.user_path is not None:     # the probe measured its scale
+            self.spec = m.spec
+            self.info = describe(m.spec)
+
+    def verify(self) -> None:
+        if self.user_path is not None:
+            return                                   # the user's own file: nothing to check against
+        registry.verified_onnx_path(self.spec.id)
+        if registry.has_ncnn_files(self.spec.id):
+            registry.verified_ncnn_paths(self.spec.id)   # the wheel's .param/.bin (ncnn backend)
+
+    def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
+        from engine.pipeline import tiling
+
+        model = self.load(device)
+        spec = model.spec
+        plan = tiling.plan(spec, req.height, req.width, tile=req.tile, memory_budget=req.memory_budget,
+                           device=str(getattr(model, "device", "cpu")))
+        rows = tiling.tiled_rows(model.run, req.rgb, req.height, req.width, plan,
+                                 progress=req.progress, cancel=req.cancel)
+        return TaskOutput(scale=int(spec.scale), rows=rows, tile=plan.tile,
+                          tiles=len(plan.grid(req.height, req.width)),
+                          info={"tile": plan.tile, "overlap": plan.overlap})
+
+    def row(self) -> dict[str, Any]:
+        from engine.tasks import option_names
+
+        if self.user_path is not None:
+            row = info_row(self.info, True, option_names(self))
+            row.update(scale=None, title=self.user_path.name, family="user", license="user-supplied",
+                       source=str(self.user_path), ms_per_mp_cpu=None, tags=["user"])
+            return row
+        row = self.spec.to_json()
+        row.update(info_row(self.info, self.installed(), option_names(self)))
+        return row
+

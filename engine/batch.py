@@ -17,9 +17,10 @@ import glob
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -135,8 +136,14 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optio
     checked against the option table (engine/options.py + the task's own). ``grain``: the CLI's
     ``--grain`` (the default amount); ``review``/``defects``: where to write those maps."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from engine import tasks
     from engine.options import by_name, to_pipeline, validate

@@ -9,7 +9,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -68,7 +68,7 @@ def tasks_cmd(as_json: bool = typer.Option(True, "--json/--table", help="JSON (d
 
 @app.command("import")
 def import_cmd(
-    only: Optional[List[str]] = typer.Option(None, "--only", help="Model id to import (repeatable); default all."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Model id to import (repeatable); default all."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ncnn fidelity check (faster)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -101,14 +101,16 @@ def import_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for a studio server: use TLS)."),
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Address to listen on (0.0.0.0 for a studio server: use TLS)."),
     port: int = typer.Option(0, "--port", help="TCP port; 0 = a random free port (written to the discovery file)."),
     idle_timeout: float = typer.Option(0, "--idle-timeout", help="Exit after this many idle seconds (0 = never)."),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate (remote mode)."),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key (remote mode)."),
     max_pixels: int = typer.Option(64 * 1024 * 1024, "--max-pixels", help="Largest input image in pixels (413 above)."),
     max_queued_mb: int = typer.Option(4096, "--max-queued-mb", help="Memory for queued images + unfetched results."),
-    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host", help="Extra Host name clients use (repeatable)."),
+    allow_host: Optional[list[str]] = typer.Option(None, "--allow-host",
+                                                   help="Extra Host name clients use (repeatable)."),
     result_ttl: float = typer.Option(600, "--result-ttl", help="Seconds an unfetched result is kept."),
 ) -> None:
     """Run the local engine server for the Krita and GIMP plug-ins (see docs/api.md)."""
@@ -199,13 +201,14 @@ def _cli_values(kw: dict) -> dict:
 
 
 def run_cmd(
-    inputs: List[str] = typer.Argument(..., help="Image files, folders or globs (PNG, JPEG, TIFF, WebP)."),
+    inputs: list[str] = typer.Argument(..., help="Image files, folders or globs (PNG, JPEG, TIFF, WebP)."),
     model: str = typer.Option(..., "-m", "--model", help="Model id (see 'enhancelayer models')."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (one input) or folder."),
     grain: bool = typer.Option(False, "--grain", help="Re-inject the original's fine texture (the default amount)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Gray image (8-bit/16-bit/float) of the input size."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in px (0 = whole image; default: from memory)."),
-    memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="e.g. 1.5GB (default: half the free RAM)."),
+    memory_budget: Optional[str] = typer.Option(None, "--memory-budget",
+                                                help="e.g. 1.5GB (default: half the free RAM)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
     fmt: Optional[str] = typer.Option(None, "--format", help="png, jpeg, tiff or webp (default: as the input)."),
     resume: bool = typer.Option(False, "--resume", help="Skip outputs that are already complete."),

@@ -45,10 +45,9 @@ def _gpus() -> list[str]:
 
 def checks() -> list[Check]:
     from engine import paths
-    from engine.models import catalog
-    from engine.tasks.network import NetworkTask
-    from engine.models import registry
+    from engine.models import catalog, registry
     from engine.models.backends.onnx_backend import available_providers, cpu_threads, resolve_device
+    from engine.tasks.network import NetworkTask
 
     rows: list[Check] = [
         Check("python", sys.version_info >= (3, 10), f"{platform.python_version()} ({sys.executable})"),
@@ -89,7 +88,8 @@ def checks() -> list[Check]:
     try:
         import ncnn
 
-        rows.append(Check("ncnn", True, f"{getattr(ncnn, '__version__', '?')} (import verification reference; CPU backend for the 3x3-conv models)"))
+        rows.append(Check("ncnn", True, f"{getattr(ncnn, '__version__', '?')} (import verification reference; "
+                            "CPU backend for the 3x3-conv models)"))
     except Exception:  # noqa: BLE001
         rows.append(Check("ncnn", None, "not installed: 'enhancelayer import' cannot verify against ncnn"))
 

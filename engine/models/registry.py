@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 
 from engine import paths
+from engine.errors import EnhanceError, ModelNotInstalled, UnknownModel, WeightsTampered
 from engine.models import catalog
 from engine.models.catalog import ModelSpec
-from engine.errors import EnhanceError, ModelNotInstalled, UnknownModel, WeightsTampered
 
 MODEL_FILE = "model.onnx"
 NCNN_PARAM_FILE = "model.param"

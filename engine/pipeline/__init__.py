@@ -20,9 +20,9 @@ Flow, all in float32 and streamed in horizontal strips (memory: see tiling.py):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = ["enhance", "EnhanceOptions", "EnhanceResult", "output_size", "GRAIN_D
 
 GRAIN_DEFAULT = _blend.GRAIN_DEFAULT
 from engine.options import PROTECT_KINDS  # noqa: E402  (re-exported: the protect choices)
+
 PROTECT_FACTOR = 0.8      # protected pixels keep 20 % of the strength
 CHUNK_PX = 1 << 19        # post-processing strip size (output px): bounds the blend temporaries
 
@@ -84,7 +85,7 @@ class EnhanceOptions:
         """Every option value in pipeline units (what tasks receive)."""
         return dict(self._pipe)
 
-    def replace(self, **changes: Any) -> "EnhanceOptions":
+    def replace(self, **changes: Any) -> EnhanceOptions:
         """A copy with some fields or option values changed (pipeline units)."""
         fields = {k: getattr(self, k) for k in ("model", "mask", "tile", "memory_budget", "device",
                                                "max_input_mp", "max_output_mp")}
@@ -174,6 +175,7 @@ class _Rows:
     def get(self, a: int, b: int) -> np.ndarray:
         if a < self.start or b > self.end:
             raise AssertionError(f"rows {a}..{b} not held ({self.start}..{self.end}) (bug)")
+        assert self.data is not None
         return self.data[a - self.start:b - self.start]
 
     def drop_before(self, y: int) -> None:
@@ -216,8 +218,8 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     req = tasks.TaskRequest(rgb=_rgb_reader(src), height=h, width=w, values=values, tile=opts.tile,
                             memory_budget=opts.memory_budget, progress=progress, cancel=cancel)
     if not task.info.blends:
-        produced = task.run(req, opts.device)
-        if produced.passthrough:             # identity: the input comes back untouched
+        direct = task.run(req, opts.device)
+        if direct.passthrough:             # identity: the input comes back untouched
             return EnhanceResult(image=np.array(image, copy=True), model=task.info.id, scale=1.0,
                                  review=np.zeros((h, w), np.float32) if opts.review else None,
                                  seconds=time.monotonic() - t_start)
@@ -244,7 +246,7 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
         smap = (smap * np.float32(opts.strength)).astype(np.float32)[:, :, None]
 
     # --- model output rows (at the model's scale) -------------------------------------
-    produced = None
+    produced: Optional[tasks.TaskOutput] = None
     if opts.strength == 0 and smap is None:
         ms = 1
         model_rows: Iterator[tuple[int, np.ndarray]] = iter(())   # nothing of the model reaches the result
@@ -264,8 +266,7 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     ms_buf = _Rows()
     m_rs = None if (Hm, Wm) == (out_h, out_w) else Resampler(Hm, Wm, out_h, out_w, _model_kernel(ms, target))
     m_buf = _Rows() if m_rs is not None else ms_buf
-    if m_rs is not None and not m_rs.same_h:
-        last_needed = m_rs.jy.max(axis=1) + 1          # non-decreasing
+    last_needed = m_rs.jy.max(axis=1) + 1 if m_rs is not None and not m_rs.same_h else None   # non-decreasing
     sigma = _blend.GRAIN_SIGMA * max(out_h / h, out_w / w)
     margin = _blend.blur_radius(sigma) if opts.grain > 0 else 0
     no_model = opts.strength == 0 and smap is None
@@ -305,6 +306,7 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
             if m_rs.same_h:
                 z = out_h if ms_buf.end == Hm else ms_buf.end
             else:
+                assert last_needed is not None
                 z = int(np.searchsorted(last_needed, ms_buf.end, side="right"))
             z = max(z, m_buf.end)
             for a in range(m_buf.end, z, chunk):

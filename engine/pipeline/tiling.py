@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -244,7 +245,7 @@ def tiled_rows(run: ModelRun, get_rgb: Callable[[int, int, int, int], np.ndarray
         band1 = ey1 * s
         acc = np.zeros((band1 - band0, W, 3), np.float32)
         wsum = np.zeros((band1 - band0, W), np.float32)
-        if carry_acc is not None:
+        if carry_acc is not None and carry_w is not None:
             acc[:carry_acc.shape[0]] = carry_acc
             wsum[:carry_w.shape[0]] = carry_w
             carry_acc = carry_w = None

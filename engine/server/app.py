@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from engine import __version__
-from engine.server import wire
 from engine.errors import EnhanceError
+from engine.server import wire
 from engine.server.jobs import Busy, JobManager
 from engine.server.security import Guard, Settings, json_error
 from engine.server.worker import check_model, estimate_seconds, run_job, scale_of
@@ -107,7 +107,7 @@ class FrameResponse(Response):
             self.on_sent()
 
 
-_ERR = {s: {"model": ErrorBody} for s in (401, 403)}
+_ERR: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403)}
 _bearer = HTTPBearer(auto_error=False, description="the token from <config>/token or ENHANCELAYER_TOKEN")
 _AUTH = [Security(_bearer)]             # documents the scheme; Guard does the checking
 
@@ -129,7 +129,7 @@ class _Body:
             return b""
         except asyncio.TimeoutError:
             raise wire.FrameError(408, f"upload stalled for {BODY_CHUNK_TIMEOUT:.0f} s") from None
-        except Exception:               # client went away (ClientDisconnect)
+        except Exception:  # noqa: BLE001 - the client went away (ClientDisconnect): end of body
             self.done = True
             return b""
         return chunk
@@ -161,7 +161,7 @@ class _Body:
 
 
 # ---------------------------------------------------------------------- app
-def create_app(settings: Settings, manager: Optional[JobManager] = None) -> FastAPI:
+def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guard:
     """The ASGI app (Guard around FastAPI). Tests may run it in-process with their own settings."""
     jobs = manager or JobManager(run_job, max_bytes=settings.max_queued_bytes, result_ttl=settings.result_ttl)
     app = FastAPI(
@@ -233,7 +233,7 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Fast
             raise wire.FrameError(413, f"image of {hdr.width}x{hdr.height} is over the engine's limit of "
                                        f"{settings.max_pixels / 1e6:.0f} megapixels")
         check_model(hdr.model)                   # UnknownModel 404 / ModelNotInstalled 409
-        s = hdr.scale or scale_of(hdr.model) or 4.0
+        s = hdr.option_values()["scale"] or scale_of(hdr.model) or 4.0
         out_w, out_h = max(1, round(hdr.width * s)), max(1, round(hdr.height * s))
         if out_w * out_h > settings.max_out_pixels:
             raise wire.FrameError(413, f"the result would be {out_w}x{out_h}, over the engine's limit of "
@@ -252,17 +252,18 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Fast
             def convert():
                 mv = memoryview(data)
                 img = wire.to_array(hdr, mv[:hdr.pixel_bytes()])
-                mask = None
+                mask: Optional[np.ndarray] = None
                 if hdr.mask:
-                    mask = np.frombuffer(data, np.uint8, offset=hdr.pixel_bytes()).reshape(hdr.height, hdr.width)
-                    mask = mask.astype(np.float32) / 255.0
+                    m8 = np.frombuffer(data, np.uint8, offset=hdr.pixel_bytes()).reshape(hdr.height, hdr.width)
+                    mask = m8.astype(np.float32) / 255.0
                 return img, mask
 
             img, mask = await run_in_threadpool(convert)
         except BaseException:
             jobs.unreserve(reserve)
             raise
-        job = jobs.submit(model=hdr.model, device="auto", reserved=reserve, payload=(hdr, img, mask, (settings.max_pixels, settings.max_out_pixels)),
+        limits = (settings.max_pixels, settings.max_out_pixels)
+        job = jobs.submit(model=hdr.model, device="auto", reserved=reserve, payload=(hdr, img, mask, limits),
                           estimate_s=estimate_seconds(hdr.model, hdr.width, hdr.height))
         return JSONResponse(job.public(), status_code=202)
 
@@ -320,9 +321,7 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Fast
             app.openapi_schema = sch
         return app.openapi_schema
 
-    app.openapi = openapi
-    guarded = Guard(app, settings)
-    guarded.fastapi = app                # tests and serve() reach the jobs via .fastapi.state
-    return guarded
+    app.openapi = openapi  # type: ignore[method-assign]
+    return Guard(app, settings)          # tests and serve() reach the jobs via .fastapi.state
 
 

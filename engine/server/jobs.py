@@ -7,17 +7,27 @@ memory; the tiler already uses the whole device. Jobs of two clients simply queu
 """
 from __future__ import annotations
 
+import builtins
 import logging
 import queue
 import secrets
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from engine.errors import (BadInput, Cancelled, EnhanceError, ModelNotInstalled, OutOfMemory,
-                           TooLarge, UnknownModel, WeightsTampered)
+from engine.errors import (
+    BadInput,
+    Cancelled,
+    EnhanceError,
+    ModelNotInstalled,
+    OutOfMemory,
+    TooLarge,
+    UnknownModel,
+    WeightsTampered,
+)
 
 log = logging.getLogger("enhancelayer.jobs")
 
@@ -76,9 +86,10 @@ class Job:
         return None if self.estimate_s is None else max(0.0, self.estimate_s - el)
 
     def public(self) -> dict:
+        eta = self.eta()
         return {
             "id": self.id, "state": self.state, "progress": round(self.progress, 4),
-            "message": self.message, "eta": None if self.eta() is None else round(self.eta(), 1),
+            "message": self.message, "eta": None if eta is None else round(eta, 1),
             "model": self.model, "tiles_done": self.tiles_done, "tiles_total": self.tiles_total,
             "created": self.created, "started": self.started, "finished": self.finished,
             "error": self.error, "result_ready": self.result is not None,
@@ -206,7 +217,7 @@ class JobManager:
             log.info("job %s: cancel requested (%s)", job_id, job.state)
             return job.public()
 
-    def take_result(self, job_id: str) -> Optional[list]:
+    def take_result(self, job_id: str) -> Optional[builtins.list]:
         with self._lock:
             job = self._jobs.get(job_id)
             return None if job is None else job.result
@@ -230,7 +241,7 @@ class JobManager:
                 q.put(None)
 
     def _finish(self, job: Job, state: str, message: str, error: Optional[dict] = None,
-                result: Optional[list] = None) -> None:
+                result: Optional[builtins.list] = None) -> None:
         with self._lock:
             job.state, job.message, job.error = state, message, error
             job.finished = time.time()
@@ -243,7 +254,7 @@ class JobManager:
             else:
                 self._release(job)
 
-    def _worker(self, device: str, q: "queue.Queue[Optional[Job]]") -> None:
+    def _worker(self, device: str, q: queue.Queue[Optional[Job]]) -> None:
         while True:
             job = q.get()
             if job is None:
@@ -267,7 +278,7 @@ class JobManager:
             except Cancelled:
                 self._finish(job, "cancelled", "cancelled")
                 log.info("job %s: cancelled after %d/%d tiles", job.id, job.tiles_done, job.tiles_total)
-            except BaseException as e:  # noqa: BLE001 - a job never takes the worker down
+            except BaseException as e:
                 kind = error_kind(e)
                 if kind == "internal":
                     log.error("job %s failed:\n%s", job.id, traceback.format_exc())
@@ -289,4 +300,5 @@ class JobManager:
                     self._finish(job, "cancelled", "cancelled")
                 else:
                     self._finish(job, "done", "done", result=parts)
-                    log.info("job %s: done in %.2f s", job.id, job.finished - (job.started or job.finished))
+                    end = job.finished or time.time()
+                    log.info("job %s: done in %.2f s", job.id, end - (job.started or end))

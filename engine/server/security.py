@@ -11,7 +11,7 @@ import hmac
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from fastapi.responses import JSONResponse
 
@@ -97,8 +97,9 @@ def json_error(status: int, kind: str, detail: str, headers: Optional[dict] = No
 class Guard:
     """Pure ASGI middleware: Host/Origin (403) and token (401) before any routing or body read."""
 
-    def __init__(self, app, settings: Settings):
+    def __init__(self, app: Any, settings: Settings):
         self.app = app
+        self.fastapi = app              # the FastAPI app inside (its .state holds the job manager)
         self.s = settings
 
     async def __call__(self, scope, receive, send):

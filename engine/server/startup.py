@@ -86,7 +86,7 @@ class _Lock:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             else:
                 import msvcrt
-                msvcrt.locking(self.fd, msvcrt.LK_NBLCK, 1)
+                msvcrt.locking(self.fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows only
         except OSError:
             os.close(self.fd)
             self.fd = None

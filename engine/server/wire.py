@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, List, Literal, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -32,7 +32,7 @@ from engine.options import Option
 
 MAX_HEADER = 64 * 1024          # a header is a few hundred bytes; anything bigger is hostile
 DTYPE_SIZE = {"u8": 1, "u16": 2, "f32": 4}
-NP_DTYPE = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
+NP_DTYPE: dict[str, np.dtype] = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
 WIRE_DTYPE = {np.dtype("uint8"): "u8", np.dtype("uint16"): "u16", np.dtype("float32"): "f32"}
 MAX_SIDE = 65_535
 
@@ -88,11 +88,16 @@ def _field(o: Option) -> tuple[Any, Any]:
     elif o.kind == "bool":
         typ = bool
     elif o.kind == "choice":
-        typ = Literal[o.choices]  # type: ignore[valid-type]
+        typ = _one_of(o.choices)
     else:
-        typ = List[Literal[o.choices]]  # type: ignore[valid-type]
+        typ = list.__class_getitem__(_one_of(o.choices))     # list[Literal[...choices]]
         kw["max_length"] = len(o.choices)
     return Optional[typ], Field(None, **kw)
+
+
+def _one_of(values: tuple[str, ...]) -> Any:
+    """``Literal[values]`` made at run time (the choices come from the option table)."""
+    return Literal.__getitem__(values)
 
 
 def _options() -> list[Option]:

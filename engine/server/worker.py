@@ -81,7 +81,7 @@ def run_job(job: Job, progress: Any) -> list:
 def _defects_u8(defects: np.ndarray, width: int, height: int) -> np.ndarray:
     """restore-dust's repaired-spot mask (float 0..1, input size) as u8 at the output size:
     the hosts use it as the new layer's mask, so it must cover the layer pixel for pixel."""
-    d = np.clip(np.asarray(defects, dtype=np.float32), 0.0, 1.0)
+    d: np.ndarray = np.clip(np.asarray(defects, dtype=np.float32), 0.0, 1.0)
     if d.ndim == 3:
         d = d[:, :, 0]
     if d.shape != (height, width):

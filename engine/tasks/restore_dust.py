@@ -359,7 +359,7 @@ def _grain(filled: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np
     # its high-pass (same filter as above) has unit energy.
     n = cv2.GaussianBlur(rng.standard_normal(y.shape).astype(np.float32), (0, 0), 0.6)
     n_hp = n - cv2.GaussianBlur(n, (0, 0), 1.5)
-    n /= float(n_hp.std()) + 1e-8
+    n = n / np.float32(float(n_hp.std()) + 1e-8)
     return (n * local)[..., None] * np.ones(3, np.float32)
 
 

@@ -25,10 +25,9 @@ from typing import Protocol
 
 import numpy as np
 
-from engine.models import catalog
-from engine.models import registry
-from engine.models.catalog import ModelSpec
 from engine.errors import EnhanceError
+from engine.models import catalog, registry
+from engine.models.catalog import ModelSpec
 
 __all__ = ["load_model", "LoadedModel", "clear_cache"]
 
@@ -63,7 +62,7 @@ def _load_user(model_id: str, device: str) -> LoadedModel:
     path = registry.user_model_path(model_id)
     spec = user_spec(path)
     if path.suffix.lower() != ".onnx":
-        from engine.models.backends import torch_backend   # raises a clear error without the torch extra
+        from engine.models.backends import torch_backend  # raises a clear error without the torch extra
 
         return torch_backend.load_user_model(path, spec, device)
     m = OnnxModel(spec, path, resolve_device(device))

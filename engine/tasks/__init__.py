@@ -19,7 +19,7 @@ from typing import Any
 from engine import options as _options
 from engine.errors import UnknownModel
 from engine.options import Option
-from engine.tasks.base import Task, TaskInfo, TaskOutput, TaskRequest, WholeImageTask
+from engine.tasks.base import Task, TaskInfo, TaskOutput, TaskRequest, WholeImageTask, option_names, option_table
 
 # One line per classical task: the module under engine/tasks/ that defines TASK.
 CLASSICAL: tuple[str, ...] = (
@@ -90,17 +90,6 @@ def all_tasks() -> list[Task]:
         except UnknownModel:
             pass
     return out
-
-
-def option_table(task: Task) -> dict[str, Option]:
-    """The options this task accepts: the common blend options (unless it returns its input
-    untouched) and its own."""
-    common = _options.COMMON if task.info.blends else ()
-    return _options.by_name((*common, *task.info.options))
-
-
-def option_names(task: Task) -> list[str]:
-    return list(option_table(task))
 
 
 def all_options() -> list[Option]:

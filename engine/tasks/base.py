@@ -108,6 +108,19 @@ class Task(Protocol):
         ...
 
 
+def option_table(task: Task) -> dict[str, Option]:
+    """The options this task accepts: the common blend options (unless it returns its input
+    untouched) and its own (``TaskInfo.options``)."""
+    from engine.options import COMMON, by_name
+
+    common = COMMON if task.info.blends else ()
+    return by_name((*common, *task.info.options))
+
+
+def option_names(task: Task) -> list[str]:
+    return list(option_table(task))
+
+
 def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[str, Any]:
     """The JSON row every task shares (network tasks add their catalog fields)."""
     return {"id": info.id, "task": info.group, "kind": info.kind, "title": info.title, "scale": info.scale,
@@ -158,5 +171,4 @@ class WholeImageTask:
         return out
 
     def row(self) -> dict[str, Any]:
-        from engine.tasks import option_names
         return info_row(self.info, True, option_names(self))

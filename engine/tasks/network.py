@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from engine.models import registry
 from engine.models.catalog import ModelSpec
-from engine.tasks.base import TaskInfo, TaskOutput, TaskRequest, info_row
+from engine.tasks.base import TaskInfo, TaskOutput, TaskRequest, info_row, option_names
 
 
 def describe(spec: ModelSpec) -> TaskInfo:
@@ -70,8 +70,6 @@ class NetworkTask:
                           info={"tile": plan.tile, "overlap": plan.overlap})
 
     def row(self) -> dict[str, Any]:
-        from engine.tasks import option_names
-
         if self.user_path is not None:
             row = info_row(self.info, True, option_names(self))
             row.update(scale=None, title=self.user_path.name, family="user", license="user-supplied",

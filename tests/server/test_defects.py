@@ -4,7 +4,6 @@ pipeline directly on the same pixels."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from .conftest import elc
 

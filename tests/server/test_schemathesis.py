@@ -27,7 +27,8 @@ def api_schema(fuzz_engine):
     st, _h, body = fuzz_engine.raw("GET", "/openapi.json")
     assert st == 200
     raw = json.loads(body)
-    assert {"/v1/health", "/v1/models", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/result"} <= set(raw["paths"])
+    paths = {"/v1/health", "/v1/models", "/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/result"}
+    assert paths <= set(raw["paths"])
     assert "application/octet-stream" in raw["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
     assert "channel_order" in raw["components"]["schemas"]["JobHeader"]["properties"]
     schema = schemathesis.openapi.from_dict(raw)
@@ -40,6 +41,22 @@ def _ops(schema):
         yield r.ok()
 
 
+def _fuzz(op, mode, headers: dict, statuses: dict):
+    """The hypothesis test for one operation (a function per operation: no loop variable in a closure)."""
+    label = op.label
+
+    @given(case=op.as_strategy(generation_mode=mode))
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def run(case):
+        resp = case.call(headers=headers, timeout=20)
+        statuses.setdefault(label, set()).add(resp.status_code)
+        assert resp.status_code < 500, (label, resp.status_code, resp.text[:300])
+        assert float(getattr(resp.elapsed, "total_seconds", lambda: resp.elapsed)()) < 10
+        case.validate_response(resp, checks=[not_a_server_error])
+    return run
+
+
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
 def test_no_server_errors(api_schema, fuzz_engine, mode):
     """Positive and negative (schema-violating) cases for every operation, with a valid token.
@@ -48,15 +65,7 @@ def test_no_server_errors(api_schema, fuzz_engine, mode):
     headers = {"Authorization": f"Bearer {fuzz_engine.token}"}
     statuses: dict = {}
     for op in _ops(api_schema):
-        @given(case=op.as_strategy(generation_mode=mode))
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def run(case):
-            resp = case.call(headers=headers, timeout=20)
-            statuses.setdefault(op.label, set()).add(resp.status_code)
-            assert resp.status_code < 500, (op.label, resp.status_code, resp.text[:300])
-            assert float(getattr(resp.elapsed, "total_seconds", lambda: resp.elapsed)()) < 10
-            case.validate_response(resp, checks=[not_a_server_error])
+        run = _fuzz(op, mode, headers, statuses)
         try:
             run()
         except Unsatisfiable:
@@ -100,8 +109,9 @@ def _frame_strategy():
 
 def test_structured_frame_fuzz_never_5xx(fuzz_engine):
     """Frames with plausible-but-wrong JSON headers and payloads off by a few bytes."""
-    from hypothesis import given as _given
     import struct
+
+    from hypothesis import given as _given
     seen: set = set()
 
     @_given(_frame_strategy())

@@ -8,9 +8,9 @@ import zipfile
 import pytest
 
 from engine import tasks
+from engine.errors import UnknownModel
 from engine.models import catalog
 from engine.models.catalog import CATALOG
-from engine.errors import UnknownModel
 
 REQUIRED_IDS = {"photo-x4", "photo-x2", "jpeg-clean-1", "jpeg-clean-2", "jpeg-clean-3",
                 "illustration-x2", "illustration-x4", "anime-video-x2", "anime-video-x4",

@@ -131,8 +131,8 @@ def test_doctor(env: dict) -> None:
 def test_user_onnx_model_is_listed_and_runs(tmp_path: Path, models_installed: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A user's .onnx dropped into the user models folder: listed as user:<stem>, scale measured."""
-    from engine.models.backends import clear_cache, load_model
     from engine.errors import UnknownModel
+    from engine.models.backends import clear_cache, load_model
 
     home = tmp_path / "home"
     (home / "user-models").mkdir(parents=True)

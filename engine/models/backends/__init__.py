@@ -38,6 +38,10 @@ class LoadedModel(Protocol):
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
 
+    def net(self, x: np.ndarray) -> np.ndarray:
+        """The bare network on an NCHW batch, without the upstream pre/post-processing."""
+        ...
+
 
 _cache: dict[tuple[str, str, str], LoadedModel] = {}
 _lock = threading.Lock()

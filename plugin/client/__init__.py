@@ -1,14 +1,40 @@
-"""EnhanceLayer engine client: one stdlib-only package shared by the Krita and GIMP plug-ins.
+"""EnhanceLayer engine client and plug-in core: one stdlib-only package shared by the Krita and
+GIMP plug-ins.
 
 install.py copies this folder into each host's plug-in folder as ``enhancelayer_client``;
-it uses relative imports only and no third-party modules (Python 3.10-3.13).
-See docs/api.md for the HTTP API and the full client reference.
+it uses relative imports only and no third-party modules (Python 3.10-3.13). Two halves:
+
+- the engine client: ``client`` (``EngineClient``), ``errors``, ``paths``, ``wire``;
+  see docs/api.md for the HTTP API and the full client reference;
+- the plug-in core, everything of a plug-in that is not a call into Krita's or GIMP's API:
+  ``catalog`` (model rows, the margin rule, model groups, the catalog snapshot), ``options``
+  (which option widgets, stored values, procedure arguments, submit keywords), ``geometry``
+  (selection box + margin, crops), ``pixels`` (sample sizes, mask products, half floats,
+  sRGB transfer, review overlay) and ``output`` (output modes, layer names, result pieces).
+  Unit-tested without a host in tests/unit/test_plugin_core.py.
 """
+from . import catalog, geometry, options, output, pixels
 from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result
-from .errors import (BadRequest, Busy, Cancelled, EngineError, EngineNotInstalled, EngineNotRunning,
-                     EngineStartFailed, EngineStopped, EngineUnreachable, Forbidden, JobFailed,
-                     JobNotFound, ModelNotInstalled, OutOfMemory, TokenRejected, TooLarge,
-                     UnknownModel)
+from .errors import (
+                     BadRequest,
+                     Busy,
+                     Cancelled,
+                     EngineError,
+                     EngineNotInstalled,
+                     EngineNotRunning,
+                     EngineStartFailed,
+                     EngineStopped,
+                     EngineUnreachable,
+                     Forbidden,
+                     JobFailed,
+                     JobNotFound,
+                     ModelNotInstalled,
+                     OutOfMemory,
+                     TokenRejected,
+                     TooLarge,
+                     UnknownModel,
+                     UserError,
+)
 from .paths import config_dir
 
 __version__ = "1"
@@ -16,5 +42,6 @@ __all__ = [
     "API", "NOT_INSTALLED", "OOM_MESSAGE", "EngineClient", "Result", "config_dir",
     "EngineError", "EngineNotInstalled", "EngineNotRunning", "EngineStartFailed", "EngineStopped",
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
-    "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled",
+    "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",
+    "catalog", "geometry", "options", "output", "pixels",
 ]

@@ -21,10 +21,12 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 from . import errors as E
 from . import paths
+from .catalog import DEFAULT_MODEL
 from .wire import CHANNELS, DTYPE_SIZE, ORDERS, frame_prefix, pixel_bytes
 
 API = "/v1"
@@ -82,7 +84,7 @@ def _pid_alive(pid: int) -> Optional[bool]:
 
 def _read_json(path: str) -> Optional[dict]:
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             obj = json.load(f)
         return obj if isinstance(obj, dict) else None
     except (OSError, ValueError):
@@ -94,7 +96,7 @@ def _read_token(cfg: str) -> Optional[str]:
     if env:
         return env.strip()
     try:
-        with open(os.path.join(cfg, paths.TOKEN), "r", encoding="utf-8") as f:
+        with open(os.path.join(cfg, paths.TOKEN), encoding="utf-8") as f:
             return f.read().strip() or None
     except OSError:
         return None
@@ -125,7 +127,7 @@ class EngineClient:
     # ------------------------------------------------------------------ construction
     @classmethod
     def remote(cls, url: str, token: str, cafile: Optional[str] = None, *, timeout: float = 30.0,
-               insecure_skip_verify: bool = False) -> "EngineClient":
+               insecure_skip_verify: bool = False) -> EngineClient:
         """A remote engine (studio GPU box): ``https://host:port`` + its token. ``cafile``
         trusts a self-signed or studio CA certificate."""
         ctx = None
@@ -140,8 +142,8 @@ class EngineClient:
         return cls(url, token, ssl_context=ctx, timeout=timeout)
 
     @classmethod
-    def local(cls, start: bool = True, launcher: "str | Sequence[str] | None" = None, timeout: float = 60.0,
-              config_dir: Optional[str] = None) -> "EngineClient":
+    def local(cls, start: bool = True, launcher: str | Sequence[str] | None = None, timeout: float = 60.0,
+              config_dir: Optional[str] = None) -> EngineClient:
         """The engine on this machine: found via ``<config>/engine.json``, or started with the
         launcher (``<config>/launcher.json``, written by install.py; or ``launcher`` = a path
         to such a file or an argv list) and waited for until healthy (``timeout`` s)."""
@@ -174,7 +176,7 @@ class EngineClient:
                                   f"see the logs {log}")
 
     @classmethod
-    def _discover(cls, cfg: str) -> Optional["EngineClient"]:
+    def _discover(cls, cfg: str) -> Optional[EngineClient]:
         info = _read_json(os.path.join(cfg, paths.DISCOVERY))
         if not info or not isinstance(info.get("url"), str):
             return None
@@ -216,7 +218,9 @@ class EngineClient:
             raise E.EngineNotInstalled(NOT_INSTALLED + f" (the launcher {path} has no argv list)")
         if not os.path.exists(argv[0]) and os.sep in argv[0]:
             raise E.EngineNotInstalled(NOT_INSTALLED + f" ({argv[0]} is missing)")
-        env = spec.get("env") if isinstance(spec.get("env"), dict) else {}
+        env = spec.get("env")
+        if not isinstance(env, dict):
+            env = {}
         cwd = spec.get("cwd") if isinstance(spec.get("cwd"), str) else None
         return argv, cwd, {str(k): str(v) for k, v in env.items()}
 
@@ -340,23 +344,36 @@ class EngineClient:
         """``{"ok": true, "version": ..., "api": 1, "max_pixels": ...}`` (no token needed)."""
         return self._json("GET", API + "/health", auth=False, timeout=timeout)
 
+    def catalog(self) -> dict:
+        """What the engine can do, the whole ``GET /v1/models`` body: ``{"models": [row, ...],
+        "options": [option, ...]}``. A row: id, task, kind, title, scale, margin, installed,
+        options (the option names its task takes), licence, ...; an option: name, type,
+        default, minimum, maximum, choices, nullable, unit, label, help, advanced, tasks."""
+        body = self._json("GET", API + "/models")
+        if not isinstance(body.get("models"), list):
+            raise E.EngineError("the engine sent an unreadable model list — update the engine and the "
+                                "plug-in together (`python3 install.py`)")
+        if not isinstance(body.get("options"), list):
+            body["options"] = []           # an engine before the option table
+        return body
+
     def models(self) -> list:
-        """The catalog: dicts with id, task, scale, title, license, installed, ..."""
-        return self._json("GET", API + "/models")["models"]
+        """The model rows of :meth:`catalog`."""
+        return self.catalog()["models"]
 
     def jobs(self) -> list:
         """Status dicts of the jobs the engine holds (all clients)."""
         return self._json("GET", API + "/jobs")["jobs"]
 
     def submit(self, pixels, width: int, height: int, channels: int, dtype: str,
-               channel_order: str = "RGBA", model: str = "photo-x2", strength: float = 60,
-               grain: Optional[float] = None, keep_color: bool = False, scale: Optional[float] = 1,
-               mask: Optional[bytes] = None, feather: float = 0, review: bool = False,
-               protect: Iterable[str] = (), tile: Optional[int] = None) -> str:
+               channel_order: str = "RGBA", model: str = DEFAULT_MODEL, mask: Optional[bytes] = None,
+               **options: Any) -> str:
         """Queue a job; returns its id. ``pixels``: bytes-like, row-major interleaved,
         little-endian for u16/f32, ``channel_order`` "RGBA" (GIMP) or "BGRA" (Krita).
         ``mask``: optional width*height u8 bytes (selection, 255 = fully enhanced).
-        ``scale``: output size / input size (1 = same size as the layer; None = the model's)."""
+        ``options``: job options by name in wire units (strength=60, scale=2, sensitivity=0.5,
+        ...; see :meth:`catalog`), sent as given: an absent one gets the engine's default, an
+        unknown name or a value out of range is refused by the engine (BadRequest, its message)."""
         if channels not in CHANNELS:
             raise E.BadRequest(f"channels must be one of {CHANNELS}, not {channels}")
         if dtype not in DTYPE_SIZE:
@@ -371,14 +388,14 @@ class EngineClient:
         if mv.nbytes != need:
             raise E.BadRequest(f"{mv.nbytes} pixel bytes for a {width}x{height}x{channels} {dtype} "
                                f"image that needs {need}")
-        header = {"model": model, "width": int(width), "height": int(height), "channels": int(channels),
-                  "dtype": dtype, "channel_order": channel_order, "strength": float(strength),
-                  "grain": None if grain is None else float(grain), "keep_color": bool(keep_color),
-                  "scale": None if scale is None else float(scale), "mask": mask is not None,
-                  "feather": float(feather), "review": bool(review), "protect": list(protect)}
-        if tile is not None:
-            header["tile"] = int(tile)
-        parts = [frame_prefix(header), mv]
+        header: dict[str, Any] = dict(options)
+        header.update(model=model, width=int(width), height=int(height), channels=int(channels),
+                      dtype=dtype, channel_order=channel_order, mask=mask is not None)
+        try:
+            prefix = frame_prefix(header)
+        except (TypeError, ValueError) as e:
+            raise E.BadRequest(f"an option value cannot be sent as JSON: {e}") from None
+        parts: list = [prefix, mv]
         if mask is not None:
             mm = memoryview(mask).cast("B")
             if mm.nbytes != int(width) * int(height):
@@ -433,7 +450,8 @@ class EngineClient:
                 raise E.EngineError("the engine sent an unreadable result header — try again") from None
         finally:
             conn.close()
-        if len(pixels) != npx or (rv and len(review) != rv["bytes"]) or (dv and len(defects) != dv["bytes"]):
+        if len(pixels) != npx or (rv and len(review or b"") != rv["bytes"]) \
+                or (dv and len(defects or b"") != dv["bytes"]):
             raise E.EngineError("the engine sent a truncated result — try again")
         return Result(pixels, h["width"], h["height"], h["channels"], h["dtype"],
                       h.get("channel_order", "RGBA"), review,
@@ -513,11 +531,14 @@ class EngineClient:
         if not self.config_dir:
             return False
         info = _read_json(os.path.join(self.config_dir, paths.DISCOVERY))
-        return bool(info) and self.pid is not None and info.get("pid") != self.pid
+        if not info:
+            return False
+        return self.pid is not None and info.get("pid") != self.pid
 
     def enhance(self, pixels, width: int, height: int, channels: int, dtype: str,
                 progress: Optional[Progress] = None, poll: float = 0.2, **options) -> Result:
-        """submit + wait + fetch. ``options`` are submit()'s keywords (model, strength, ...)."""
+        """submit + wait + fetch. ``options`` are submit()'s keywords (channel_order, model,
+        mask and the job options by name)."""
         job = self.submit(pixels, width, height, channels, dtype, **options)
         try:
             return self.wait(job, progress=progress, poll=poll)

@@ -1,6 +1,8 @@
 """Errors the plug-ins show to the retoucher as they are: each message says what to do.
 
 Catch ``EngineError`` for all of them; ``Cancelled`` when the user pressed Cancel.
+``UserError`` is apart: the plug-in core raises it, before any engine work, for what the user
+must change first (a model that is not imported, an output mode that does not exist, ...).
 """
 from __future__ import annotations
 
@@ -32,7 +34,10 @@ class EngineStartFailed(EngineError):
 
 
 class EngineUnreachable(EngineError):
-    """Connection refused / timed out / TLS failure (remote mode, or the engine went away)."""
+    """Connection refused / timed out / TLS failure (remote mode, or the engine went away).
+    ``timed_out``: the engine did not answer in time (busy) rather than refusing."""
+
+    timed_out = False
 
 
 class EngineStopped(EngineUnreachable):
@@ -81,3 +86,8 @@ class JobFailed(EngineError):
 
 class Cancelled(EngineError):
     """The job was cancelled (by the progress callback returning False, or ``cancel``)."""
+
+
+class UserError(Exception):
+    """Something the user must change before the plug-in can run (raised by the plug-in core,
+    never by the engine); the hosts show the message as it is."""

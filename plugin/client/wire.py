@@ -1,4 +1,4 @@
-"""The binary body format, client side (stdlib only; mirrors ``engine/wire.py``).
+"""The binary body format, client side (stdlib only; mirrors ``engine/server/wire.py``).
 
 A frame is a 4-byte big-endian header length N, N bytes of UTF-8 JSON, then raw bytes:
 pixels row-major with interleaved channels (little-endian for u16/f32), then optional

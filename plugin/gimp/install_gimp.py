@@ -4,7 +4,11 @@ install.py calls ``install(client_src=ROOT / "plugin/client")`` and ``uninstall(
 GIMP 3 loads a Python plug-in from ``<profile>/plug-ins/NAME/NAME.py`` (folder name ==
 file name, run bit set, ``#!/usr/bin/env python3``) on its next start. The stdlib client is
 vendored next to it as the package ``enhancelayer_client``, so the plug-in needs nothing
-outside its folder.
+outside its folder. GIMP registers the procedure's arguments when it starts, before any
+engine runs, so the install also saves the engine's catalog as
+``enhancelayer_client/engine_catalog.json`` (what ``<repo>/.venv/bin/enhancelayer tasks
+--json`` prints): the model choice and one argument per job option come from it. Without an
+engine (a warning on stderr) the procedure has a plain model-id argument and no options.
 
 Profile folder: ``$GIMP3_DIRECTORY`` if set (GIMP's own override), else
 Linux/BSD ``$XDG_CONFIG_HOME/GIMP/3.0`` (``~/.config/GIMP/3.0``),
@@ -12,15 +16,19 @@ macOS ``~/Library/Application Support/GIMP/3.0``, Windows ``%APPDATA%\\GIMP\\3.0
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Optional
 
 NAME = "enhancelayer"
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 PLUGIN_SRC = HERE / NAME / f"{NAME}.py"
 CLIENT_SRC = HERE.parent / "client"
 CLIENT_PKG = "enhancelayer_client"
@@ -39,7 +47,7 @@ def profile_dir() -> Path:
     return Path(base) / "GIMP" / "3.0"
 
 
-def plugin_dir(profile: "str | os.PathLike | None" = None) -> Path:
+def plugin_dir(profile: str | os.PathLike | None = None) -> Path:
     return Path(profile).expanduser() if profile else profile_dir()
 
 
@@ -47,9 +55,39 @@ def _target(profile) -> Path:
     return plugin_dir(profile) / "plug-ins" / NAME
 
 
-def install(profile_dir: "str | os.PathLike | None" = None,
-            client_src: "str | os.PathLike | None" = None) -> Path:
-    """Copy the plug-in (+ the vendored client) into ``<profile>/plug-ins/enhancelayer/``.
+def _client_catalog(client: Path) -> Any:
+    """The plug-in core's ``catalog`` module of a client folder, loaded by path (this script
+    runs without the repository on sys.path)."""
+    name = "_enhancelayer_client_for_gimp_install"
+    spec = importlib.util.spec_from_file_location(name, client / "__init__.py",
+                                                  submodule_search_locations=[str(client)])
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no client package at {client}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod.catalog
+
+
+def write_catalog(client: Path, catalog: Optional[dict] = None,
+                  engine: Optional[Sequence[str]] = None) -> Optional[Path]:
+    """Save the engine's catalog beside the vendored client (``catalog``, or what ``engine``
+    prints; default: the repository's engine). Returns the file, or None with a warning on
+    stderr when no engine answered."""
+    try:
+        return Path(_client_catalog(client).install_snapshot(str(client), str(REPO), catalog, engine))
+    except RuntimeError as e:
+        print(f"EnhanceLayer (GIMP): no engine catalog saved ({e}); the procedure gets a plain "
+              "model-id argument and no option arguments — run install.py again once the engine "
+              "is installed", file=sys.stderr)
+        return None
+
+
+def install(profile_dir: str | os.PathLike | None = None,
+            client_src: str | os.PathLike | None = None, catalog: Optional[dict] = None,
+            engine: Optional[Sequence[str]] = None) -> Path:
+    """Copy the plug-in (+ the vendored client and the engine's catalog, see
+    :func:`write_catalog`) into ``<profile>/plug-ins/enhancelayer/``.
 
     Replaces an earlier install atomically (built in a temporary folder beside it, then
     renamed). Returns the folder written; ``written(folder)`` lists its files."""
@@ -68,6 +106,7 @@ def install(profile_dir: "str | os.PathLike | None" = None,
         main.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         shutil.copytree(client, tmp / CLIENT_PKG,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
+        write_catalog(tmp / CLIENT_PKG, catalog, engine)
         tmp.chmod(0o755)
         old = None
         if dest.exists():
@@ -82,13 +121,13 @@ def install(profile_dir: "str | os.PathLike | None" = None,
     return dest
 
 
-def written(folder: "str | os.PathLike") -> list:
+def written(folder: str | os.PathLike) -> list:
     """The files an install wrote (relative paths), for reports and tests."""
     root = Path(folder)
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def uninstall(profile_dir: "str | os.PathLike | None" = None) -> "Path | None":
+def uninstall(profile_dir: str | os.PathLike | None = None) -> Path | None:
     """Remove the plug-in folder; returns it, or None when nothing was installed."""
     dest = _target(profile_dir)
     if not dest.exists():

@@ -5,7 +5,10 @@ install.py calls ``install(client_src=<repo>/plugin/client)`` and ``uninstall()`
 What ``install`` writes:
 - ``<pykrita>/enhancelayer.desktop`` and ``<pykrita>/enhancelayer/`` (this folder's package),
 - ``<pykrita>/enhancelayer/enhancelayer_client/`` (a copy of plugin/client, so the plug-in
-  needs nothing from the repo or a venv at run time),
+  needs nothing from the repo or a venv at run time), with ``engine_catalog.json`` in it: the
+  engine's catalog (``<repo>/.venv/bin/enhancelayer tasks --json``), so the docker shows the
+  model list and its option widgets before the engine has answered (the live catalog
+  replaces it as soon as it does); skipped with a warning when no engine is installed,
 - ``enable_enhancelayer=true`` in the ``[python]`` group of ``kritarc``; every other line of
   kritarc is kept as it was (Krita's own settings, other plug-ins).
 
@@ -15,15 +18,18 @@ on macOS; ``profile_dir`` overrides the ``krita`` folder (tests use it).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 NAME = "enhancelayer"
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 DEFAULT_CLIENT = HERE.parent / "client"
 ENABLE_KEY = f"enable_{NAME}"
 
@@ -115,11 +121,41 @@ def _copy_tree(src: Path, dst: Path) -> None:
     tmp.rename(dst)
 
 
+def _client_catalog(client: Path) -> Any:
+    """The plug-in core's ``catalog`` module of a client folder, loaded by path (this script
+    runs without the repository on sys.path)."""
+    name = "_enhancelayer_client_for_krita_install"
+    spec = importlib.util.spec_from_file_location(name, client / "__init__.py",
+                                                  submodule_search_locations=[str(client)])
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no client package at {client}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod.catalog
+
+
+def write_catalog(client: Path, catalog: Optional[dict] = None,
+                  engine: Optional[Sequence[str]] = None) -> Optional[Path]:
+    """Save the engine's catalog beside the vendored client (``catalog``, or what ``engine``
+    prints; default: the repository's engine). Returns the file, or None with a warning on
+    stderr when no engine answered."""
+    try:
+        return Path(_client_catalog(client).install_snapshot(str(client), str(REPO), catalog, engine))
+    except RuntimeError as e:
+        print(f"EnhanceLayer (Krita): no engine catalog saved ({e}); the docker lists the models "
+              "once the engine answers", file=sys.stderr)
+        return None
+
+
 def install(profile_dir: Optional[os.PathLike] = None, client_src: Optional[os.PathLike] = None,
-            kritarc: Optional[os.PathLike] = None) -> dict:
-    """Copy the plug-in (+ the vendored client) and enable it. Returns what was written:
-    ``{"pykrita": dir, "desktop": file, "package": dir, "client": dir, "kritarc": file}``.
-    Running it again replaces the plug-in (an upgrade) and leaves kritarc as it is."""
+            kritarc: Optional[os.PathLike] = None, catalog: Optional[dict] = None,
+            engine: Optional[Sequence[str]] = None) -> dict:
+    """Copy the plug-in (+ the vendored client and the engine's catalog) and enable it.
+    Returns what was written: ``{"pykrita": dir, "desktop": file, "package": dir, "client":
+    dir, "catalog": file or "", "kritarc": file}``. ``catalog``/``engine``: see
+    :func:`write_catalog`. Running it again replaces the plug-in (an upgrade) and leaves
+    kritarc as it is."""
     client = Path(client_src) if client_src else DEFAULT_CLIENT
     if not (client / "__init__.py").exists():
         raise FileNotFoundError(f"the EnhanceLayer client is not at {client} (expected plugin/client)")
@@ -131,10 +167,11 @@ def install(profile_dir: Optional[os.PathLike] = None, client_src: Optional[os.P
     _copy_tree(HERE / NAME, pkg)
     vendored = pkg / "enhancelayer_client"
     _copy_tree(client, vendored)
+    snapshot = write_catalog(vendored, catalog, engine)
     rc = Path(kritarc) if kritarc else kritarc_path()
     set_enabled(rc, True)
     return {"pykrita": str(pykrita), "desktop": str(desktop), "package": str(pkg),
-            "client": str(vendored), "kritarc": str(rc)}
+            "client": str(vendored), "catalog": str(snapshot or ""), "kritarc": str(rc)}
 
 
 def uninstall(profile_dir: Optional[os.PathLike] = None, kritarc: Optional[os.PathLike] = None) -> list:

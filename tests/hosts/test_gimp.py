@@ -197,7 +197,7 @@ def _dusty_photo(gimp) -> Path:
     from PIL import Image
     from skimage import data
 
-    from engine.restore import add_synthetic_defects
+    from engine.tasks.restore_dust import add_synthetic_defects
 
     p = gimp.work / "astronaut-dusty.png"
     if not p.exists():
@@ -220,11 +220,14 @@ SCENARIOS = [
     dict(name="u8_review", precision="u8", select=[170, 50, 140, 150],
          args={"model": MODEL, "strength": 70, "review": True, "protect-faces": True}),
     dict(name="u8_new_image", precision="u8", select=[60, 300, 48, 48],
-         args={"model": MODEL, "strength": 50, "output-mode": "image"}),
+         args={"model": MODEL, "strength": 50, "output-mode": "document"}),
     dict(name="u8_dust_masked", precision="u8", photo="dusty", select=[100, 110, 300, 260], ellipse=True,
          args={"model": "restore-dust", "strength": 100}),
     dict(name="u8_dust_layer", precision="u8", photo="dusty", select=[250, 250, 200, 180],
          args={"model": "restore-dust", "strength": 100, "output-mode": "layer"}),
+    # restore-dust's own option, an argument made from the engine's option table
+    dict(name="u8_dust_sensitive", precision="u8", photo="dusty", select=[250, 250, 200, 180],
+         args={"model": "restore-dust", "strength": 100, "output-mode": "layer", "sensitivity": 0.9}),
 ]
 
 
@@ -275,19 +278,17 @@ def _direct(client, out: Path, s: dict, r: dict):
     x, y, sw, sh = s["select"]
     bx0, by0 = max(0, x - ox), max(0, y - oy)
     bx1, by1 = min(512, x + sw - ox), min(512, y + sh - oy)
-    margin = 32
-    for m in client.models():
-        if m.get("id") == model and isinstance(m.get("receptive_field"), int):
-            margin = m["receptive_field"]
+    margin = next(m for m in client.models() if m["id"] == model)["margin"]     # what the engine says
     cx0, cy0 = max(0, bx0 - margin), max(0, by0 - margin)
     cx1, cy1 = min(512, bx1 + margin), min(512, by1 + margin)
     crop = np.ascontiguousarray(src[cy0:cy1, cx0:cx1])
     scale = int(s["args"].get("scale", 1))
     a = s["args"]
+    extra = {"sensitivity": float(a["sensitivity"])} if "sensitivity" in a else {}
     res = client.enhance(crop.tobytes(), cx1 - cx0, cy1 - cy0, 4, dtype, channel_order="RGBA", model=model,
                          strength=float(a.get("strength", 60)), grain=float(a.get("grain", 0.0)),
                          keep_color=False, scale=float(scale), review=False,
-                         protect=[p for p in ("faces", "text") if a.get(f"protect-{p}")])
+                         protect=[p for p in ("faces", "text") if a.get(f"protect-{p}")], **extra)
     img = np.frombuffer(res.pixels, NP[dtype]).reshape(res.height, res.width, 4)
     img = img[(by0 - cy0) * scale:(by1 - cy0) * scale, (bx0 - cx0) * scale:(bx1 - cx0) * scale]
     res.info["box_in_crop"] = [(bx0 - cx0) * scale, (by0 - cy0) * scale, (bx1 - bx0) * scale, (by1 - by0) * scale]
@@ -308,8 +309,10 @@ def test_registered(results):
     assert r["exists"] is True
     assert r["menu"] == ["<Image>/Filters/Enhance"] and r["label"] == "AI Enhance…"
     for a in ("model", "strength", "grain", "keep-color", "scale", "output-mode", "protect-faces",
-              "protect-text", "review"):
+              "protect-text", "review", "sensitivity"):
         assert a in r["args"], a
+    assert "tile" not in r["args"] and "feather" not in r["args"], "engineering knobs / host-filled stay out"
+    assert r["output_modes"] == ["masked", "layer", "document"]
 
 
 def test_masked_layer_8bit_equals_engine(results, engine):
@@ -409,7 +412,7 @@ def test_review_layer_and_face_protection(results, engine):
     assert (rv[..., 0] == 255).all() and rv[..., 3].max() > 0, "review overlay: red, alpha = risk"
 
 
-@pytest.mark.parametrize("name", ["u8_dust_masked", "u8_dust_layer"])
+@pytest.mark.parametrize("name", ["u8_dust_masked", "u8_dust_layer", "u8_dust_sensitive"])
 def test_restore_dust_defect_mask_is_the_layer_mask(results, engine, name):
     """Issue 9: the repair is a new layer whose mask is the engine's defect mask (times the
     selection when masked; alone in "layer" mode), so a wrong repair can be painted off."""
@@ -431,7 +434,7 @@ def test_restore_dust_defect_mask_is_the_layer_mask(results, engine, name):
     mask = np.frombuffer((out / f"{name}-mask0.raw").read_bytes(), np.uint8).reshape(h, w).astype(np.float64)
     sel = np.frombuffer((out / f"{name}-sel0.raw").read_bytes(), np.uint8).reshape(h, w).astype(np.float64)
     want = defects.astype(np.float64)
-    if s["args"].get("output-mode", "layer-masked") == "layer-masked":
+    if s["args"].get("output-mode", "masked") == "masked":
         assert ((sel > 0) & (sel < 255)).sum() > 50 and (sel == 0).sum() > 0      # an ellipse in its box
         want = want * sel / 255.0
     else:
@@ -443,6 +446,27 @@ def test_restore_dust_defect_mask_is_the_layer_mask(results, engine, name):
     src = np.frombuffer((out / f"{name}-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
     assert np.abs(got.astype(int) - src[y:y + h, x:x + w].astype(int)).max() > 50, "nothing was repaired"
     assert r["src_unchanged"]
+
+
+def test_sensitivity_reaches_the_engine(results):
+    """restore-dust's sensitivity is set by its argument: a higher one repairs more spots."""
+    out, _log, res = results
+    masks = {}
+    for name in ("u8_dust_layer", "u8_dust_sensitive"):
+        lay = res[name]["new_layers"][0]
+        masks[name] = np.frombuffer((out / f"{name}-mask0.raw").read_bytes(), np.uint8).reshape(lay["h"], lay["w"])
+    assert (masks["u8_dust_sensitive"] > 0).sum() > (masks["u8_dust_layer"] > 0).sum()
+
+
+def test_unknown_and_missing_models_are_reported_before_any_work(gimp, profile, engine):
+    """A model the engine does not have: a clear message, nothing added, image clean."""
+    _client, cfg = engine
+    s = dict(SCENARIOS[0], name="unknown_model", args={"custom-model": "photo-x9000"})
+    out, _log = _run(gimp, profile, gimp.inside(cfg), [s], "unknown")
+    r = json.loads((out / "unknown_model.json").read_text())
+    assert "crash" not in r, r.get("crash")
+    assert r["status"] == "execution-error" and "photo-x9000" in r["error"], r["error"]
+    assert r["new_layers"] == [] and r["dirty"] is False and r["src_unchanged"]
 
 
 def test_one_balanced_undo_group(results):

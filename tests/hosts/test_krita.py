@@ -19,8 +19,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,7 +270,7 @@ def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, tim
                   f"mount --bind /tmp {t}/tmp && exec chroot {t} " + " ".join(map(shlex.quote, inner)))
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
     log = tmp_path / "krita.log"
-    for attempt in range(3):
+    for _attempt in range(3):
         _run_kritarunner(argv, env, tmp_path, log, timeout)
         if b"could not connect to display" not in log.read_bytes():
             break
@@ -278,7 +278,8 @@ def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, tim
     rp = out / "result.json"
     n = xserver.display[1:]
     assert rp.exists(), f"kritarunner wrote no result (Xvfb {xserver.display} " \
-        f"alive: {xserver.proc.poll() is None}, socket: {Path(f'/tmp/.X11-unix/X{n}').exists()}):\n{log.read_text(errors='replace')[-3000:]}"
+        f"alive: {xserver.proc.poll() is None}, socket: {Path(f'/tmp/.X11-unix/X{n}').exists()}):\n" \
+        f"{log.read_text(errors='replace')[-3000:]}"
     res = json.loads(rp.read_text())
     assert res["ok"], res.get("traceback")
     res["_out"] = out
@@ -356,7 +357,7 @@ class TestCore:
         # inside: the engine's own output for the same region (bbox + model margin)
         rx, ry, rw, rh = res["info"]["region"]
         bx, by, bw, bh = res["info"]["bbox"]
-        margin = next(m for m in engine["client"].models() if m["id"] == "jpeg-clean-1")["receptive_field"]
+        margin = next(m for m in engine["client"].models() if m["id"] == "jpeg-clean-1")["margin"]
         assert (rx, ry) == (max(0, bx - margin), max(0, by - margin))
         assert (rx + rw, ry + rh) == (min(W, bx + bw + margin), min(H, by + bh + margin))
         src = np.dstack([photos["coffee"], np.full((H, W), 255, np.uint8)])
@@ -525,7 +526,8 @@ class TestCore:
         mask (times the feathered selection when masked; in "layer" mode, here without a
         selection, the defect mask alone), so a wrong repair can be painted off."""
         from PIL import Image
-        from engine.restore import add_synthetic_defects
+
+        from engine.tasks.restore_dust import add_synthetic_defects
         damaged, _ = add_synthetic_defects(photos["astronaut_full"].astype(np.float32) / 255.0, seed=0)
         dusty = np.rint(np.clip(damaged, 0, 1) * 255).astype(np.uint8)
         Image.fromarray(dusty).save(tmp_path / "dusty.png")
@@ -566,6 +568,30 @@ class TestCore:
         assert np.abs(exp[..., :3].astype(int) - src[ry:ry + rh, rx:rx + rw, :3]).max() > 50, "nothing repaired"
         comp = raw(res, "composite.raw", np.uint8, W, H)                 # only the repaired spots show
         assert comp[mask == 0][:, 3].max() == 0
+
+    def test_restore_dust_sensitivity_reaches_the_engine(self, engine, krita_home, photos, tmp_path, xserver):
+        """restore-dust's own option (from the engine's option table, not a plug-in field) is
+        sent: the layer mask is the engine's defect mask at that sensitivity."""
+        from PIL import Image
+
+        from engine.tasks.restore_dust import add_synthetic_defects
+        damaged, _ = add_synthetic_defects(photos["astronaut_full"].astype(np.float32) / 255.0, seed=0)
+        dusty = np.rint(np.clip(damaged, 0, 1) * 255).astype(np.uint8)[100:356, 100:356]
+        Image.fromarray(dusty).save(tmp_path / "dusty.png")
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(tmp_path / "dusty.png"), "select": None, "model": "restore-dust",
+            "strength": 100, "output": "layer", "values": {"sensitivity": 0.9}}, tmp_path, xserver)
+        check_common(res, "Enhanced · restore-dust · 100%")
+        W = H = 256
+        src = np.ascontiguousarray(np.dstack([dusty, np.full((H, W), 255, np.uint8)]))
+        counts = {}
+        for sens in (0.9, 0.5):
+            r = engine["client"].enhance(src.tobytes(), W, H, 4, "u8", channel_order="RGBA", model="restore-dust",
+                                         strength=100, scale=1, sensitivity=sens)
+            counts[sens] = np.frombuffer(r.defects, np.uint8).reshape(H, W)
+        mask = raw(res, "mask.raw", np.uint8, W, H, 1)
+        assert np.abs(mask.astype(int) - counts[0.9].astype(int)).max() <= 1
+        assert (counts[0.9] > 0).sum() > (counts[0.5] > 0).sum(), "sensitivity changes what is found"
 
     def test_engine_unavailable_shows_message_and_leaves_nothing(self, krita_home, photos, tmp_path, xserver):
         import socket
@@ -649,6 +675,9 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
     assert any(p.startswith("Tools > Scripts > Enhance Selection") for p in res["menu_paths"]), res["menu_paths"]
     assert res["docker"] and res["docker_title"] == "AI Enhance"
     assert res["strength_default"] == 60
+    # the docker's option widgets come from the engine's table for jpeg-clean-1's task
+    assert {"strength", "grain", "keep_color", "review", "protect"} <= set(res["option_widgets"])
+    assert "tile" not in res["option_widgets"] and "sensitivity" not in res["option_widgets"]
     assert "— Upscale —" in res["model_items"] and "— JPEG clean-up —" in res["model_items"]
     assert res["model_selected"] == "jpeg-clean-1"
     layers = {n: (t, kids) for n, t, kids in res["layers"]}

@@ -7,6 +7,14 @@ model's margin, so tile borders see real context), sends them to the EnhanceLaye
 through the vendored ``enhancelayer_client``, and adds the result as a NEW layer above the
 source, masked to the selection. The source layer is never written to.
 
+Everything that is not a call into GIMP's API is the shared plug-in core in
+``enhancelayer_client`` (also used by the Krita plug-in): the margin rule, output modes,
+layer names, crops, mask products, option arguments and submit keywords. This file holds
+no model id and no option list: GIMP registers the procedure when it starts, before any
+engine runs, so the model choice and one argument per job option come from the catalog
+snapshot the installer saved (``enhancelayer_client/engine_catalog.json``); at run time
+the live engine's catalog says which of them the chosen model's task takes.
+
 Why these choices:
 - pixels travel in a Babl format of at least the image's precision and never through 8 bits
   (see ``_wire_format``): an 8-bit gamma image goes as "R'G'B'A u8" (exact round trip),
@@ -23,54 +31,37 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING, Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import gi  # noqa: E402
+import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
-PROC = "python-fu-enhancelayer"
-DEFAULT_MODEL = "photo-x2"
-DEFAULT_MARGIN = 32          # px of context when the engine does not say the model's own
+if TYPE_CHECKING:   # the same package, as the type checker finds it in the repository
+    import plugin.client as ec
+    from plugin.client.options import Plan, Request
+else:
+    try:
+        import enhancelayer_client as ec
+        from enhancelayer_client.options import Plan, Request
+    except ImportError:  # a hand-copied plug-in without its client: it registers, then says so
+        ec = Plan = Request = None
 
-# The catalog's stable ids (engine/catalog.py), photo models first. Ids never change, so the
-# list can live here; the engine says which are installed when the plug-in runs.
-MODELS = (
-    ("photo-x2", "Photo 2x (waifu2x photo, fast)"),
-    ("photo-x4", "Photo 4x (Real-ESRGAN x4plus, slow on CPU)"),
-    ("photo-x2-jpeg0", "Photo 2x + JPEG clean-up 0"),
-    ("photo-x2-jpeg1", "Photo 2x + JPEG clean-up 1"),
-    ("photo-x2-jpeg2", "Photo 2x + JPEG clean-up 2"),
-    ("photo-x2-jpeg3", "Photo 2x + JPEG clean-up 3"),
-    ("jpeg-clean-0", "JPEG clean-up 0 (1x)"),
-    ("jpeg-clean-1", "JPEG clean-up 1 (1x)"),
-    ("jpeg-clean-2", "JPEG clean-up 2 (1x)"),
-    ("jpeg-clean-3", "JPEG clean-up 3 (1x)"),
-    ("denoise", "Photo denoise (1x)"),
-    ("sharpen", "Photo sharpen (1x)"),
-    ("restore-dust", "Dust & scratch repair (1x)"),
-    ("illustration-x4", "Illustration 4x (Real-ESRGAN anime)"),
-    ("illustration-x2", "Illustration 2x (waifu2x CUNet)"),
-    ("illustration-denoise-0", "Illustration denoise 0"),
-    ("illustration-denoise-1", "Illustration denoise 1"),
-    ("illustration-denoise-2", "Illustration denoise 2"),
-    ("illustration-denoise-3", "Illustration denoise 3"),
-    ("anime-video-x2", "Anime 2x (fast)"),
-    ("anime-video-x3", "Anime 3x (fast)"),
-    ("anime-video-x4", "Anime 4x (fast)"),
-)
-OUTPUT_MODES = (
-    ("layer-masked", "New layer, masked to the selection"),
-    ("layer", "New layer"),
-    ("image", "New image"),
-)
+PROC = "python-fu-enhancelayer"
+# GIMP's word for a new document
+OUTPUT_TITLES = {"masked": "New layer, masked to the selection", "layer": "New layer", "document": "New image"}
+MISSING_CLIENT = ("EnhanceLayer's client is missing from the plug-in folder — "
+                  "run `python3 install.py` in the EnhanceLayer folder again")
+_BIG = 1e9
 
 
 class UserError(Exception):
-    """A problem the user can act on; the message is shown as it is."""
+    """A problem the user can act on; the message is shown as it is (the core's UserError
+    is handled the same way)."""
 
 
 class UserCancelled(Exception):
@@ -103,29 +94,35 @@ def _wire_format(image: Gimp.Image, has_alpha: bool) -> tuple[str, str, int]:
 
 
 # --------------------------------------------------------------------------- engine access
-def _client():
-    try:
-        import enhancelayer_client as ec
-    except ImportError:
-        raise UserError("EnhanceLayer's client is missing from the plug-in folder — "
-                        "run `python3 install.py` in the EnhanceLayer folder again") from None
+def _client() -> Any:
+    if ec is None:
+        raise UserError(MISSING_CLIENT)
     url = os.environ.get("ENHANCELAYER_URL")
     if url:
-        return ec, ec.EngineClient.remote(url, os.environ.get("ENHANCELAYER_TOKEN", ""),
-                                          os.environ.get("ENHANCELAYER_CAFILE") or None)
-    return ec, ec.EngineClient.local(start=True)
+        return ec.EngineClient.remote(url, os.environ.get("ENHANCELAYER_TOKEN", ""),
+                                      os.environ.get("ENHANCELAYER_CAFILE") or None)
+    return ec.EngineClient.local(start=True)
 
 
-def _margin(models: list, model_id: str) -> int:
-    for m in models or ():
-        if isinstance(m, dict) and m.get("id") == model_id:
-            if m.get("installed") is False:
-                raise UserError(f"model '{model_id}' is not imported yet — run `enhancelayer import` "
-                                "(or `python3 install.py`) and try again")
-            rf = m.get("receptive_field")
-            if isinstance(rf, (int, float)) and rf >= 0:
-                return int(rf)
-    return DEFAULT_MARGIN
+def request_from_config(procedure: Any, config: Any, catalog: dict) -> Request:
+    """What the procedure's arguments ask for: the model (``custom-model`` wins when set), the
+    scale, the output mode and the values of the options the model's task takes, read from
+    the arguments of the same names (an option newer than the registration is left out: the
+    engine uses its default)."""
+    g = config.get_property
+    names = {a.name for a in procedure.get_arguments()}
+    custom = (g("custom-model") or "").strip() if "custom-model" in names else ""
+    model = custom or str(g("model") or "")
+    row = ec.catalog.find_model(catalog, model)
+    shown = ec.options.shown_options(catalog, row) if row is not None else []
+    values = ec.options.values_from_args(shown, lambda n: g(n) if n in names else None)
+    return ec.options.Request(model=model, scale=int(g("scale")), output=str(g("output-mode")), values=values)
+
+
+def make_plan(catalog: dict, request: Request) -> Plan:
+    """The request checked against the live catalog before any pixel is read (a model that is
+    unknown or not imported is reported here, with what to do)."""
+    return ec.options.plan(catalog, request)
 
 
 class _Progress:
@@ -135,12 +132,12 @@ class _Progress:
     def __init__(self, interactive: bool, title: str):
         self.fraction, self.message = 0.0, title
         self.cancelled = False
-        self.window = None
+        self.window: Any = None
         Gimp.progress_init(title)
         if interactive:
             try:
                 self._make_window(title)
-            except Exception:           # no display: GIMP's own progress is enough
+            except Exception:  # noqa: BLE001 - no display: GIMP's own progress is enough
                 self.window = None
 
     def _make_window(self, title: str) -> None:
@@ -155,7 +152,7 @@ class _Progress:
         self.bar = Gtk.ProgressBar(show_text=True)
         btn = Gtk.Button(label="Cancel")
         btn.connect("clicked", lambda *_: self._cancel())
-        w.connect("delete-event", lambda *_: (self._cancel(), True)[1])
+        w.connect("delete-event", self._on_delete)
         w.connect("key-press-event", self._key)
         for c in (self.label, self.bar, btn):
             box.pack_start(c, False, False, 0)
@@ -168,13 +165,17 @@ class _Progress:
         self.cancelled = True
         self.message = "Cancelling…"
 
-    def _key(self, _w, event) -> bool:
+    def _on_delete(self, *_args: Any) -> bool:
+        self._cancel()
+        return True          # keep the window until the run ends
+
+    def _key(self, _w: Any, event: Any) -> bool:
         if event.keyval == self.Gtk.accelerator_parse("Escape")[0]:
             self._cancel()
             return True
         return False
 
-    def callback(self, fraction: float, message: str):
+    def callback(self, fraction: float, message: str) -> bool:
         if not self.cancelled:
             self.fraction, self.message = fraction, message
         return not self.cancelled
@@ -198,15 +199,15 @@ class _Progress:
             self.window = None
 
 
-def _run_job(ec, client, progress: _Progress, pixels: bytes, w: int, h: int, channels: int,
-             dtype: str, opts: dict):
-    job = client.submit(pixels, w, h, channels, dtype, channel_order="RGBA", **opts)
+def _run_job(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, channels: int,
+             dtype: str, submit: dict) -> Any:
+    job = client.submit(pixels, w, h, channels, dtype, channel_order="RGBA", **submit)
     box: dict = {}
 
-    def work():
+    def work() -> None:
         try:
             box["result"] = client.wait(job, progress=progress.callback)
-        except BaseException as e:      # handed to the main thread
+        except BaseException as e:      # noqa: BLE001 - handed to the main thread
             box["error"] = e
 
     t = threading.Thread(target=work, daemon=True)
@@ -233,9 +234,9 @@ def _run_job(ec, client, progress: _Progress, pixels: bytes, w: int, h: int, cha
 
 
 # --------------------------------------------------------------------------- geometry
-def _plan(image: Gimp.Image, drawable: Gimp.Drawable, margin: int):
-    """Selection box (bx, by, bw, bh) and the crop sent (cx, cy, cw, ch), both in drawable
-    coordinates; has_sel says whether a selection limits the area."""
+def _boxes(image: Gimp.Image, drawable: Gimp.Drawable, margin: int) -> tuple[bool, tuple, tuple]:
+    """(has_sel, selection box, region sent), both boxes (x, y, w, h) in drawable coordinates;
+    has_sel says whether a selection limits the area."""
     has_sel = not Gimp.Selection.is_empty(image)
     dw, dh = drawable.get_width(), drawable.get_height()
     if has_sel:
@@ -244,43 +245,43 @@ def _plan(image: Gimp.Image, drawable: Gimp.Drawable, margin: int):
         if not ok or bw <= 0 or bh <= 0:
             raise UserError("the selection does not touch the selected layer — select an area on "
                             "the layer (or Select > None to enhance all of it)")
+        box = (bx, by, bw, bh)
     else:
-        bx, by, bw, bh = 0, 0, dw, dh
-    cx, cy = max(0, bx - margin), max(0, by - margin)
-    cx2, cy2 = min(dw, bx + bw + margin), min(dh, by + bh + margin)
-    return has_sel, (bx, by, bw, bh), (cx, cy, cx2 - cx, cy2 - cy)
-
-
-def _crop_bytes(data: bytes, width: int, bpp: int, x: int, y: int, w: int, h: int) -> bytes:
-    """Rows [y, y+h) and columns [x, x+w) of a row-major buffer `width` pixels wide."""
-    if x == 0 and w == width:
-        return bytes(data[y * width * bpp:(y + h) * width * bpp])
-    row = width * bpp
-    return b"".join(data[(y + j) * row + x * bpp:(y + j) * row + (x + w) * bpp] for j in range(h))
+        box = (0, 0, dw, dh)
+    return has_sel, box, ec.geometry.context_region(box, margin, dw, dh)
 
 
 # --------------------------------------------------------------------------- the procedure
-def _args(config) -> dict:
-    g = config.get_property
-    custom = (g("custom-model") or "").strip()
-    return dict(model=custom or g("model"), strength=int(g("strength")), grain=float(g("grain")),
-                keep_color=bool(g("keep-color")), scale=int(g("scale")), output=g("output-mode"),
-                protect_faces=bool(g("protect-faces")), protect_text=bool(g("protect-text")),
-                review=bool(g("review")))
-
-
-def _dialog(procedure, config) -> bool:
+def _dialog(procedure: Any, config: Any) -> bool:
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
     GimpUi.init(PROC)
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title="AI Enhance")
+    _grey_out_unused(dialog, config)
     dialog.fill(None)
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
 
 
-def run_enhance(procedure, run_mode, image, drawables, config, data):
+def _grey_out_unused(dialog: Any, config: Any) -> None:
+    """The dialog shows every option argument; those the chosen model's task does not take
+    are greyed out (sensitive only while "model" is one of the models that take them)."""
+    snapshot = ec.catalog.load_snapshot() if ec is not None else None
+    if not snapshot:
+        return
+    try:
+        for opt, users in ec.options.models_taking(snapshot):
+            values = Gimp.ValueArray.new(len(users))
+            for model_id in users:
+                values.append(GObject.Value(GObject.TYPE_STRING, model_id))
+            for arg in ec.options.arg_names(opt):
+                dialog.set_sensitive_if_in(arg, config, "model", values, True)
+    except Exception:  # noqa: BLE001 - an older GimpUi without it: every widget stays usable
+        pass
+
+
+def run_enhance(procedure: Any, run_mode: Any, image: Any, drawables: Any, config: Any, data: Any) -> Any:
     if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     # Filters > Repeat (last values) runs without the dialog but still for a person watching:
@@ -291,15 +292,15 @@ def run_enhance(procedure, run_mode, image, drawables, config, data):
             gi.require_version("GimpUi", "3.0")
             from gi.repository import GimpUi
             GimpUi.init(PROC)
-        except Exception:
+        except Exception:  # noqa: BLE001 - no GimpUi (batch): the run needs none
             pass
     try:
-        _enhance(image, list(drawables), _args(config), interactive)
+        _enhance(image, list(drawables), procedure, config, interactive)
     except UserCancelled:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except UserError as e:
         return _fail(procedure, str(e), interactive)
-    except Exception as e:                       # engine errors carry actionable messages
+    except Exception as e:  # noqa: BLE001 - engine errors carry actionable messages; others are bugs
         msg = str(e) or e.__class__.__name__
         if e.__class__.__module__.split(".")[0] != "enhancelayer_client":
             msg = f"AI Enhance failed: {msg} (a plug-in bug — please report it)"
@@ -307,62 +308,55 @@ def run_enhance(procedure, run_mode, image, drawables, config, data):
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
-def _fail(procedure, msg: str, interactive: bool):
+def _fail(procedure: Any, msg: str, interactive: bool) -> Any:
     # GIMP shows the returned error itself (a message dialog when run from the menu, the
     # console / get_last_error() for scripts), so no extra Gimp.message here.
     msg = "AI Enhance: " + msg if not msg.startswith("AI Enhance") else msg
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(msg))
 
 
-def _enhance(image: Gimp.Image, drawables: list, a: dict, interactive: bool) -> None:
+def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interactive: bool) -> list:
+    """Enhance every layer; nothing in the image changes yet. One dict per layer."""
+    scale = plan.request.scale
+    jobs = []
+    progress = _Progress(interactive, f"AI Enhance: {plan.request.model}")
+    try:
+        for layer in layers:
+            has_sel, box, region = _boxes(image, layer, plan.margin)
+            fmt, dtype, channels = _wire_format(image, layer.has_alpha())
+            cx, cy, cw, ch = region
+            buf = layer.get_buffer()
+            pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
+            res = _run_job(client, progress, pixels, cw, ch, channels, dtype, plan.submit)
+            ec.output.check_result(res, region, scale, channels, dtype)
+            # keep only the selection's box: the margin was context for the model
+            piece = ec.output.split_result(res, region, box, scale)
+            jobs.append(dict(layer=layer, has_sel=has_sel, piece=piece, fmt=fmt))
+    finally:
+        progress.close()
+    return jobs
+
+
+def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, interactive: bool) -> None:
     layers = [d for d in drawables if isinstance(d, Gimp.Layer) and not isinstance(d, Gimp.LayerMask)]
     if not layers:
         raise UserError("select a layer (not a channel or a layer mask) and try again")
     if image.get_base_type() == Gimp.ImageBaseType.INDEXED:
         raise UserError("indexed images are not supported — use Image > Mode > RGB first")
-    model, scale = a["model"], max(1, int(a["scale"]))
-    ec, client = _client()
-    margin = _margin(client.models(), model)
-    protect = [p for p, on in (("faces", a["protect_faces"]), ("text", a["protect_text"])) if on]
-    opts = dict(model=model, strength=float(a["strength"]), grain=float(a["grain"]),
-                keep_color=a["keep_color"], scale=float(scale), review=a["review"], protect=protect)
-
-    # 1) read + enhance every layer; nothing in the image changes yet
-    jobs = []
-    progress = _Progress(interactive, f"AI Enhance: {model}")
+    client = _client()
     try:
-        for layer in layers:
-            has_sel, (bx, by, bw, bh), (cx, cy, cw, ch) = _plan(image, layer, margin)
-            fmt, dtype, channels = _wire_format(image, layer.has_alpha())
-            buf = layer.get_buffer()
-            pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
-            res = _run_job(ec, client, progress, pixels, cw, ch, channels, dtype, opts)
-            if res.channels != channels or res.dtype != dtype:
-                raise UserError(f"the engine sent {res.channels}x{res.dtype} pixels for a "
-                                f"{channels}x{dtype} request — update EnhanceLayer")
-            sx, sy = res.width / cw, res.height / ch
-            # keep only the selection's box: the margin was context for the model
-            ox, oy = round((bx - cx) * sx), round((by - cy) * sy)
-            ow, oh = min(round(bw * sx), res.width - ox), min(round(bh * sy), res.height - oy)
-            bpp = channels * {"u8": 1, "u16": 2, "f32": 4}[dtype]
-            out = _crop_bytes(res.pixels, res.width, bpp, ox, oy, ow, oh)
-            review = None
-            if res.review is not None and res.review_width == res.width:
-                review = _crop_bytes(res.review, res.review_width, 1, ox, oy, ow, oh)
-            defects = None      # restore-dust: the repaired spots (u8, 255 = repaired)
-            if getattr(res, "defects", None) is not None and \
-                    (res.defects_width, res.defects_height) == (res.width, res.height):
-                defects = _crop_bytes(res.defects, res.width, 1, ox, oy, ow, oh)
-            jobs.append(dict(layer=layer, has_sel=has_sel, box=(bx, by, bw, bh), out=out,
-                             size=(ow, oh), fmt=fmt, review=review, defects=defects, sx=sx, sy=sy))
-    finally:
-        progress.close()
+        live = client.catalog()
+        plan = make_plan(live, request_from_config(procedure, config, live))
+    except ec.UserError as e:
+        raise UserError(str(e)) from None
+    jobs = _read_all(image, layers, client, plan, interactive)
 
-    # 2) write: one undo group; on any failure the new layers go again
-    name = f"Enhanced · {model} · {a['strength']}%"
-    if a["output"] == "image":
+    # write: one undo group; on any failure the new layers go again
+    model, mode, scale = plan.request.model, plan.request.output, plan.request.scale
+    name = ec.output.layer_name(model, plan.request.values)
+    if mode == "document":
         for j in jobs:
-            _new_image(image, j, name, interactive)
+            _new_image(image, j, name, model, interactive)
         return
     added: list = []
     image.undo_group_start()
@@ -371,35 +365,34 @@ def _enhance(image: Gimp.Image, drawables: list, a: dict, interactive: bool) -> 
             w, h = image.get_width(), image.get_height()
             image.scale(w * scale, h * scale)       # GIMP's own interpolation (Preferences)
         for j in jobs:
-            layer = j["layer"]
+            layer, piece = j["layer"], j["piece"]
             _ok, lx, ly = layer.get_offsets()       # after the image scale when scale > 1
-            bx, by = j["box"][0], j["box"][1]
-            x, y = lx + round(bx * j["sx"]), ly + round(by * j["sy"])
-            ow, oh = j["size"]
+            px, py, ow, oh = piece.box
+            x, y = lx + px, ly + py
             parent = layer.get_parent()
             pos = image.get_item_position(layer)
             new = Gimp.Layer.new(image, name, ow, oh, _layer_type(image), 100.0, Gimp.LayerMode.NORMAL)
             image.insert_layer(new, parent, pos)
             added.append(new)
             new.set_offsets(x, y)
-            _write(new, j["fmt"], j["out"], ow, oh)
-            masked = a["output"] == "layer-masked" and j["has_sel"]
-            if j["defects"] is not None:
+            _write(new, j["fmt"], piece.pixels, ow, oh)
+            masked = mode == "masked" and j["has_sel"]
+            if piece.defects is not None:
                 # the repaired spots are the mask (in "layer" mode too: for a dust repair the
                 # mask is the point), times the selection when masked: a wrong repair can be
                 # painted off the mask
-                dm = j["defects"]
+                dm = piece.defects
                 if masked:
                     sel = image.get_selection().get_buffer().get(
                         Gegl.Rectangle.new(x, y, ow, oh), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
-                    dm = _times(dm, bytes(sel))
+                    dm = ec.pixels.multiply_masks(dm, bytes(sel))
                 mask = new.create_mask(Gimp.AddMaskType.BLACK)
                 new.add_mask(mask)
                 _write(mask, "Y u8", dm, ow, oh)
             elif masked:
                 new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
-            if j["review"] is not None:
-                rl = _review_layer(image, f"Review · {model}", j["review"], ow, oh)
+            if piece.review is not None:
+                rl = _review_layer(image, ec.output.review_name(model), piece.review, ow, oh)
                 image.insert_layer(rl, parent, image.get_item_position(new))
                 added.append(rl)
                 rl.set_offsets(x, y)
@@ -408,7 +401,7 @@ def _enhance(image: Gimp.Image, drawables: list, a: dict, interactive: bool) -> 
         for lay in added:
             try:
                 image.remove_layer(lay)
-            except Exception:
+            except Exception:  # noqa: BLE001 - best-effort clean-up; the first error is re-raised
                 pass
         raise
     finally:
@@ -416,21 +409,12 @@ def _enhance(image: Gimp.Image, drawables: list, a: dict, interactive: bool) -> 
     Gimp.displays_flush()
 
 
-def _times(a: bytes, b: bytes) -> bytes:
-    """Product of two u8 masks (255 = 1): the defect mask times the selection."""
-    if not a.translate(None, b"\x00\xff"):
-        # a is only 0 and 255 (restore-dust's mask today): the product is b where a is 255,
-        # a bitwise AND, done on two big integers in C rather than a Python loop
-        return (int.from_bytes(a, "big") & int.from_bytes(b, "big")).to_bytes(len(a), "big")
-    return bytes((p * q + 127) // 255 for p, q in zip(a, b))
-
-
-def _layer_type(image: Gimp.Image):
+def _layer_type(image: Gimp.Image) -> Any:
     return (Gimp.ImageType.GRAYA_IMAGE if image.get_base_type() == Gimp.ImageBaseType.GRAY
             else Gimp.ImageType.RGBA_IMAGE)
 
 
-def _write(layer: Gimp.Layer, fmt: str, data: bytes, w: int, h: int) -> None:
+def _write(layer: Gimp.Drawable, fmt: str, data: bytes, w: int, h: int) -> None:
     buf = layer.get_buffer()
     buf.set(Gegl.Rectangle.new(0, 0, w, h), fmt, data)
     buf.flush()
@@ -441,18 +425,13 @@ def _review_layer(image: Gimp.Image, name: str, review: bytes, w: int, h: int) -
     """Red where the model changed most / text and faces are; transparent elsewhere."""
     lay = Gimp.Layer.new(image, name, w, h, _layer_type(image), 60.0, Gimp.LayerMode.NORMAL)
     gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
-    if gray:
-        px = b"".join(bytes((255, v)) for v in review)
-        fmt = "Y'A u8"
-    else:
-        px = b"".join(bytes((255, 0, 0, v)) for v in review)
-        fmt = "R'G'B'A u8"
-    _write(lay, fmt, px, w, h)
+    _write(lay, "Y'A u8" if gray else "R'G'B'A u8", ec.pixels.red_overlay(review, "YA" if gray else "RGBA"), w, h)
     return lay
 
 
-def _new_image(src: Gimp.Image, j: dict, name: str, interactive: bool) -> Gimp.Image:
-    ow, oh = j["size"]
+def _new_image(src: Gimp.Image, j: dict, name: str, model: str, interactive: bool) -> Gimp.Image:
+    piece = j["piece"]
+    _x, _y, ow, oh = piece.box
     img = Gimp.Image.new_with_precision(ow, oh, src.get_base_type(), src.get_precision())
     prof = src.get_color_profile()
     if prof is not None:
@@ -460,9 +439,9 @@ def _new_image(src: Gimp.Image, j: dict, name: str, interactive: bool) -> Gimp.I
     img.undo_disable()
     lay = Gimp.Layer.new(img, name, ow, oh, _layer_type(img), 100.0, Gimp.LayerMode.NORMAL)
     img.insert_layer(lay, None, 0)
-    _write(lay, j["fmt"], j["out"], ow, oh)
-    if j["review"] is not None:
-        rl = _review_layer(img, name.replace("Enhanced", "Review", 1), j["review"], ow, oh)
+    _write(lay, j["fmt"], piece.pixels, ow, oh)
+    if piece.review is not None:
+        rl = _review_layer(img, ec.output.review_name(model), piece.review, ow, oh)
         img.insert_layer(rl, None, 0)
     img.undo_enable()
     if interactive:
@@ -471,14 +450,61 @@ def _new_image(src: Gimp.Image, j: dict, name: str, interactive: bool) -> Gimp.I
 
 
 # --------------------------------------------------------------------------- registration
+def output_choices() -> list[tuple[str, str]]:
+    """(id, label) of the output-mode choice: the core's ids, GIMP's words."""
+    modes = ec.output.OUTPUT_MODES if ec is not None else ("masked", "layer", "document")
+    return [(m, OUTPUT_TITLES.get(m, m)) for m in modes]
+
+
+def _add_model_argument(p: Any, snapshot: Optional[dict], rw: Any) -> None:
+    """A choice of the snapshot's models (grouped as the engine groups them), or a plain id
+    when the installer saved no snapshot."""
+    models = [r for _g, _t, rows in ec.catalog.groups(snapshot) for r in rows] if snapshot else []
+    if not snapshot or not models:
+        default = ec.catalog.DEFAULT_MODEL if ec is not None else ""
+        p.add_string_argument("model", "_Model", "Model id (see `enhancelayer models`)", default, rw)
+        return
+    choice = Gimp.Choice.new()
+    for i, row in enumerate(models):
+        choice.add(row["id"], i, ec.catalog.model_label(row), str(row.get("notes") or ""))
+    p.add_choice_argument("model", "_Model", "Model (see `enhancelayer models`)", choice,
+                          ec.catalog.default_model(snapshot), rw)
+
+
+def _add_option_argument(p: Any, opt: dict, rw: Any) -> None:
+    """One procedure argument per engine option (a multi option: one boolean per choice),
+    named as ``options.arg_names`` says, so scripts set them by name."""
+    kind, name, help_text = opt.get("type"), ec.options.arg_name(opt["name"]), str(opt.get("help") or "")
+    label, default = ec.options.label(opt), ec.options.default(opt)
+    lo, hi = ec.options.bounds(opt)
+    if default is None and kind != "multi":
+        return          # "automatic" cannot be a procedure argument's value: the engine decides
+    if kind == "float":
+        p.add_double_argument(name, label, help_text, -_BIG if lo is None else lo, _BIG if hi is None else hi,
+                              float(default), rw)
+    elif kind == "int":
+        p.add_int_argument(name, label, help_text, -2**31 if lo is None else int(lo),
+                           2**31 - 1 if hi is None else int(hi), int(default), rw)
+    elif kind == "bool":
+        p.add_boolean_argument(name, label, help_text, bool(default), rw)
+    elif kind == "choice":
+        choice = Gimp.Choice.new()
+        for i, c in enumerate(opt.get("choices") or []):
+            choice.add(str(c), i, str(c), "")
+        p.add_choice_argument(name, label, help_text, choice, str(default), rw)
+    elif kind == "multi":
+        for c, arg in zip(opt.get("choices") or [], ec.options.arg_names(opt)):
+            p.add_boolean_argument(arg, ec.options.choice_label(opt, str(c)), help_text, c in (default or ()), rw)
+
+
 class EnhanceLayer(Gimp.PlugIn):
-    def do_set_i18n(self, name):
+    def do_set_i18n(self, name: str) -> bool:
         return False
 
-    def do_query_procedures(self):
+    def do_query_procedures(self) -> list:
         return [PROC]
 
-    def do_create_procedure(self, name):
+    def do_create_procedure(self, name: str) -> Any:
         p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_enhance, None)
         p.set_image_types("RGB*, GRAY*")
         p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
@@ -489,36 +515,25 @@ class EnhanceLayer(Gimp.PlugIn):
             "Enhance the selection with a local AI model, as a new layer",
             "Sends the selected layer's pixels under the selection (plus context) to the local "
             "EnhanceLayer engine and adds the result as a new layer above it, masked to the "
-            "selection. The original layer is not changed; one undo step removes the result.",
+            "selection. The original layer is not changed; one undo step removes the result. "
+            "Options a model's task does not take are ignored for it.",
             name)
         p.set_attribution("EnhanceLayer", "EnhanceLayer contributors", "2026")
         rw = GObject.ParamFlags.READWRITE
-        models = Gimp.Choice.new()
-        for i, (mid, label) in enumerate(MODELS):
-            models.add(mid, i, label, "")
-        p.add_choice_argument("model", "_Model", "Model id (see `enhancelayer models`)",
-                              models, DEFAULT_MODEL, rw)
+        snapshot = ec.catalog.load_snapshot() if ec is not None else None
+        _add_model_argument(p, snapshot, rw)
         p.add_string_argument("custom-model", "Custom model _id", "Overrides the model above when "
                               "set, e.g. a user model from `enhancelayer models`", "", rw)
-        p.add_int_argument("strength", "Str_ength (%)", "How much of the model's change is kept",
-                           0, 100, 60, rw)
-        p.add_double_argument("grain", "_Grain (%)", "Original fine texture put back (skin, film grain)",
-                              0.0, 100.0, 0.0, rw)
-        p.add_boolean_argument("keep-color", "_Keep colour", "Take only detail from the model, "
-                               "colour from the original", False, rw)
-        p.add_int_argument("scale", "Scale (_x)", "1: same size; 2-8: scale the image (GIMP's "
-                           "interpolation) and put the enhanced pixels on top", 1, 8, 1, rw)
+        for opt in ec.options.every_shown_option(snapshot) if snapshot else []:
+            _add_option_argument(p, opt, rw)
+        top = ec.options.scale_range(snapshot or {})[1] if ec is not None else 8
+        p.add_int_argument("scale", "Scale (_x)", f"1: same size; 2-{top}: scale the image (GIMP's "
+                           "interpolation) and put the enhanced pixels on top", 1, top, 1, rw)
         modes = Gimp.Choice.new()
-        for i, (nick, label) in enumerate(OUTPUT_MODES):
-            modes.add(nick, i, label, "")
+        for i, (nick, title) in enumerate(output_choices()):
+            modes.add(nick, i, title, "")
         p.add_choice_argument("output-mode", "O_utput", "Where the result goes", modes,
-                              "layer-masked", rw)
-        p.add_boolean_argument("protect-faces", "Protect _faces", "Keep faces closer to the original",
-                               False, rw)
-        p.add_boolean_argument("protect-text", "Protect _text", "Keep text closer to the original",
-                               False, rw)
-        p.add_boolean_argument("review", "Add revie_w layer", "Add a red layer where the result "
-                               "needs a look (big changes, text, faces)", False, rw)
+                              output_choices()[0][0], rw)
         return p
 
 

@@ -1,7 +1,10 @@
 # Batch code for the FULL gimp under Xvfb: calls AI Enhance… INTERACTIVELY on a slow model;
 # the test presses OK in the dialog and then Cancel in the progress window (xdotool), and
 # this records what the procedure returned and what the image holds afterwards.
-import hashlib, json, os, time
+import hashlib
+import json
+import os
+import time
 
 P = json.load(open(os.environ["ELCI_PARAMS"]))
 def pix(d):
@@ -22,7 +25,7 @@ cfg.set_core_object_array("drawables", [src])
 cfg.set_property("model", P["model"])
 t0 = time.time()
 status = proc.run(cfg).index(0).value_nick
-res = {"status": status, "returned_at": time.time(), "layers": [l.get_name() for l in img.get_layers()],
+res = {"status": status, "returned_at": time.time(), "layers": [lay.get_name() for lay in img.get_layers()],
        "src_unchanged": pix(src) == before, "dirty": img.is_dirty(), "images": len(Gimp.get_images())}
 tmp = os.path.join(P["out"], "cancel.json.tmp")
 with open(tmp, "w") as f:

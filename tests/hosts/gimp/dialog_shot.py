@@ -2,6 +2,7 @@
 # in a display, selects an ellipse and calls AI Enhance… interactively, so its
 # GimpUi.ProcedureDialog stays on screen until the caller takes the screenshot and quits.
 import os
+
 img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(os.environ["ELCI_PHOTO"]))
 Gimp.Display.new(img)
 img.select_ellipse(Gimp.ChannelOps.REPLACE, 150, 60, 220, 260)

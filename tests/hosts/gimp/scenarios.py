@@ -34,12 +34,24 @@ def describe(layer, fmt):
     return info
 
 
+def _accepts(cfg, name, value):
+    """Whether a Gimp.Choice argument takes this nick (set_property refuses others)."""
+    try:
+        cfg.set_property(name, value)
+    except Exception:  # noqa: BLE001 - any refusal means "not a choice"
+        return False
+    return cfg.get_property(name) == value
+
+
 def scenario(s):
     res = {"name": s["name"]}
     pdb = Gimp.get_pdb()
     res["exists"] = pdb.procedure_exists("python-fu-enhancelayer")
     proc = pdb.lookup_procedure("python-fu-enhancelayer")
     res["args"] = [a.name for a in proc.get_arguments()]
+    cfg0 = proc.create_config()
+    res["output_modes"] = [c for c in ("masked", "layer", "document", "layer-masked", "image")
+                           if _accepts(cfg0, "output-mode", c)]
     res["menu"] = list(proc.get_menu_paths())
     res["label"] = proc.get_menu_label()
     photo = P.get("photos", {}).get(s.get("photo"), P["photo"])     # a named photo, else the astronaut
@@ -68,7 +80,7 @@ def scenario(s):
     with open(os.path.join(OUT, f"{s['name']}-source.raw"), "wb") as f:
         f.write(layer_bytes(src, fmt))
     n_images = len(Gimp.get_images())
-    ids_before = [l.get_id() for l in img.get_layers()]
+    ids_before = [lay.get_id() for lay in img.get_layers()]
     img.clean_all()
     cfg = proc.create_config()
     cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
@@ -86,22 +98,22 @@ def scenario(s):
     res["src_size"] = [src.get_width(), src.get_height()]
     res["src_offsets_after"] = list(src.get_offsets())[1:]
     layers = img.get_layers()
-    res["order"] = [l.get_name() for l in layers]
-    new = [l for l in layers if l.get_id() not in ids_before]
-    res["new_layers"] = [describe(l, fmt) for l in new]
-    for i, l in enumerate(new):
+    res["order"] = [lay.get_name() for lay in layers]
+    new = [lay for lay in layers if lay.get_id() not in ids_before]
+    res["new_layers"] = [describe(lay, fmt) for lay in new]
+    for i, lay in enumerate(new):
         with open(os.path.join(OUT, f"{s['name']}-layer{i}.raw"), "wb") as f:
-            f.write(layer_bytes(l, fmt))
-        if l.get_mask() is not None:   # the mask and the selection under the layer, u8
-            ok, x, y = l.get_offsets()
-            r = Gegl.Rectangle.new(x, y, l.get_width(), l.get_height())
+            f.write(layer_bytes(lay, fmt))
+        if lay.get_mask() is not None:   # the mask and the selection under the layer, u8
+            ok, x, y = lay.get_offsets()
+            r = Gegl.Rectangle.new(x, y, lay.get_width(), lay.get_height())
             with open(os.path.join(OUT, f"{s['name']}-mask{i}.raw"), "wb") as f:
-                f.write(layer_bytes(l.get_mask(), "Y u8"))
+                f.write(layer_bytes(lay.get_mask(), "Y u8"))
             with open(os.path.join(OUT, f"{s['name']}-sel{i}.raw"), "wb") as f:
                 f.write(bytes(img.get_selection().get_buffer().get(r, 1.0, "Y u8", Gegl.AbyssPolicy.NONE)))
     imgs = [im for im in Gimp.get_images() if im.get_id() != img.get_id()]
     res["new_images"] = len(Gimp.get_images()) - n_images
-    if s["args"].get("output-mode") == "image" and res["new_images"] == 1:
+    if s["args"].get("output-mode") == "document" and res["new_images"] == 1:
         ni = imgs[-1]
         nl = ni.get_layers()[0]
         res["image_layer"] = describe(nl, fmt)
@@ -116,7 +128,7 @@ def scenario(s):
 for s in P["scenarios"]:
     try:
         r = scenario(s)
-    except Exception:
+    except Exception:  # noqa: BLE001 - recorded for the test, which fails with the traceback
         r = {"name": s["name"], "crash": traceback.format_exc()}
     with open(os.path.join(OUT, s["name"] + ".json"), "w") as f:
         json.dump(r, f, indent=1)

@@ -1,7 +1,10 @@
 # Batch code for the FULL gimp under Xvfb: runs AI Enhance… on an image shown in a display,
 # then waits while the test presses a real Ctrl+Z (xdotool) and records what one undo did.
 # Gimp, Gegl, Gio, GLib, GObject are already imported by the interpreter.
-import hashlib, json, os, time
+import hashlib
+import json
+import os
+import time
 
 P = json.load(open(os.environ["ELCI_PARAMS"]))
 def out(name, obj):
@@ -27,11 +30,11 @@ cfg.set_core_object_array("drawables", [src])
 cfg.set_property("model", P["model"])
 status = proc.run(cfg).index(0).value_nick
 Gimp.displays_flush()
-after_run = [l.get_name() for l in img.get_layers()]
+after_run = [lay.get_name() for lay in img.get_layers()]
 out("ran.json", {"status": status, "layers": after_run, "error": Gimp.get_pdb().get_last_error()})
 t0 = time.time()
 while time.time() - t0 < P["wait"] and len(img.get_layers()) == len(after_run):
     time.sleep(0.2)
 time.sleep(1.0)    # a second undo step, if one had been pushed, would need another Ctrl+Z anyway
-out("undone.json", {"layers": [l.get_name() for l in img.get_layers()], "src_unchanged": pix(src) == before,
+out("undone.json", {"layers": [lay.get_name() for lay in img.get_layers()], "src_unchanged": pix(src) == before,
                     "selection": list(Gimp.Selection.bounds(img))[1:], "dirty": img.is_dirty()})

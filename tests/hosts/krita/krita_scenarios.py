@@ -60,8 +60,8 @@ def _select(doc, spec):
 
 
 def run(spec, res):
-    from krita import Krita
     from enhancelayer import core
+    from krita import Krita
     app = Krita.instance()
     out = spec["out_dir"]
     doc = _make_doc(app, spec)
@@ -83,9 +83,10 @@ def run(spec, res):
     names_before = [n.name() for n in doc.rootNode().childNodes()]
     _select(doc, spec)
     doc.setActiveNode(src_node)
-    opts = core.Options(model=spec["model"], strength=spec.get("strength", 60),
-                        grain=spec.get("grain", 0), scale=spec.get("scale", 1),
-                        output=spec.get("output", "masked"), review=spec.get("review", False))
+    # what the docker would send: the host's own controls + the option values by name
+    opts = core.Request(model=spec["model"], scale=spec.get("scale", 1), output=spec.get("output", "masked"),
+                        values={"strength": spec.get("strength", 60), "grain": spec.get("grain", 0),
+                                "review": spec.get("review", False), **spec.get("values", {})})
     if spec.get("engine_url"):
         client = core.connect(spec["engine_url"], spec.get("token", "x"))
     else:
@@ -163,10 +164,10 @@ def _spin(app, until, seconds):
 
 def _unavailable_ui(spec, res, doc, names_before, opts):
     """The docker's own controller against an engine that is not there: a message box."""
+    from enhancelayer import core, ui
+    from krita import Krita
     from PyQt5.QtCore import QTimer
     from PyQt5.QtWidgets import QApplication, QMessageBox
-    from krita import Krita
-    from enhancelayer import core, ui
     app = Krita.instance()
     g = core.SETTINGS_GROUP
     app.writeSetting(g, "engine_url", spec["engine_url"])
@@ -197,11 +198,10 @@ def _unavailable_ui(spec, res, doc, names_before, opts):
 
 def _cancel_ui(spec, res, doc, names_before, opts):
     """Cancel while the engine works: no layer, no message box, the document unchanged."""
+    from enhancelayer import core, ui
+    from krita import Krita
     from PyQt5.QtCore import QTimer
     from PyQt5.QtWidgets import QApplication, QMessageBox
-    from krita import Krita
-    from enhancelayer import ui
-    from enhancelayer import core
     app = Krita.instance()
     app.writeSetting(core.SETTINGS_GROUP, "engine_url", "")   # the local engine of this test
     boxes = []
@@ -237,7 +237,7 @@ def main(args=None):
     try:
         run(spec, res)
         res["ok"] = True
-    except Exception:
+    except Exception:  # noqa: BLE001 - recorded for the test, which fails with the traceback
         res["traceback"] = traceback.format_exc()
     with open(os.path.join(spec["out_dir"], "result.json"), "w") as f:
         json.dump(res, f, indent=1)

@@ -12,7 +12,7 @@ import time
 
 from krita import Krita
 from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QDockWidget, QMenu
+from PyQt5.QtWidgets import QDockWidget
 
 DIR = os.environ.get("ENHANCELAYER_PROBE_DIR", "")
 state = {"t0": time.time(), "res": {}}
@@ -93,7 +93,8 @@ def wait_models():
         return
     res["model_items"] = [dock.model.itemText(i) for i in range(n)]
     res["docker_status"] = dock.status.text()
-    res["strength_default"] = dock.strength[1].value()
+    res["strength_default"] = dock.option_value("strength")
+    res["option_widgets"] = sorted(dock.controls)
     spec = json.load(open(os.path.join(DIR, "spec.json")))
     i = dock.model.findData(spec["model"], 0x0100)
     if i >= 0:

@@ -1,0 +1,304 @@
+"""Job options as the plug-ins handle them: which to show, which widget, how to store, what to send.
+
+The engine declares every job option once (``engine/options.py``) and publishes the table in
+its catalog: ``{"name", "type": float|int|bool|choice|multi, "default", "minimum", "maximum",
+"choices", "nullable", "unit", "label", "help", "advanced", "tasks"}``, values in wire units
+(strength 60 = 60 %). The dialogs of both hosts are built from those rows, so an option the
+engine adds appears in Krita and GIMP without editing either plug-in. Nothing here knows an
+option by name except the few the hosts fill in themselves (:data:`HOST_FILLED`) and the
+engineering knobs no retoucher should see (:data:`NEVER_SHOWN`).
+
+What the user picked travels as a :class:`Request` (model, host scale, output mode, option
+values); :func:`submit_options` turns it into ``EngineClient.submit`` keywords.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .catalog import Catalog, Row, model_margin, require_model
+from .errors import UserError
+from .output import output_mode
+
+Option = dict[str, Any]
+
+# Options the hosts fill themselves: the scale from their own integer control (the document is
+# scaled with the host's resampling, so output = scale x region), the feather because they mask
+# with the selection themselves and send no mask.
+HOST_FILLED = ("scale", "feather")
+# Engineering knobs a dialog never shows, also when the engine does not mark them "advanced".
+NEVER_SHOWN = ("tile",)
+# The integer scales the hosts offer (1 keeps the size), capped by the engine's "scale" maximum.
+HOST_SCALE_MAX = 8
+
+
+@dataclass
+class Request:
+    """What the user asked for, host-independent: the model, the host's integer scale, the
+    output mode id (see ``output.OUTPUT_MODES``) and the option values by name (wire units)."""
+
+    model: str
+    scale: int = 1
+    output: str = "masked"
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ the table
+
+def option_table(catalog: Catalog) -> dict[str, Option]:
+    """The catalog's option rows by name, in the engine's order."""
+    rows = catalog.get("options") if isinstance(catalog, dict) else None
+    if not isinstance(rows, list):
+        return {}
+    return {r["name"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("name"), str)}
+
+
+def task_option_names(row: Row) -> list[str]:
+    names = row.get("options")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def task_options(catalog: Catalog, row: Row) -> list[Option]:
+    """The option rows the model's task takes, in the order the model row lists them."""
+    table = option_table(catalog)
+    return [table[n] for n in task_option_names(row) if n in table]
+
+
+def is_shown(option: Option) -> bool:
+    """Whether a dialog shows this option (not host-filled, not an engineering knob)."""
+    name = option.get("name")
+    return name not in HOST_FILLED and name not in NEVER_SHOWN and not option.get("advanced")
+
+
+def shown_options(catalog: Catalog, row: Row) -> list[Option]:
+    """The options a dialog shows for this model."""
+    return [o for o in task_options(catalog, row) if is_shown(o)]
+
+
+def every_shown_option(catalog: Catalog) -> list[Option]:
+    """Every option some task takes that a dialog shows, in the engine's order (GIMP registers
+    one procedure argument per option, whatever the model)."""
+    used = {n for row in catalog.get("models", []) if isinstance(row, dict) for n in task_option_names(row)}
+    return [o for name, o in option_table(catalog).items() if name in used and is_shown(o)]
+
+
+def models_taking(catalog: Catalog) -> list[tuple[Option, list[str]]]:
+    """Every shown option that only some models take, with their ids: a dialog that cannot
+    hide widgets per model (GIMP's) greys those out unless the chosen model is one of them."""
+    rows = [r for r in catalog.get("models", []) if isinstance(r, dict) and isinstance(r.get("id"), str)]
+    out = []
+    for o in every_shown_option(catalog):
+        users = [r["id"] for r in rows if o["name"] in task_option_names(r)]
+        if len(users) < len(rows):
+            out.append((o, users))
+    return out
+
+
+# ------------------------------------------------------------------------------ widgets
+
+def bounds(option: Option) -> tuple[Optional[float], Optional[float]]:
+    def num(v: Any) -> Optional[float]:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+    return num(option.get("minimum")), num(option.get("maximum"))
+
+
+def widget_kind(option: Option) -> str:
+    """The widget both dialogs use for an option: ``slider`` (a percentage), ``spin`` (other
+    numbers), ``check`` (bool), ``combo`` (choice) or ``checks`` (multi: one box per choice)."""
+    kind = option.get("type")
+    if kind in ("float", "int"):
+        lo, hi = bounds(option)
+        return "slider" if option.get("unit") == "%" and lo is not None and hi is not None else "spin"
+    return {"bool": "check", "choice": "combo", "multi": "checks"}.get(str(kind), "spin")
+
+
+def step(option: Option) -> float:
+    """A spin box's step: 1 for whole numbers and wide ranges, finer for narrow float ranges."""
+    if option.get("type") == "int":
+        return 1.0
+    lo, hi = bounds(option)
+    span = (hi - lo) if lo is not None and hi is not None else 100.0
+    return 1.0 if span >= 20 else (0.1 if span >= 2 else 0.01)
+
+
+def decimals(option: Option) -> int:
+    s = step(option)
+    return 0 if s >= 1 else (1 if s >= 0.1 else 2)
+
+
+def label(option: Option) -> str:
+    """The option's label with its unit: "Strength (%)", "Sensitivity"."""
+    text = str(option.get("label") or option.get("name", ""))
+    unit = option.get("unit") or ""
+    return f"{text} ({unit})" if unit and option.get("type") in ("float", "int") else text
+
+
+def choice_label(option: Option, choice: str) -> str:
+    """One check box of a multi option: "Protect faces"."""
+    return f"{option.get('label') or option.get('name')} {choice}"
+
+
+def default(option: Option) -> Any:
+    d = option.get("default")
+    return list(d) if isinstance(d, (list, tuple)) else d
+
+
+# ------------------------------------------------------------------------------ values
+
+def clamp(option: Option, value: float) -> float:
+    lo, hi = bounds(option)
+    if lo is not None and value < lo:
+        value = lo
+    if hi is not None and value > hi:
+        value = hi
+    return value
+
+
+def wire_value(option: Option, value: Any) -> Any:
+    """A widget's or an argument's value as the wire wants it (int, float, bool, str, list).
+    Numbers are not range-checked: the engine's table does that, once."""
+    kind = option.get("type")
+    if value is None:
+        return None
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(round(float(value)))
+    if kind == "bool":
+        return bool(value)
+    if kind == "choice":
+        return str(value)
+    if kind == "multi":
+        return [str(v) for v in value]
+    return value
+
+
+def to_text(value: Any) -> str:
+    """A value as host settings store it (Krita: strings): ``60``, ``0.5``, ``true``,
+    ``faces,text``; None (automatic) is ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, (int, float)):
+        v = float(value)
+        return str(int(v)) if v.is_integer() else f"{v:g}"
+    return str(value)
+
+
+def from_text(option: Option, text: Optional[str]) -> Any:
+    """The value ``to_text`` stored; anything unreadable or out of range gives the default
+    (numbers are clamped into the option's range)."""
+    kind = option.get("type")
+    if text is None or (text == "" and kind not in ("multi", "choice")):
+        return default(option)
+    if kind == "bool":
+        return text.strip().lower() in ("true", "1", "yes") if text.strip() else default(option)
+    if kind in ("float", "int"):
+        try:
+            v = float(text)
+        except ValueError:
+            return default(option)
+        if not math.isfinite(v):
+            return default(option)
+        v = clamp(option, v)
+        return int(round(v)) if kind == "int" else v
+    choices = [str(c) for c in option.get("choices") or []]
+    if kind == "choice":
+        return text if text in choices else default(option)
+    if kind == "multi":
+        return [c for c in choices if c in text.split(",")]
+    return text
+
+
+def values_from_text(options: Iterable[Option], read: Callable[[str], Optional[str]]) -> dict[str, Any]:
+    """Option values from stored strings (``read(name)`` -> text, or None when not stored)."""
+    return {o["name"]: from_text(o, read(o["name"])) for o in options}
+
+
+def arg_name(name: str) -> str:
+    """A procedure argument's name for an option: ``keep_color`` -> ``keep-color``."""
+    return name.replace("_", "-")
+
+
+def arg_names(option: Option) -> list[str]:
+    """The argument names of one option; a multi option is one boolean per choice
+    (``protect`` -> ``protect-faces``, ``protect-text``)."""
+    base = arg_name(option["name"])
+    if option.get("type") == "multi":
+        return [f"{base}-{arg_name(str(c))}" for c in option.get("choices") or []]
+    return [base]
+
+
+def values_from_args(options: Iterable[Option], read: Callable[[str], Any]) -> dict[str, Any]:
+    """Option values from named procedure arguments; ``read(arg)`` returns None when there is
+    no such argument (an option newer than the registration), and the option is left out:
+    the engine then uses its default."""
+    out: dict[str, Any] = {}
+    for o in options:
+        names = arg_names(o)
+        got = [read(n) for n in names]
+        if any(g is None for g in got):
+            continue
+        if o.get("type") == "multi":
+            out[o["name"]] = [str(c) for c, on in zip(o.get("choices") or [], got) if on]
+        else:
+            out[o["name"]] = wire_value(o, got[0])
+    return out
+
+
+# ------------------------------------------------------------------------------ the request
+
+def scale_range(catalog: Catalog) -> tuple[int, int]:
+    """The integer scales a host offers: 1 to :data:`HOST_SCALE_MAX`, or less when the
+    engine's "scale" option allows less."""
+    opt = option_table(catalog).get("scale")
+    hi = bounds(opt)[1] if opt else None
+    top = HOST_SCALE_MAX if hi is None else max(1, min(HOST_SCALE_MAX, int(hi)))
+    return 1, top
+
+
+def submit_options(catalog: Catalog, row: Row, request: Request) -> dict[str, Any]:
+    """``EngineClient.submit`` keywords for a request: the model, the values of the options
+    its task takes (in wire types; others are dropped), and the host's scale. A model whose
+    task takes no scale can only run at scale 1 (UserError otherwise)."""
+    names = task_option_names(row)
+    table = option_table(catalog)
+    out: dict[str, Any] = {"model": row["id"]}
+    for name in names:
+        if name in HOST_FILLED or name not in request.values:
+            continue
+        opt = table.get(name, {"name": name})
+        out[name] = wire_value(opt, request.values[name])
+    scale = int(request.scale)
+    if scale < 1:
+        raise UserError(f"The scale must be a whole number from 1 up, not {request.scale}.")
+    if "scale" in names:
+        out["scale"] = float(scale)
+    elif scale != 1:
+        raise UserError(f"The model '{row['id']}' always keeps the size: set the scale to 1.")
+    return out
+
+
+@dataclass
+class Plan:
+    """A request checked against the engine's catalog, ready to run: the model's row, THE
+    margin to send around the selection, and the ``submit`` keywords."""
+
+    request: Request
+    row: Row
+    margin: int
+    submit: dict[str, Any]
+
+
+def plan(catalog: Catalog, request: Request) -> Plan:
+    """Check a request before any pixel is read (UserError: unknown or not imported model,
+    unknown output mode, a scale the model cannot do) and work out what to send."""
+    row = require_model(catalog, request.model)
+    checked = Request(model=request.model, scale=int(request.scale), output=output_mode(request.output),
+                      values=dict(request.values))
+    return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked))

@@ -1,0 +1,3 @@
+"""Stub: the GLib API the GIMP plug-in calls."""
+class Error(Exception):
+    def __init__(self, message: str = ...) -> None: ...

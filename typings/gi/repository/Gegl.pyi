@@ -1,0 +1,13 @@
+"""Stub: the Gegl 0.4 API the GIMP plug-in calls."""
+class Rectangle:
+    @staticmethod
+    def new(x: int, y: int, width: int, height: int) -> Rectangle: ...
+
+class AbyssPolicy(int):
+    NONE: AbyssPolicy
+    CLAMP: AbyssPolicy
+
+class Buffer:
+    def get(self, rect: Rectangle, scale: float, format: str, abyss: AbyssPolicy) -> bytes: ...
+    def set(self, rect: Rectangle, format: str, data: bytes) -> None: ...
+    def flush(self) -> None: ...

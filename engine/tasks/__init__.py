@@ -24,6 +24,7 @@ from engine.tasks.base import Task, TaskInfo, TaskOutput, TaskRequest, WholeImag
 # One line per classical task: the module under engine/tasks/ that defines TASK.
 CLASSICAL: tuple[str, ...] = (
     "restore_dust",
+    "restore_color",
     "identity",
 )
 

@@ -228,6 +228,9 @@ SCENARIOS = [
     # restore-dust's own option, an argument made from the engine's option table
     dict(name="u8_dust_sensitive", precision="u8", photo="dusty", select=[250, 250, 200, 180],
          args={"model": "restore-dust", "strength": 100, "output-mode": "layer", "sensitivity": 0.9}),
+    # restore-color (added after the plug-in core, with no plug-in edit): its options clip and cast
+    dict(name="u8_color_layer", precision="u8", select=[40, 40, 400, 380],
+         args={"model": "restore-color", "strength": 100, "output-mode": "layer", "clip": 0.5, "cast": 0.6}),
 ]
 
 
@@ -284,7 +287,7 @@ def _direct(client, out: Path, s: dict, r: dict):
     crop = np.ascontiguousarray(src[cy0:cy1, cx0:cx1])
     scale = int(s["args"].get("scale", 1))
     a = s["args"]
-    extra = {"sensitivity": float(a["sensitivity"])} if "sensitivity" in a else {}
+    extra = {k: float(a[k]) for k in ("sensitivity", "clip", "cast") if k in a}      # tasks' own options
     res = client.enhance(crop.tobytes(), cx1 - cx0, cy1 - cy0, 4, dtype, channel_order="RGBA", model=model,
                          strength=float(a.get("strength", 60)), grain=float(a.get("grain", 0.0)),
                          keep_color=False, scale=float(scale), review=False,
@@ -309,7 +312,7 @@ def test_registered(results):
     assert r["exists"] is True
     assert r["menu"] == ["<Image>/Filters/Enhance"] and r["label"] == "AI Enhance…"
     for a in ("model", "strength", "grain", "keep-color", "scale", "output-mode", "protect-faces",
-              "protect-text", "review", "sensitivity"):
+              "protect-text", "review", "sensitivity", "clip", "cast"):
         assert a in r["args"], a
     assert "tile" not in r["args"] and "feather" not in r["args"], "engineering knobs / host-filled stay out"
     assert r["output_modes"] == ["masked", "layer", "document"]
@@ -456,6 +459,24 @@ def test_sensitivity_reaches_the_engine(results):
         lay = res[name]["new_layers"][0]
         masks[name] = np.frombuffer((out / f"{name}-mask0.raw").read_bytes(), np.uint8).reshape(lay["h"], lay["w"])
     assert (masks["u8_dust_sensitive"] > 0).sum() > (masks["u8_dust_layer"] > 0).sum()
+
+
+def test_restore_color_with_its_own_options_equals_engine(results, engine):
+    """A task added after the plug-in core (no plug-in edit): listed, its options are arguments,
+    and the layer is what the engine returns for the same crop and option values."""
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == "u8_color_layer")
+    r = res["u8_color_layer"]
+    assert r["status"] == "success", r["error"]
+    assert len(r["new_layers"]) == 1 and r["new_layers"][0]["name"] == "Enhanced · restore-color · 100%"
+    expected, (x, y, w, h), _ = _expected(client, out, s, r)
+    lay = r["new_layers"][0]
+    assert (lay["x"], lay["y"], lay["w"], lay["h"]) == (x, y, w, h)
+    got = _check_pixels(out, "u8_color_layer-layer0.raw", "u8", expected)
+    other, _box, _ = _expected(client, out, dict(s, args=dict(s["args"], clip=5.0)), r)
+    assert np.abs(other.astype(int) - got.astype(int)).max() > 8, "clip changes the result: it reached the engine"
+    assert r["src_unchanged"]
 
 
 def test_unknown_and_missing_models_are_reported_before_any_work(gimp, profile, engine):

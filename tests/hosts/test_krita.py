@@ -593,6 +593,30 @@ class TestCore:
         assert np.abs(mask.astype(int) - counts[0.9].astype(int)).max() <= 1
         assert (counts[0.9] > 0).sum() > (counts[0.5] > 0).sum(), "sensitivity changes what is found"
 
+    def test_restore_color_with_its_own_options(self, engine, krita_home, photos, tmp_path, xserver):
+        """A task added after the plug-in core, with no plug-in edit: its options clip and cast
+        reach the engine, and the layer is the engine's answer for the whole image."""
+        from PIL import Image
+
+        from engine.tasks.restore_color import fade
+        faded = fade(photos["astronaut_full"].astype(np.float32) / 255.0, "yellowed")
+        img = np.rint(faded * 255).astype(np.uint8)[100:356, 100:356]
+        Image.fromarray(img).save(tmp_path / "faded.png")
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(tmp_path / "faded.png"), "select": None, "model": "restore-color",
+            "strength": 100, "output": "layer", "values": {"clip": 0.5, "cast": 0.6}}, tmp_path, xserver)
+        check_common(res, "Enhanced · restore-color · 100%")
+        W = H = 256
+        src = np.ascontiguousarray(np.dstack([img, np.full((H, W), 255, np.uint8)]))
+        want = {}
+        for cast in (0.6, 0.0):
+            r = engine["client"].enhance(src.tobytes(), W, H, 4, "u8", channel_order="RGBA", model="restore-color",
+                                         strength=100, scale=1, clip=0.5, cast=cast)
+            want[cast] = np.frombuffer(r.pixels, np.uint8).reshape(H, W, 4).astype(int)
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H)).astype(int)
+        assert np.abs(got - want[0.6]).max() <= 1
+        assert np.abs(want[0.6] - want[0.0]).max() > 8, "cast changes the result"
+
     def test_engine_unavailable_shows_message_and_leaves_nothing(self, krita_home, photos, tmp_path, xserver):
         import socket
         s = socket.socket()

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from engine.errors import BadInput
+from engine.pipeline.formats import LUMA as _LUMA
 
 _STATS_SIDE = 512         # statistics from a copy whose longest side is at most this
 _GAMMA_LIMITS = (0.5, 2.0)
@@ -53,7 +54,6 @@ _NEUTRAL_SHARE = 0.2      # the least saturated 20 % of the mid-tone pixels coun
 _ROUNDS = 3
 _FLAT = 1e-3              # a channel whose black and white points are closer than this is left as it is
 _SURE_GREY, _NO_GREY = 0.2, 0.4   # neutral_evidence: full cast removal below, none above
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _stats_copy(rgb: np.ndarray) -> np.ndarray:

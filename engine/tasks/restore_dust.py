@@ -41,8 +41,8 @@ import cv2
 import numpy as np
 
 from engine.errors import BadInput
+from engine.pipeline.formats import LUMA as _LUMA
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _DISK_RADIUS = 9          # larger than the largest speck we repair (radius ~6, irregular)
 
 

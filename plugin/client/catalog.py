@@ -185,3 +185,14 @@ def install_snapshot(folder: str, repo: str, catalog: Optional[Catalog] = None,
     if catalog is None:
         catalog = engine_catalog(list(engine) if engine else engine_command(repo), cwd=repo)
     return save_snapshot(catalog, folder)
+
+
+def install_snapshot_or_warn(folder: str, repo: str, catalog: Optional[Catalog], engine: Optional[Sequence[str]],
+                             host: str, without: str) -> Optional[str]:
+    """:func:`install_snapshot` for an installer: the file written, or None with a warning on
+    stderr that names the host and says what its plug-in does without a snapshot."""
+    try:
+        return install_snapshot(folder, repo, catalog, engine)
+    except RuntimeError as e:
+        print(f"EnhanceLayer ({host}): no engine catalog saved ({e}); {without}", file=sys.stderr)
+        return None

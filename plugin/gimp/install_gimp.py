@@ -16,7 +16,6 @@ macOS ``~/Library/Application Support/GIMP/3.0``, Windows ``%APPDATA%\\GIMP\\3.0
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -24,7 +23,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 NAME = "enhancelayer"
 HERE = Path(__file__).resolve().parent
@@ -55,32 +54,18 @@ def _target(profile) -> Path:
     return plugin_dir(profile) / "plug-ins" / NAME
 
 
-def _client_catalog(client: Path) -> Any:
-    """The plug-in core's ``catalog`` module of a client folder, loaded by path (this script
-    runs without the repository on sys.path)."""
-    name = "_enhancelayer_client_for_gimp_install"
-    spec = importlib.util.spec_from_file_location(name, client / "__init__.py",
-                                                  submodule_search_locations=[str(client)])
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"no client package at {client}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod.catalog
-
-
 def write_catalog(client: Path, catalog: Optional[dict] = None,
                   engine: Optional[Sequence[str]] = None) -> Optional[Path]:
-    """Save the engine's catalog beside the vendored client (``catalog``, or what ``engine``
-    prints; default: the repository's engine). Returns the file, or None with a warning on
-    stderr when no engine answered."""
-    try:
-        return Path(_client_catalog(client).install_snapshot(str(client), str(REPO), catalog, engine))
-    except RuntimeError as e:
-        print(f"EnhanceLayer (GIMP): no engine catalog saved ({e}); the procedure gets a plain "
-              "model-id argument and no option arguments — run install.py again once the engine "
-              "is installed", file=sys.stderr)
-        return None
+    """Save the engine's catalog beside the vendored client; see
+    ``plugin/client/catalog.py`` install_snapshot_or_warn (None when no engine answered)."""
+    if str(REPO) not in sys.path:       # this script may run on its own; the core is the checkout's
+        sys.path.insert(0, str(REPO))
+    from plugin.client.catalog import install_snapshot_or_warn
+
+    written = install_snapshot_or_warn(str(client), str(REPO), catalog, engine, "GIMP",
+                                       "the procedure gets a plain model-id argument and no option "
+                                       "arguments — run install.py again once the engine is installed")
+    return Path(written) if written else None
 
 
 def install(profile_dir: str | os.PathLike | None = None,

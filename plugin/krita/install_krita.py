@@ -18,14 +18,13 @@ on macOS; ``profile_dir`` overrides the ``krita`` folder (tests use it).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 NAME = "enhancelayer"
 HERE = Path(__file__).resolve().parent
@@ -121,31 +120,17 @@ def _copy_tree(src: Path, dst: Path) -> None:
     tmp.rename(dst)
 
 
-def _client_catalog(client: Path) -> Any:
-    """The plug-in core's ``catalog`` module of a client folder, loaded by path (this script
-    runs without the repository on sys.path)."""
-    name = "_enhancelayer_client_for_krita_install"
-    spec = importlib.util.spec_from_file_location(name, client / "__init__.py",
-                                                  submodule_search_locations=[str(client)])
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"no client package at {client}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod.catalog
-
-
 def write_catalog(client: Path, catalog: Optional[dict] = None,
                   engine: Optional[Sequence[str]] = None) -> Optional[Path]:
-    """Save the engine's catalog beside the vendored client (``catalog``, or what ``engine``
-    prints; default: the repository's engine). Returns the file, or None with a warning on
-    stderr when no engine answered."""
-    try:
-        return Path(_client_catalog(client).install_snapshot(str(client), str(REPO), catalog, engine))
-    except RuntimeError as e:
-        print(f"EnhanceLayer (Krita): no engine catalog saved ({e}); the docker lists the models "
-              "once the engine answers", file=sys.stderr)
-        return None
+    """The catalog snapshot the docker starts from, beside the vendored client (None, with a
+    warning, when no engine answered): ``plugin/client/catalog.py`` install_snapshot_or_warn."""
+    if str(REPO) not in sys.path:       # this script may run on its own; the core is the checkout's
+        sys.path.insert(0, str(REPO))
+    from plugin.client.catalog import install_snapshot_or_warn
+
+    written = install_snapshot_or_warn(str(client), str(REPO), catalog, engine, "Krita",
+                                       "the docker lists the models once the engine answers")
+    return Path(written) if written else None
 
 
 def install(profile_dir: Optional[os.PathLike] = None, client_src: Optional[os.PathLike] = None,

@@ -4,7 +4,10 @@
 
 Development photos (used to choose the colour space, ``clip`` and the grey-evidence thresholds):
 skimage's motorcycle_left/right and retina, matplotlib's Minduka_Present_Blue_Pack. Evaluation
-photos (reported, never tuned on): astronaut, chelsea, coffee, rocket, grace_hopper. Each photo
+photos (reported; no parameter was fitted on them): astronaut, chelsea, coffee, rocket, grace_hopper.
+One disclosure: a first evaluation run showed warm scenes (coffee, chelsea) shifted by 14-15
+dE00, which is why the grey-evidence guard was added; its thresholds were then set on the
+development photos (retina is the one-colour scene there), not on these. Each photo
 is area-downscaled to 512 px on its long side. Figures: mean CIEDE2000 (lower is better) and
 PSNR on RGB and on luma (BT.601 Y'), faded vs restored, next to a baseline: per-channel
 auto-levels with 0.05 % clipping, the method of GIMP's Colors > Auto > White Balance

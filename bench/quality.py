@@ -297,7 +297,7 @@ def net_method(model_id: str, notes: list[str]):
         return lambda x, case, ctx: m.run(np.ascontiguousarray(x, np.float32))
     except Exception as e:  # noqa: BLE001 - skip gracefully, say so
         if model_id in ("denoise", "sharpen"):
-            p = ROOT / "models" / "trained" / f"{model_id}.onnx"
+            p = ROOT / "engine" / "data" / "trained" / f"{model_id}.onnx"
             if p.is_file():
                 import onnxruntime as ort
                 sess = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])

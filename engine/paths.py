@@ -39,6 +39,10 @@ def config_dir() -> Path:
     return Path(env) / "config" if env else Path(platformdirs.user_config_dir(APP, appauthor=False))
 
 
-def repo_models_dir() -> Path:
-    """The checkout's models/ folder: catalog data, licences, our own trained weights."""
-    return Path(__file__).resolve().parent.parent / "models"
+def own_models_dir() -> Path:
+    """Our own trained weights (``denoise``, ``sharpen``) and their manifest: package data.
+
+    They ship inside the ``engine`` package (engine/data/trained/), so an engine installed from a
+    wheel or with a non-editable ``pip install .`` finds them as an editable checkout does.
+    """
+    return Path(__file__).resolve().parent / "data" / "trained"

@@ -139,13 +139,13 @@ CATALOG: tuple[ModelSpec, ...] = (
     ),
     # --- our own models (trained here, small, CPU friendly) ---------------------------
     ModelSpec(id="denoise", task="denoise", scale=1, native_scale=1, title="EnhanceLayer blind photo denoiser",
-              family="own", license=LICENSE_OWN, source="models/trained/denoise.onnx",
+              family="own", license=LICENSE_OWN, source="engine/data/trained/denoise.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
               receptive_field=32, ms_per_mp_cpu=1_000.0, tile_invariant=False, bytes_per_px=2_000,
               notes="Estimates the noise level per tile (a global statistic), so tiles differ slightly "
                     "from a whole-image run (~42 dB apart at 64 px tiles); it gets large tiles."),
     ModelSpec(id="sharpen", task="sharpen", scale=1, native_scale=1, title="EnhanceLayer photo sharpener",
-              family="own", license=LICENSE_OWN, source="models/trained/sharpen.onnx",
+              family="own", license=LICENSE_OWN, source="engine/data/trained/sharpen.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
               receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000),
 )

@@ -8,7 +8,7 @@ Layout under ``paths.models_dir()`` (written by ``engine.models.importer``)::
     <id>/manifest.json     sha256, source wheel + file, licence, pre/post-processing, verification
     text-detect/model.onnx + manifest.json   PP-OCRv4 text detector (review map)
 
-Our own trained models live in the checkout: ``models/trained/<id>.onnx``. User models are
+Our own trained models are package data: ``engine/data/trained/<id>.onnx``. User models are
 ``.onnx`` files dropped into ``paths.user_models_dir()``; they are listed as ``user:<stem>``.
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def onnx_path(model_id: str) -> Path:
     """Where the ONNX file of a catalog model is (whether or not it exists yet)."""
     spec = catalog.get(model_id)
     if spec.family == "own":
-        return paths.repo_models_dir() / "trained" / f"{model_id}.onnx"
+        return paths.own_models_dir() / f"{model_id}.onnx"
     return model_dir(model_id) / MODEL_FILE
 
 
@@ -103,11 +103,11 @@ def verified_onnx_path(model_id: str) -> Path:
         if not path.is_file():
             raise ModelNotInstalled(f"model '{model_id}' is not trained yet: {path} is missing "
                                     "(see models/README.md for how to train it)")
-        # models/train/manifest.py writes models/trained/manifest.json {"models": {id: {"sha256"}}}
+        # models/train/manifest.py writes engine/data/trained/manifest.json {"models": {id: {"sha256"}}}
         own = _read_json(path.parent / MANIFEST_FILE)
         want = ((own or {}).get("models") or {}).get(model_id, {}).get("sha256")
         if want and sha256_file(path) != want:
-            raise WeightsTampered(f"weights of '{model_id}' do not match models/trained/manifest.json "
+            raise WeightsTampered(f"weights of '{model_id}' do not match engine/data/trained/manifest.json "
                                   f"(sha256 mismatch in {path}): restore them with git or retrain")
         return path
     man = read_manifest(model_id)

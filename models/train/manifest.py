@@ -1,4 +1,4 @@
-"""Write models/trained/manifest.json: sha256, size, licence and training facts of our own models.
+"""Write engine/data/trained/manifest.json: sha256, size, licence and training facts of our own models.
 
 Run after models/train/train.py (it reads <task>_train_summary.json next to the ONNX files).
 """
@@ -8,7 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
-TRAINED = Path(__file__).resolve().parent.parent / "trained"
+TRAINED = Path(__file__).resolve().parents[2] / "engine" / "data" / "trained"
 LICENSE = "MIT (trained by EnhanceLayer, see models/train/)"
 
 

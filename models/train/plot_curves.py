@@ -1,4 +1,4 @@
-"""Plot the training curves (models/trained/<task>_train_log.csv) into models/trained/training_curves.png."""
+"""Plot the training curves (engine/data/trained/<task>_train_log.csv) into engine/data/trained/training_curves.png."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-TRAINED = Path(__file__).resolve().parent.parent / "trained"
+TRAINED = Path(__file__).resolve().parents[2] / "engine" / "data" / "trained"
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Recreate models/trained/{denoise,sharpen}.onnx with the exact stage sequence of the committed run,
+# Recreate engine/data/trained/{denoise,sharpen}.onnx with the exact stage sequence of the committed run,
 # then the manifest.  Usage: models/train/reproduce.sh [extra train.py args, e.g. --mate-dir DIR]
 # Each stage starts from the previous stage's weights (--init).  Stage 1 of the committed run stopped
 # on its 25-min wall-clock cap (denoise 4701, sharpen 4583 steps; the lr was annealed by time), so
@@ -13,9 +13,9 @@ T=models/train/train.py
 for task in denoise sharpen; do
   NI=""; [ "$task" = denoise ] && NI="--noise-input"
   $PY $T --task $task --steps 12000 --budget-min 25 --tag _stage1 "$@"
-  $PY $T --task $task --init models/trained/${task}_stage1.pt $NI --detail 0.5 --lr 1e-3 --steps 4200 --budget-min 25 --tag _stage2 "$@"
-  $PY $T --task $task --init models/trained/${task}_stage2.pt $NI --detail 0.5 --lr 5e-4 --steps 2400 --budget-min 12 --tag _stage3 "$@"
+  $PY $T --task $task --init engine/data/trained/${task}_stage1.pt $NI --detail 0.5 --lr 1e-3 --steps 4200 --budget-min 25 --tag _stage2 "$@"
+  $PY $T --task $task --init engine/data/trained/${task}_stage2.pt $NI --detail 0.5 --lr 5e-4 --steps 2400 --budget-min 12 --tag _stage3 "$@"
 done
 # stage 4, denoiser only (a 4th sharpener stage made short motion blur worse and was not shipped)
-$PY $T --task denoise --init models/trained/denoise_stage3.pt --noise-input --detail 0.5 --lr 5e-4 --seed 1 --steps 5000 --budget-min 12 --tag _stage4 "$@"
+$PY $T --task denoise --init engine/data/trained/denoise_stage3.pt --noise-input --detail 0.5 --lr 5e-4 --seed 1 --steps 5000 --budget-min 12 --tag _stage4 "$@"
 $PY models/train/manifest.py

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="", help="suffix for the log/summary/.pt file names (stages)")
     ap.add_argument("--mate-dir",
                     default=os.environ.get("MATE_DIR", "/work/data_mate/x/usr/share/backgrounds/mate/nature"))
-    ap.add_argument("--out", default=str(ROOT / "models" / "trained"))
+    ap.add_argument("--out", default=str(ROOT / "engine" / "data" / "trained"))
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)

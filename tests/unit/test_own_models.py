@@ -1,4 +1,4 @@
-"""Our own trained models (models/trained/*.onnx) on photos NOT used in training.
+"""Our own trained models (engine/data/trained/*.onnx) on photos NOT used in training.
 
 Runs the committed ONNX files with onnxruntime only (no torch).  Held-out photos: scikit-image
 astronaut, coffee, chelsea, camera and matplotlib's grace_hopper.jpg (models/train/train.py
@@ -20,7 +20,7 @@ from real_photos import real_photo
 ort = pytest.importorskip("onnxruntime")
 
 REPO = Path(__file__).resolve().parents[2]
-TRAINED = REPO / "models" / "trained"
+TRAINED = REPO / "engine" / "data" / "trained"
 HELDOUT = ["astronaut", "coffee", "chelsea", "camera", "grace_hopper"]
 CROP = 160
 

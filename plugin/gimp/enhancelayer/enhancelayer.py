@@ -303,15 +303,16 @@ def run_enhance(procedure: Any, run_mode: Any, image: Any, drawables: Any, confi
     except Exception as e:  # noqa: BLE001 - engine errors carry actionable messages; others are bugs
         msg = str(e) or e.__class__.__name__
         if e.__class__.__module__.split(".")[0] != "enhancelayer_client":
-            msg = f"AI Enhance failed: {msg} (a plug-in bug — please report it)"
+            msg = f"Something went wrong inside the plug-in: {msg} (a plug-in bug — please report it)"
         return _fail(procedure, msg, interactive)
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
 def _fail(procedure: Any, msg: str, interactive: bool) -> Any:
     # GIMP shows the returned error itself (a message dialog when run from the menu, the
-    # console / get_last_error() for scripts), so no extra Gimp.message here.
-    msg = "AI Enhance: " + msg if not msg.startswith("AI Enhance") else msg
+    # console / get_last_error() for scripts), so no extra Gimp.message here; and it already
+    # names the procedure ("AI Enhance") around the message, so no prefix of ours: with one the
+    # dialog read "AI Enhance: AI Enhance: ..." (issue 16).
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(msg))
 
 

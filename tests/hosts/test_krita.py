@@ -327,6 +327,8 @@ def check_common(res: dict, name: str) -> None:
     assert new_layers(res) == [name], res["layers_after"]
     assert res["layer_name"] == name
     assert res["layer_index"] == res["source_index"] + 1      # directly above the source
+    # None: no view, so no active layer to check (5.2 headless); with a view (5.1) it must hold
+    assert res["source_active"] is not False, "the source stays active: a second run must not enhance the result"
 
 
 # ----------------------------------------------------------------------------- Route A tests

@@ -322,6 +322,25 @@ def _new_layer_via_action(doc: Any, node: Any) -> Any:
     return new[0]
 
 
+def _activate(doc: Any, node: Any, wait_s: float = 2.0) -> bool:
+    """Make ``node`` the active layer. With a view, the layer docker learns about nodes through
+    queued signals and ignores ``setActiveNode`` until then, so retry for a moment; True when
+    it took."""
+    import time
+    t_end = time.monotonic() + wait_s
+    while True:
+        doc.setActiveNode(node)
+        if _active_view_shows(doc):
+            from PyQt5.QtCore import QCoreApplication
+            QCoreApplication.processEvents()
+        active = doc.activeNode()
+        if active is not None and active.uniqueId() == node.uniqueId():
+            return True
+        if time.monotonic() > t_end:
+            return False
+        time.sleep(0.02)
+
+
 def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any, name: str = "Selection") -> tuple:
     """Transparency mask from ``sel`` on ``layer``; returns (kind, mask node or None).
 
@@ -337,22 +356,9 @@ def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any, name: str = "Select
     from krita import Krita
     action = Krita.instance().action("add_new_transparency_mask")
     if action is not None and _active_view_shows(doc):
-        import time
-
-        from PyQt5.QtCore import QCoreApplication
-        # the layer docker learns about the new layer through queued signals: until then
-        # setActiveNode is ignored, so retry for a moment
         doc.waitForDone()
-        t_end = time.monotonic() + 2.0
-        while True:
-            doc.setActiveNode(layer)
-            QCoreApplication.processEvents()
-            active = doc.activeNode()
-            if active is not None and active.uniqueId() == layer.uniqueId():
-                break
-            if time.monotonic() > t_end:
-                return "alpha", None
-            time.sleep(0.02)
+        if not _activate(doc, layer):     # the mask action works on the active node
+            return "alpha", None
         ids_before = _mask_ids(doc)
         doc.setSelection(sel)
         doc.waitForDone()
@@ -481,7 +487,9 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
         if plan.request.values.get("review") and piece.review:
             review_layer = _add_review(doc, parent, layer, model, piece.review, piece.box)
             created.append(review_layer)
-        doc.setActiveNode(layer)
+        # the source stays the active layer: the next run enhances the original again, not the
+        # enhanced copy (issue 16; GIMP keeps the source selected too)
+        _activate(doc, node)
         doc.refreshProjection()
         info.update(layer=layer, mask=mask_kind, mask_node=mask_node, review_layer=review_layer,
                     rect=[x, y, w, h])

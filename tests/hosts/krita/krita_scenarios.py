@@ -83,6 +83,8 @@ def run(spec, res):
     names_before = [n.name() for n in doc.rootNode().childNodes()]
     _select(doc, spec)
     doc.setActiveNode(src_node)
+    # without a view (5.2's kritarunner) Krita has no active layer at all: activeNode() is None
+    has_active = doc.activeNode() is not None
     # what the docker would send: the host's own controls + the option values by name
     opts = core.Request(model=spec["model"], scale=spec.get("scale", 1), output=spec.get("output", "masked"),
                         values={"strength": spec.get("strength", 60), "grain": spec.get("grain", 0),
@@ -105,6 +107,8 @@ def run(spec, res):
         info = None
     res["seconds"] = time.time() - t0
     doc.waitForDone()
+    active = doc.activeNode()
+    res["source_active"] = (active is not None and active.uniqueId() == src_node.uniqueId()) if has_active else None
     kids = doc.rootNode().childNodes()
     res["layers_after"] = [n.name() for n in kids]
     res["layer_types_after"] = [n.type() for n in kids]

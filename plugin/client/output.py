@@ -45,6 +45,19 @@ def layer_name(model: str, values: dict[str, Any]) -> str:
     return f"Enhanced · {model}" if strength is None else f"Enhanced · {model} · {percent(strength)}%"
 
 
+def done_message(name: str, whole_layer: bool) -> str:
+    """What the host says after a run: the new layer's name, and plainly when there was no
+    selection, so the whole layer was enhanced (a retoucher who forgot to select must not
+    have to discover that from the result)."""
+    if whole_layer:
+        return f"Added layer “{name}”. There was no selection, so the whole layer was enhanced."
+    return f"Added layer “{name}”."
+
+
+CANCELLED_MESSAGE = "Cancelled: nothing was added."
+FAILED_MESSAGE = "Failed: nothing was added."
+
+
 def review_name(model: str) -> str:
     return f"Review · {model}"
 

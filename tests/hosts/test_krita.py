@@ -344,6 +344,7 @@ class TestCore:
         name = "Enhanced · jpeg-clean-1 · 60%"
         check_common(res, name)
         assert res["krita_version"].startswith("5.2" if krita_home["host"] == "trixie" else "5.")
+        assert res["info"]["whole_layer"] is False
         assert res["children"] == [["Selection", "transparencymask"]]
         assert res["info"]["mask"] == "mask"
         assert res["source_unchanged"] and res["source_sha_before"] == res["source_sha_after"]
@@ -608,6 +609,7 @@ class TestCore:
             "scenario": "core", "png": str(tmp_path / "faded.png"), "select": None, "model": "restore-color",
             "strength": 100, "output": "layer", "values": {"clip": 0.5, "cast": 0.6}}, tmp_path, xserver)
         check_common(res, "Enhanced · restore-color · 100%")
+        assert res["info"]["whole_layer"] is True     # no selection: the docker says the whole layer was used
         W = H = 256
         src = np.ascontiguousarray(np.dstack([img, np.full((H, W), 255, np.uint8)]))
         want = {}
@@ -709,6 +711,7 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
     layers = {n: (t, kids) for n, t, kids in res["layers"]}
     assert layers["Enhanced · jpeg-clean-1 · 60%"] == ("paintlayer", [["Selection", "transparencymask"]])
     assert res["bar"] == "Done"
+    assert res["docker_status_after"] == "Added layer “Enhanced · jpeg-clean-1 · 60%”.", res["docker_status_after"]
     # then the menu action (docker closed): a second masked layer, from the remembered settings
     enhanced = [(t, kids) for n, t, kids in final["layers"] if n == "Enhanced · jpeg-clean-1 · 60%"]
     assert enhanced == [("paintlayer", [["Selection", "transparencymask"]])] * 2, final

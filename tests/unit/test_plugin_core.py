@@ -487,6 +487,14 @@ def test_layer_names(values: dict, name: str) -> None:
     assert output.document_name("", "photo-x2") == "Image · photo-x2"
 
 
+def test_done_message_says_when_the_whole_layer_was_used() -> None:
+    name = "Enhanced · denoise · 60%"
+    assert output.done_message(name, whole_layer=False) == f"Added layer “{name}”."
+    whole = output.done_message(name, whole_layer=True)
+    assert whole.startswith(f"Added layer “{name}”.") and "no selection" in whole and "whole layer" in whole
+    assert "nothing was added" in output.CANCELLED_MESSAGE and "nothing was added" in output.FAILED_MESSAGE
+
+
 def _result(width: int, height: int, channels: int = 4, dtype: str = "u8", **kw: Any) -> Any:
     n = width * height * channels * pixels.SAMPLE_BYTES[dtype]
     return ec.Result(bytes(i % 251 for i in range(n)), width, height, channels, dtype, **kw)

@@ -428,7 +428,7 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
     mode, model = plan.request.output, plan.request.model
     name = output.layer_name(model, plan.request.values)
     info: dict = {"name": name, "region": list(src.region), "bbox": list(src.bbox), "scale": s,
-                  "output": mode, "depth": src.depth,
+                  "output": mode, "depth": src.depth, "whole_layer": src.selection is None,
                   "linear_profile": bool(src.extra.get("linear"))}
     if src.order != DEPTHS[src.depth][2]:  # pragma: no cover - guarded by DEPTHS
         raise PluginError("internal: channel order mismatch")

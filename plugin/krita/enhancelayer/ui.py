@@ -488,11 +488,13 @@ class EnhanceDocker(DockWidget):
         if info:
             self.bar.setValue(1000)
             self.bar.setFormat("Done")
-            self.status.setText(f"Added layer “{info['name']}”")
+            self.status.setText(output.done_message(info["name"], bool(info.get("whole_layer"))))
         elif not error:
             self.bar.setFormat("Cancelled")
+            self.status.setText(output.CANCELLED_MESSAGE)   # never the previous run's "Added layer…"
         else:
             self.bar.setFormat("Failed")
+            self.status.setText(output.FAILED_MESSAGE)
 
     def _idle(self) -> None:
         self.go.setEnabled(True)

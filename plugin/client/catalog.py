@@ -106,10 +106,16 @@ def groups(catalog: Catalog) -> list[tuple[str, str, list[Row]]]:
     return [(g, group_title(g), found[g]) for g in order]
 
 
+NOT_IMPORTED = "not imported"
+
+
 def model_label(row: Row) -> str:
-    """A model's one-line label in a choice list: its title and id."""
+    """A model's one-line label in a choice list, the same in both hosts: its title and id,
+    and "(not imported)" when its weights are missing, so nobody picks it and learns only
+    after OK (GIMP) or from a greyed row with a bare id (Krita)."""
     title = str(row.get("title") or row["id"])
-    return title if title == row["id"] else f"{title} [{row['id']}]"
+    label = title if title == row["id"] else f"{title} [{row['id']}]"
+    return label if is_installed(row) else f"{label} ({NOT_IMPORTED})"
 
 
 def snapshot_path(folder: Optional[str] = None) -> str:

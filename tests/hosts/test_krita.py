@@ -708,6 +708,9 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
     assert "tile" not in res["option_widgets"] and "sensitivity" not in res["option_widgets"]
     assert "— Upscale —" in res["model_items"] and "— JPEG clean-up —" in res["model_items"]
     assert res["model_selected"] == "jpeg-clean-1"
+    # plain titles with the id after them (the same labels as GIMP's choice), not bare ids
+    assert any(t.endswith(" [jpeg-clean-1]") and len(t) > len(" [jpeg-clean-1]") for t in res["model_items"]), \
+        res["model_items"]
     layers = {n: (t, kids) for n, t, kids in res["layers"]}
     assert layers["Enhanced · jpeg-clean-1 · 60%"] == ("paintlayer", [["Selection", "transparencymask"]])
     assert res["bar"] == "Done"

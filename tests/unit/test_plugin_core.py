@@ -487,6 +487,13 @@ def test_layer_names(values: dict, name: str) -> None:
     assert output.document_name("", "photo-x2") == "Image · photo-x2"
 
 
+def test_model_label_names_title_id_and_missing_weights() -> None:
+    assert catalog.model_label({"id": "photo-x2", "title": "Photo 2x"}) == "Photo 2x [photo-x2]"
+    assert catalog.model_label({"id": "denoise"}) == "denoise"
+    assert catalog.model_label({"id": "photo-x4", "title": "Photo 4x", "installed": False}) == \
+        "Photo 4x [photo-x4] (not imported)"
+
+
 def test_done_message_says_when_the_whole_layer_was_used() -> None:
     name = "Enhanced · denoise · 60%"
     assert output.done_message(name, whole_layer=False) == f"Added layer “{name}”."

@@ -411,9 +411,9 @@ class EnhanceDocker(DockWidget):
             store.appendRow(head)
             for m in members:
                 installed = catalog.is_installed(m)
-                it = QStandardItem(m["id"] + ("" if installed else "  (not imported)"))
+                it = QStandardItem(catalog.model_label(m))
                 it.setData(m["id"], Qt.UserRole)
-                it.setToolTip(str(m.get("title") or m["id"]))
+                it.setToolTip(str(m.get("notes") or m.get("title") or m["id"]))   # GIMP's help text too
                 if not installed:
                     it.setFlags(Qt.NoItemFlags)
                 store.appendRow(it)

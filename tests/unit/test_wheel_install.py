@@ -38,7 +38,8 @@ def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
                    check=True, cwd=root, timeout=300)
     (wheel,) = dist.glob("enhancelayer-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
     for own in ("denoise.onnx", "sharpen.onnx", "manifest.json"):
         assert f"engine/data/trained/{own}" in names, f"the wheel lacks engine/data/trained/{own}"
     assert not any("train_log" in n for n in names), "training logs are source-tree only"

@@ -327,18 +327,24 @@ def _activate(doc: Any, node: Any, wait_s: float = 2.0) -> bool:
     queued signals and ignores ``setActiveNode`` until then, so retry for a moment; True when
     it took."""
     import time
+
+    def took() -> bool:
+        active = doc.activeNode()
+        return active is not None and active.uniqueId() == node.uniqueId()
+
+    doc.setActiveNode(node)
+    if not _active_view_shows(doc):   # no view, no docker to wait for (and no active layer to retry for)
+        return took()
+    from PyQt5.QtCore import QCoreApplication
     t_end = time.monotonic() + wait_s
     while True:
-        doc.setActiveNode(node)
-        if _active_view_shows(doc):
-            from PyQt5.QtCore import QCoreApplication
-            QCoreApplication.processEvents()
-        active = doc.activeNode()
-        if active is not None and active.uniqueId() == node.uniqueId():
+        QCoreApplication.processEvents()
+        if took():
             return True
         if time.monotonic() > t_end:
             return False
         time.sleep(0.02)
+        doc.setActiveNode(node)
 
 
 def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any, name: str = "Selection") -> tuple:

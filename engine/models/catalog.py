@@ -57,6 +57,11 @@ class ModelSpec:
     bytes_per_px: int = 8_000       # backend working memory per input px of a tile (ORT, fp32; tiling.py)
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # What the dialogs show (engine/purposes.py): the retoucher's job it serves, its name among
+    # that job's choices, and one plain sentence on when to pick it.
+    purpose: str = ""
+    label: str = ""
+    description: str = ""
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -98,43 +103,66 @@ _CUNET1: dict = dict(prepad=28, align=4, receptive_field=64, tile_invariant=Fals
                      photo=False, bytes_per_px=2_500)
 _RRDB_BYTES = 17_000
 
+# waifu2x's noise levels 0-3 in words, and the photo each one suits.
+_LEVELS = ("lightest", "light", "medium", "strong")
+_JPEG_FOR = ("a photo saved at high quality: only faint ringing goes",
+             "a typical web photo with mild blocks",
+             "a visibly blocky photo",
+             "a badly compressed photo; it also smooths some fine texture")
+
 CATALOG: tuple[ModelSpec, ...] = (
     # --- photographs -----------------------------------------------------------------
     _esrgan("photo-x4", "realesrgan-x4plus", "Real-ESRGAN x4plus (photos, 4x)", 4,
             # RRDB: 32 px of context left seams of up to 7 LSB; measured error vs distance to
             # the tile edge: 64 px -> 0.56 LSB, 80 px -> 0.07 LSB (bench/results/tiling.md).
             receptive_field=80, ms_per_mp_cpu=160_000.0, bytes_per_px=_RRDB_BYTES,
-            notes="Best photo upscaler here, but ~2.5 min per input megapixel on a 2-core CPU: a GPU job."),
+            notes="Best photo upscaler here, but ~2.5 min per input megapixel on a 2-core CPU: a GPU job.",
+            purpose="enlarge", label="4x, best detail (slow)",
+            description="The best photo enlarger here; it invents fine texture, so check faces and "
+                        "text. About 2.5 minutes per megapixel on a 2-core CPU: a job for a GPU."),
     _waifu2x("photo-x2", "models-upconv_7_photo", "scale2.0x_model",
-             "waifu2x upconv_7 photo (2x)", "upscale", native=2, **_UPCONV),
+             "waifu2x upconv_7 photo (2x)", "upscale", native=2, **_UPCONV,
+             purpose="enlarge", label="2x, fast",
+             description="A quick, clean 2x enlargement for most photos."),
     *(
         _waifu2x(f"photo-x2-jpeg{n}", "models-upconv_7_photo", f"noise{n}_scale2.0x_model",
-                 f"waifu2x upconv_7 photo (2x + JPEG clean-up level {n})", "upscale", native=2, **_UPCONV)
+                 f"waifu2x upconv_7 photo (2x + JPEG clean-up level {n})", "upscale", native=2, **_UPCONV,
+                 purpose="enlarge", label=f"2x + {_LEVELS[n]} JPEG clean-up",
+                 description=f"2x enlargement that also cleans JPEG blocks, for {_JPEG_FOR[n]}.")
         for n in (0, 1, 2, 3)
     ),
     *(
         _waifu2x(f"jpeg-clean-{n}", "models-upconv_7_photo", f"noise{n}_scale2.0x_model",
                  f"waifu2x upconv_7 photo JPEG clean-up level {n} (1x)", "jpeg", native=2, down=2,
                  notes="waifu2x ships no 1x photo model: the 2x denoise net runs, then a 2x2 area "
-                       "average brings it back to the input size.", **_UPCONV)
+                       "average brings it back to the input size.", **_UPCONV,
+                 purpose="jpeg", label=f"{_LEVELS[n].capitalize()} (level {n})",
+                 description=f"Same size, for {_JPEG_FOR[n]}.")
         for n in (0, 1, 2, 3)
     ),
     # --- illustrations / anime -------------------------------------------------------
     _esrgan("illustration-x4", "realesrgan-x4plus-anime", "Real-ESRGAN x4plus anime (illustrations, 4x)", 4,
-            receptive_field=80, ms_per_mp_cpu=60_000.0, photo=False, bytes_per_px=_RRDB_BYTES),   # RRDB
+            receptive_field=80, ms_per_mp_cpu=60_000.0, photo=False, bytes_per_px=_RRDB_BYTES,   # RRDB
+            purpose="illustration", label="4x, best (digital art)",
+            description="The most detailed 4x for drawings and digital art; slow on a CPU."),
     *(
         _esrgan(f"anime-video-x{s}", f"realesr-animevideov3-x{s}",
                 f"Real-ESRGAN animevideov3 (anime, fast, {s}x)", s,
                 receptive_field=20, ms_per_mp_cpu=8_000.0, photo=False,
                 notes="The x2/x3 files are the x4 network followed by an in-graph bicubic downscale."
-                if s != 4 else "")
+                if s != 4 else "",
+                purpose="illustration", label=f"{s}x, fast (anime, cartoons)",
+                description="A fast enlargement for anime frames and cartoons with flat colours and clean lines.")
         for s in (2, 3, 4)
     ),
     _waifu2x("illustration-x2", "models-cunet", "scale2.0x_model", "waifu2x CUNet (illustrations, 2x)",
-             "upscale", native=2, **_CUNET2),
+             "upscale", native=2, **_CUNET2, purpose="illustration", label="2x, line art",
+             description="A careful 2x for line art and anime illustrations."),
     *(
         _waifu2x(f"illustration-denoise-{n}", "models-cunet", f"noise{n}_model",
-                 f"waifu2x CUNet denoise level {n} (illustrations, 1x)", "jpeg", native=1, **_CUNET1)
+                 f"waifu2x CUNet denoise level {n} (illustrations, 1x)", "jpeg", native=1, **_CUNET1,
+                 purpose="illustration", label=f"Clean-up, {_LEVELS[n]} (same size)",
+                 description=f"Removes JPEG noise from a drawing without enlarging it, for {_JPEG_FOR[n]}.")
         for n in (0, 1, 2, 3)
     ),
     # --- our own models (trained here, small, CPU friendly) ---------------------------
@@ -143,11 +171,17 @@ CATALOG: tuple[ModelSpec, ...] = (
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
               receptive_field=32, ms_per_mp_cpu=1_000.0, tile_invariant=False, bytes_per_px=2_000,
               notes="Estimates the noise level per tile (a global statistic), so tiles differ slightly "
-                    "from a whole-image run (~42 dB apart at 64 px tiles); it gets large tiles."),
+                    "from a whole-image run (~42 dB apart at 64 px tiles); it gets large tiles.",
+              purpose="denoise", label="Automatic (measures the noise)",
+              description="Measures how noisy the selection is and removes the noise; lower Strength or "
+                          "add Grain to keep some texture."),
     ModelSpec(id="sharpen", task="sharpen", scale=1, native_scale=1, title="EnhanceLayer photo sharpener",
               family="own", license=LICENSE_OWN, source="engine/data/trained/sharpen.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
-              receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000),
+              receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000,
+              purpose="sharpen", label="Gentle deblur",
+              description="Undoes slight softness from missed focus or a soft lens; not made for strong "
+                          "motion blur."),
 )
 
 _BY_ID = {m.id: m for m in CATALOG}

@@ -213,7 +213,10 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
         task: tasks.Task = NetworkTask(model.spec, model=model)
     else:
         task = tasks.get(opts.model)
+        if progress is not None and task.info.kind == "network":
+            progress(0, 0, "loading the model")      # not "0 %": loading a big net takes seconds
         task.prepare(opts.device)
+    t_compute = time.monotonic()                 # the speed book leaves model loading out
     values = opts.pipeline_values()
     req = tasks.TaskRequest(rgb=_rgb_reader(src), height=h, width=w, values=values, tile=opts.tile,
                             memory_budget=opts.memory_budget, progress=progress, cancel=cancel)
@@ -325,6 +328,9 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     result = out[:, :, 0] if fmt.squeeze else out
     rev = _review(src, out, out_h, out_w) if opts.review else None
     layers = dict(produced.layers) if produced is not None else {}
+    from engine import speed
+    speed.book().record(task.info.id, opts.device, h * w / 1e6, time.monotonic() - t_compute,
+                        task.info.ms_per_mp_cpu)
     return EnhanceResult(image=result, review=rev, layers=layers, model=task.info.id, scale=target,
                          tile=produced.tile if produced else 0, tiles=produced.tiles if produced else 0,
                          seconds=time.monotonic() - t_start, info=info)

@@ -82,6 +82,10 @@ class ModelList(BaseModel):
                                          "installed, options (the names it takes), licence, ...")
     options: list[dict[str, Any]] = Field(description="the option table: name, type, default, minimum, "
                                           "maximum, choices, nullable, unit, label, help, advanced, tasks")
+    purposes: list[dict[str, Any]] = Field(default_factory=list, description="what a retoucher wants to do, "
+                                           "in dialog order: id, title, description, advanced")
+    engine: dict[str, Any] = Field(default_factory=dict, description="facts about this engine: gpu (the GPU "
+                                   "runtime of the default device, '' on a CPU)")
 
 
 class FrameResponse(Response):
@@ -187,8 +191,9 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
 
     @app.get("/v1/models", response_model=ModelList, dependencies=_AUTH, responses=_ERR, tags=["engine"])
     async def models() -> ModelList:
-        """Every task (ids, kinds, scales, margins, licences, ``installed``, the options each takes)
-        and the option table, so plug-ins build their dialogs from what the engine says."""
+        """Every task (ids, kinds, scales, margins, licences, ``installed``, the options each takes,
+        its purpose, plain label and description, this machine's ms per megapixel), the option
+        table and the purposes, so plug-ins build their dialogs from what the engine says."""
         from engine.tasks import published
         body = await run_in_threadpool(published)
         return ModelList(**body)

@@ -110,6 +110,29 @@ def all_options() -> list[Option]:
 
 
 def published() -> dict[str, Any]:
-    """The body of ``GET /v1/models`` and ``enhancelayer tasks --json``: every task's row and
-    the option table, so plug-ins build their dialogs from what the engine says."""
-    return {"models": [t.row() for t in all_tasks()], "options": _options.publish(all_options())}
+    """The body of ``GET /v1/models`` and ``enhancelayer tasks --json``: every task's row, the
+    option table and the purposes (engine/purposes.py), so plug-ins build their dialogs from
+    what the engine says; each row also carries this machine's speed estimate (engine/speed.py)
+    and ``engine.gpu`` says whether a GPU runs the default device."""
+    from engine import purposes, speed
+
+    book = speed.book()
+    rows = []
+    for task in all_tasks():
+        row = task.row()
+        ms, basis = book.estimate(task.info.id, task.info.ms_per_mp_cpu)
+        row["ms_per_mp"], row["speed_basis"] = round(ms, 1), basis
+        rows.append(row)
+    return {"models": rows, "options": _options.publish(all_options()), "purposes": purposes.publish(),
+            "engine": {"gpu": _gpu()}}
+
+
+def _gpu() -> str:
+    """The GPU runtime the default device uses ("" when it runs on the CPU)."""
+    try:
+        from engine.models.backends.onnx_backend import GPU_PROVIDERS, resolve_device
+
+        key = resolve_device("auto")
+    except Exception:  # noqa: BLE001 - no runtime installed: no GPU either
+        return ""
+    return key if key in GPU_PROVIDERS else ""

@@ -49,6 +49,11 @@ class TaskInfo:
     tags: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()    # options only this task has (declared in its module)
     blends: bool = True             # False: the input comes back untouched, no blend options apply
+    # What the dialogs show (engine/purposes.py): the retoucher's job it serves ("" = not offered
+    # in the dialogs, e.g. identity), its name among that job's choices, one plain sentence.
+    purpose: str = ""
+    label: str = ""
+    description: str = ""
 
     def estimate_seconds(self, width: int, height: int) -> float:
         """Rough CPU time before a long job, from the measured cost per input megapixel."""
@@ -127,7 +132,8 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "margin": info.margin, "receptive_field": info.margin, "tile_invariant": info.tile_invariant,
             "ms_per_mp_cpu": info.ms_per_mp_cpu, "license": info.license, "source": info.source,
             "photo": info.photo, "notes": info.notes, "tags": list(info.tags), "installed": installed,
-            "options": option_names}
+            "options": option_names, "purpose": info.purpose, "label": info.label or info.title,
+            "description": info.description}
 
 
 WholeImageFn = Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, np.ndarray]]]

@@ -19,7 +19,8 @@ def describe(spec: ModelSpec) -> TaskInfo:
     return TaskInfo(id=spec.id, title=spec.title, group=spec.task, kind="network", scale=spec.scale,
                     margin=spec.receptive_field, license=spec.license, source=spec.source,
                     tile_invariant=spec.tile_invariant, ms_per_mp_cpu=spec.ms_per_mp_cpu, photo=spec.photo,
-                    notes=spec.notes, tags=spec.tags)
+                    notes=spec.notes, tags=spec.tags, purpose=spec.purpose, label=spec.label,
+                    description=spec.description)
 
 
 class NetworkTask:

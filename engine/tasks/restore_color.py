@@ -228,7 +228,10 @@ def _task():
                     options=(clip, cast),
                     notes="One curve per channel, estimated from the region sent (the selection): select the faded "
                           "photo, not the page around it. A photo with nothing grey in it keeps its colour; "
-                          "a scene's own cast (a sunset) is removed too: lower Cast removal.")
+                          "a scene's own cast (a sunset) is removed too: lower Cast removal.",
+                    purpose="old-photo", label="Automatic levels + cast removal",
+                    description="Stretches each colour back to full range and removes the overall cast; "
+                                "select the photo itself, not the page or border around it.")
     return WholeImageTask(info=info, fn=_run_task, verb="recovering colour")
 
 

@@ -470,7 +470,10 @@ def _task():
                     source="engine/tasks/restore_dust.py", ms_per_mp_cpu=1_200.0, tile_invariant=False,
                     options=(sensitivity,),
                     notes="Detection looks at a 41 px neighbourhood: a crop finds what the whole image finds "
-                          "only away from its borders.")
+                          "only away from its borders.",
+                    purpose="dust", label="Automatic detection",
+                    description="Detects small specks and thin scratches and fills them from around; the "
+                                "layer mask shows each repair, so paint out a wrong one.")
     return WholeImageTask(info=info, fn=_run_task, verb="repairing")
 
 

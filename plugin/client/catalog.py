@@ -7,9 +7,14 @@ register its procedure's arguments when GIMP starts, before any engine runs, so 
 installers also write a snapshot of the catalog beside this package (:data:`SNAPSHOT`,
 read by :func:`load_snapshot`).
 
-A catalog is ``{"models": [row, ...], "options": [option, ...]}``; a model row has at least
-``id``, ``task`` (its group), ``title``, ``scale``, ``installed`` and ``options`` (the option
-names its task takes), and ``margin``: the context pixels a host sends around a selection.
+A catalog is ``{"models": [row, ...], "options": [option, ...], "purposes": [...]}``; a model
+row has at least ``id``, ``task`` (its group), ``title``, ``scale``, ``installed`` and
+``options`` (the option names its task takes), and ``margin``: the context pixels a host sends
+around a selection. Engines since the task-first dialog add ``purpose``, ``label`` and
+``description`` per row and the ``purposes`` list (engine/purposes.py): the dialogs ask "what
+do you want to do" first (:func:`purposes`), then offer that purpose's models in plain words
+(:func:`choice_label`, :func:`model_help`). For an older engine :func:`purposes` falls back to
+the groups.
 """
 from __future__ import annotations
 
@@ -116,6 +121,86 @@ def model_label(row: Row) -> str:
     title = str(row.get("title") or row["id"])
     label = title if title == row["id"] else f"{title} [{row['id']}]"
     return label if is_installed(row) else f"{label} ({NOT_IMPORTED})"
+
+
+# What a not-imported model's help says to do, in words (both hosts).
+IMPORT_FIX = ("Not imported yet: run `python3 install.py` in the EnhanceLayer folder (it imports "
+              "the models), then reload the list.")
+
+
+def purposes(catalog: Catalog) -> list[dict[str, Any]]:
+    """What the dialogs list first: ``[{"id", "title", "description", "advanced", "rows"}]`` in
+    the engine's order, each with the rows that serve it (engine order, not-imported ones
+    included so they can be shown greyed with the fix). A purpose without rows is left out
+    (its task has not landed), and rows with no purpose (``identity``) are offered nowhere.
+    An engine without purposes: one entry per group (:func:`groups`)."""
+    rows = models_of(catalog)
+    declared = catalog.get("purposes") if isinstance(catalog, dict) else None
+    if not isinstance(declared, list) or not declared:
+        return [{"id": g, "title": t, "description": "", "advanced": g == "user", "rows": members}
+                for g, t, members in groups(catalog) if g != "identity"]
+    found: dict[str, list[Row]] = {}
+    for row in rows:
+        p = row.get("purpose")
+        if isinstance(p, str) and p:
+            found.setdefault(p, []).append(row)
+    out = []
+    for p in declared:
+        pid = p.get("id") if isinstance(p, dict) else None
+        if isinstance(pid, str) and pid in found:
+            out.append({"id": pid, "title": str(p.get("title") or pid), "description": str(p.get("description") or ""),
+                        "advanced": p.get("advanced") is True, "rows": found.pop(pid)})
+    for pid, members in found.items():          # a purpose newer than the list (should not happen)
+        out.append({"id": pid, "title": group_title(pid), "description": "", "advanced": False, "rows": members})
+    return out
+
+
+def purpose_of(catalog: Catalog, model_id: str) -> str:
+    """The id of the purpose that offers ``model_id`` ("" when none does)."""
+    for p in purposes(catalog):
+        if any(r["id"] == model_id for r in p["rows"]):
+            return str(p["id"])
+    return ""
+
+
+def first_runnable(rows: Sequence[Row]) -> str:
+    """The model a purpose starts on: its first imported row (else its first; "" for none)."""
+    for r in rows:
+        if is_installed(r):
+            return str(r["id"])
+    return str(rows[0]["id"]) if rows else ""
+
+
+def choice_label(row: Row) -> str:
+    """A model's name among its purpose's choices ("2x, fast"), marked when not imported."""
+    label = str(row.get("label") or row.get("title") or row["id"])
+    return label if is_installed(row) else f"{label} ({NOT_IMPORTED})"
+
+
+def model_help(row: Row) -> str:
+    """The plain sentence under a model choice: its description, the fix when it is not
+    imported, and which network it is (for those who want to know)."""
+    parts = [str(row.get("description") or "").strip()]
+    if not is_installed(row):
+        parts.append(IMPORT_FIX)
+    title = str(row.get("title") or "")
+    parts.append(f"Model: {title} [{row['id']}]" if title and title != row["id"] else f"Model: {row['id']}")
+    return " ".join(p for p in parts if p)
+
+
+def scale_note(row: Optional[Row], scale: int) -> str:
+    """What the host's scale does with this model, when it is not the obvious: a 2x model at
+    1x is a detail pass; past the model's own scale the rest is ordinary resampling."""
+    native = row.get("scale") if row else None
+    if not isinstance(native, (int, float)) or isinstance(native, bool) or native <= 1:
+        return ""
+    n = int(native)
+    if scale < n:
+        return (f"The model enlarges {n}x; at {scale}x its result is brought back to size: a detail pass "
+                "that keeps the image size.")
+    if scale > n:
+        return f"The model enlarges {n}x; the rest up to {scale}x is ordinary resampling."
+    return ""
 
 
 def snapshot_path(folder: Optional[str] = None) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from . import errors as E
-from . import paths
+from . import paths, timing
 from .catalog import DEFAULT_MODEL
 from .wire import CHANNELS, DTYPE_SIZE, ORDERS, frame_prefix, pixel_bytes
 
@@ -500,10 +500,12 @@ class EngineClient:
                 time.sleep(min(poll, 0.2))
                 continue
             state = st.get("state")
-            cur = (st.get("progress"), st.get("message"))
+            fraction = float(st.get("progress") or 0.0)
+            message = timing.eta_text(str(st.get("message") or ""), st.get("eta"), fraction)
+            cur = (fraction, message)
             if progress is not None and cur != last and not cancelled:
                 last = cur
-                if progress(float(st.get("progress") or 0.0), str(st.get("message") or "")) is False:
+                if progress(fraction, message) is False:
                     cancelled = True
                     try:
                         self.cancel(job)

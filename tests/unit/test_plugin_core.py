@@ -591,3 +591,89 @@ def test_installers_vendor_the_catalog_snapshot(tmp_path: Path, capsys: pytest.C
     krita = _installer("_install_krita", REPO / "plugin" / "krita" / "install_krita.py")
     out = krita.install(profile_dir=tmp_path / "krita", kritarc=tmp_path / "kritarc", catalog=CATALOG)
     assert catalog.load_snapshot(out["client"]) == CATALOG and out["catalog"].endswith(catalog.SNAPSHOT)
+
+
+# ------------------------------------------------------------------------------ task-first choice
+
+TASK_FIRST = {
+    "purposes": [{"id": "enlarge", "title": "Enlarge", "description": "Bigger."},
+                 {"id": "colorize", "title": "Colorize", "description": "Not landed yet."},
+                 {"id": "denoise", "title": "Reduce noise", "description": "Less noise."},
+                 {"id": "custom", "title": "Your own models", "description": "", "advanced": True}],
+    "models": [
+        {"id": "photo-x4", "purpose": "enlarge", "label": "4x, best", "title": "Real-ESRGAN x4plus",
+         "description": "Best detail.", "scale": 4, "ms_per_mp": 160_000.0, "speed_basis": "catalog"},
+        {"id": "identity", "purpose": "", "title": "Identity"},
+        {"id": "denoise", "purpose": "denoise", "label": "Automatic", "description": "Measures the noise.",
+         "scale": 1, "installed": False},
+        {"id": "photo-x4-fast", "purpose": "enlarge", "label": "4x, fast", "scale": 4, "ms_per_mp": 8_000.0},
+        {"id": "photo-x2", "purpose": "enlarge", "label": "2x, fast", "scale": 2, "ms_per_mp": 3_000.0},
+        {"id": "user:mine", "purpose": "custom", "label": "mine"},
+        {"id": "later", "purpose": "brand-new", "label": "x"},
+    ],
+    "options": [],
+}
+
+
+def test_purposes_in_engine_order_with_their_rows_hidden_and_empty_ones_left_out() -> None:
+    got = [(p["id"], p["title"], p["advanced"], [r["id"] for r in p["rows"]]) for p in catalog.purposes(TASK_FIRST)]
+    assert got == [("enlarge", "Enlarge", False, ["photo-x4", "photo-x4-fast", "photo-x2"]),
+                   ("denoise", "Reduce noise", False, ["denoise"]),
+                   ("custom", "Your own models", True, ["user:mine"]),
+                   ("brand-new", "Brand New", False, ["later"])]
+    assert catalog.purpose_of(TASK_FIRST, "photo-x2") == "enlarge"
+    assert catalog.purpose_of(TASK_FIRST, "identity") == ""      # offered nowhere
+    assert catalog.first_runnable(catalog.purposes(TASK_FIRST)[1]["rows"]) == "denoise"   # none imported: first
+    assert catalog.first_runnable([{"id": "a", "installed": False}, {"id": "b"}]) == "b"
+
+
+def test_an_engine_without_purposes_falls_back_to_its_groups() -> None:
+    got = [(p["id"], [r["id"] for r in p["rows"]]) for p in catalog.purposes(CATALOG)]
+    assert got == [("upscale", ["photo-x4", "old-engine"]), ("jpeg", ["jpeg-clean-1"]), ("denoise", ["not-here"]),
+                   ("restore", ["restore-dust"]), ("mystery-group", ["bare"])]      # identity left out
+
+
+def test_choice_label_and_help_are_plain_words_with_the_fix() -> None:
+    rows = {r["id"]: r for r in TASK_FIRST["models"]}
+    assert catalog.choice_label(rows["photo-x4"]) == "4x, best"
+    assert catalog.choice_label(rows["denoise"]) == "Automatic (not imported)"
+    assert catalog.choice_label({"id": "old", "title": "Old title"}) == "Old title"
+    helped = catalog.model_help(rows["denoise"])
+    assert helped.startswith("Measures the noise.") and "install.py" in helped and helped.endswith("[denoise]") is False
+    assert catalog.model_help(rows["photo-x4"]) == "Best detail. Model: Real-ESRGAN x4plus [photo-x4]"
+
+
+def test_scale_note_explains_a_detail_pass_and_resampling() -> None:
+    x2 = {"id": "photo-x2", "scale": 2}
+    assert "detail pass" in catalog.scale_note(x2, 1)
+    assert catalog.scale_note(x2, 2) == ""
+    assert "resampling" in catalog.scale_note(x2, 4)
+    assert catalog.scale_note({"id": "denoise", "scale": 1}, 1) == "" and catalog.scale_note(None, 1) == ""
+
+
+def test_time_estimate_words_and_hints() -> None:
+    timing = ec.timing
+    rows = {r["id"]: r for r in TASK_FIRST["models"]}
+    enlarge = tuple(catalog.purposes(TASK_FIRST)[0]["rows"])
+    assert timing.duration(2) == "a few seconds" and timing.duration(41) == "about 40 s"
+    assert timing.duration(200) == "about 3 min" and timing.duration(4000) == "about 1 h 07 min"
+    # 1 MP with photo-x4 on a CPU: 160 s -> a GPU or the much faster 4x sibling (not the 2x one)
+    text = timing.estimate_text(TASK_FIRST, rows["photo-x4"], 1000, 1000, enlarge)
+    assert text.startswith("Takes about 3 min (a first guess")
+    assert "A GPU would be much faster, or try “4x, fast” (about 10 s)." in text
+    assert "2x" not in text
+    gpu = dict(TASK_FIRST, engine={"gpu": "cuda"})
+    assert "GPU" not in timing.estimate_text(gpu, rows["photo-x4"], 1000, 1000, enlarge)
+    measured = dict(rows["photo-x2"], speed_basis="measured")
+    assert timing.estimate_text(TASK_FIRST, measured, 1000, 1000, enlarge) == "Takes a few seconds here."
+    assert timing.estimate_text(TASK_FIRST, {"id": "user:x"}, 10, 10) == "No time estimate for this model yet."
+    assert timing.estimate_text(TASK_FIRST, None, 10, 10) == ""
+
+
+def test_eta_only_once_the_first_tile_measured_the_speed() -> None:
+    timing = ec.timing
+    assert timing.eta_text("loading the model", 30.0, 0.0) == "loading the model"
+    assert timing.eta_text("tile 2/6", 61.0, 0.33) == "tile 2/6 — about 60 s left"
+    assert timing.eta_text("tile 5/6", 2.0, 0.83) == "tile 5/6 — a few seconds left"
+    assert timing.eta_text("done", 0.0, 1.0) == "done"
+    assert timing.eta_text("tile 1/2", None, 0.5) == "tile 1/2"

@@ -57,7 +57,9 @@ def user_spec(path: Path) -> ModelSpec:
     return ModelSpec(id=registry.USER_PREFIX + path.stem, task="user", scale=1, title=path.name,
                      family="user", license="user-supplied", source=str(path), input_blob="input",
                      output_blob="output", pad_mode="reflect", prepad=16, align=8, receptive_field=16,
-                     tile_invariant=True, bytes_per_px=2_000)   # as our own small nets (unknown size)
+                     tile_invariant=True, bytes_per_px=2_000,   # as our own small nets (unknown size)
+                     purpose="custom", label=path.stem,
+                     description=f"Your own model file {path.name} from the user models folder.")
 
 
 def _load_user(model_id: str, device: str) -> LoadedModel:

@@ -178,14 +178,18 @@ def choice_label(row: Row) -> str:
 
 
 def model_help(row: Row) -> str:
-    """The plain sentence under a model choice: its description, the fix when it is not
-    imported, and which network it is (for those who want to know)."""
+    """The plain sentence under a model choice: its description, and the fix in words when it
+    is not imported."""
     parts = [str(row.get("description") or "").strip()]
     if not is_installed(row):
         parts.append(IMPORT_FIX)
-    title = str(row.get("title") or "")
-    parts.append(f"Model: {title} [{row['id']}]" if title and title != row["id"] else f"Model: {row['id']}")
     return " ".join(p for p in parts if p)
+
+
+def model_details(row: Row) -> str:
+    """Which network it is, for those who want to know (a tooltip, not the dialog's text)."""
+    title = str(row.get("title") or "")
+    return f"Model: {title} [{row['id']}]" if title and title != row["id"] else f"Model: {row['id']}"
 
 
 def scale_note(row: Optional[Row], scale: int) -> str:

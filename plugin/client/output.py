@@ -54,6 +54,8 @@ def done_message(name: str, whole_layer: bool) -> str:
     return f"Added layer “{name}”."
 
 
+# Shown before a run when nothing is selected (both hosts' dialogs).
+NO_SELECTION_NOTE = "Nothing is selected: the whole layer will be enhanced."
 CANCELLED_MESSAGE = "Cancelled: nothing was added."
 FAILED_MESSAGE = "Failed: nothing was added."
 

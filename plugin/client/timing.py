@@ -43,15 +43,16 @@ def duration(seconds: float) -> str:
 
 def estimate_text(catalog: dict, row: Optional[Row], width: int, height: int, siblings: tuple = ()) -> str:
     """The sentence shown before a run, e.g. "Takes about 3 min here. A GPU would be much
-    faster, or try “2x, fast” (a few seconds)." ``siblings``: the other rows of the same
-    purpose, searched for a much faster one of the same scale."""
+    faster, or try “4x, fast” (about 10 s)." "here" once the engine measured this machine;
+    before that the catalog's time, said to be a 2-core CPU's. ``siblings``: the other rows of
+    the same purpose, searched for a much faster one of the same scale."""
     if row is None or width <= 0 or height <= 0:
         return ""
     sec = estimate_seconds(row, width, height)
     if sec is None:
         return "No time estimate for this model yet."
     basis = row.get("speed_basis")
-    where = "here" if basis in ("measured", "calibrated") else "(a first guess until a run here measures this machine)"
+    where = "here" if basis in ("measured", "calibrated") else "on a 2-core CPU"   # catalog: not yet measured
     text = f"Takes {duration(sec)} {where}."
     if sec >= SLOW_S:
         tips = []

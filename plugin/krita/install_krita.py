@@ -136,9 +136,10 @@ def write_catalog(client: Path, catalog: Optional[dict] = None,
 def install(profile_dir: Optional[os.PathLike] = None, client_src: Optional[os.PathLike] = None,
             kritarc: Optional[os.PathLike] = None, catalog: Optional[dict] = None,
             engine: Optional[Sequence[str]] = None) -> dict:
-    """Copy the plug-in (+ the vendored client and the engine's catalog) and enable it.
-    Returns what was written: ``{"pykrita": dir, "desktop": file, "package": dir, "client":
-    dir, "catalog": file or "", "kritarc": file}``. ``catalog``/``engine``: see
+    """Copy the plug-in (+ the vendored client, the engine's catalog and the actions file with
+    the default shortcuts) and enable it. Returns what was written: ``{"pykrita": dir,
+    "desktop": file, "package": dir, "client": dir, "catalog": file or "", "actions": file,
+    "kritarc": file}``. ``catalog``/``engine``: see
     :func:`write_catalog`. Running it again replaces the plug-in (an upgrade) and leaves
     kritarc as it is."""
     client = Path(client_src) if client_src else DEFAULT_CLIENT
@@ -153,10 +154,19 @@ def install(profile_dir: Optional[os.PathLike] = None, client_src: Optional[os.P
     vendored = pkg / "enhancelayer_client"
     _copy_tree(client, vendored)
     snapshot = write_catalog(vendored, catalog, engine)
+    actions = _actions_file(pykrita.parent)
+    actions.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HERE / f"{NAME}.action", actions)
     rc = Path(kritarc) if kritarc else kritarc_path()
     set_enabled(rc, True)
     return {"pykrita": str(pykrita), "desktop": str(desktop), "package": str(pkg),
-            "client": str(vendored), "catalog": str(snapshot or ""), "kritarc": str(rc)}
+            "client": str(vendored), "catalog": str(snapshot or ""), "actions": str(actions), "kritarc": str(rc)}
+
+
+def _actions_file(profile: Path) -> Path:
+    """Where Krita reads a plug-in's action declarations (default shortcuts): the resource
+    folder's ``actions/`` (Krita's ``kis_actions`` resource type)."""
+    return profile / "actions" / f"{NAME}.action"
 
 
 def uninstall(profile_dir: Optional[os.PathLike] = None, kritarc: Optional[os.PathLike] = None) -> list:
@@ -171,6 +181,10 @@ def uninstall(profile_dir: Optional[os.PathLike] = None, kritarc: Optional[os.Pa
     if pkg.exists():
         shutil.rmtree(pkg)
         removed.append(str(pkg))
+    actions = _actions_file(pykrita.parent)
+    if actions.exists():
+        actions.unlink()
+        removed.append(str(actions))
     rc = Path(kritarc) if kritarc else kritarc_path()
     if rc.exists() and set_enabled(rc, False):
         removed.append(f"{rc} [{ENABLE_KEY}]")

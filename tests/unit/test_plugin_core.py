@@ -166,8 +166,10 @@ def test_host_files_keep_no_copy_of_the_core() -> None:
             if isinstance(node, ast.Assign):
                 for t in node.targets:
                     assert not (isinstance(t, ast.Name) and t.id in banned_names), f"{f.name} assigns {t.id}"
-    ui = (KRITA_PKG / "ui.py").read_text(encoding="utf-8")
-    assert "output.OUTPUT_MODES" in ui and "catalog.groups(" in ui and "options.shown_options(" in ui
+    form = (KRITA_PKG / "form.py").read_text(encoding="utf-8")
+    for used in ("output.OUTPUT_MODES", "catalog.purposes(", "catalog.choice_label(", "catalog.model_help(",
+                 "options.shown_options(", "timing.estimate_text("):
+        assert used in form, f"the Krita form does not take {used} from the core"
 
 
 def test_gimp_plugin_holds_no_model_id() -> None:
@@ -639,8 +641,10 @@ def test_choice_label_and_help_are_plain_words_with_the_fix() -> None:
     assert catalog.choice_label(rows["denoise"]) == "Automatic (not imported)"
     assert catalog.choice_label({"id": "old", "title": "Old title"}) == "Old title"
     helped = catalog.model_help(rows["denoise"])
-    assert helped.startswith("Measures the noise.") and "install.py" in helped and helped.endswith("[denoise]") is False
-    assert catalog.model_help(rows["photo-x4"]) == "Best detail. Model: Real-ESRGAN x4plus [photo-x4]"
+    assert helped.startswith("Measures the noise.") and "install.py" in helped
+    assert catalog.model_help(rows["photo-x4"]) == "Best detail."        # no network names in the text
+    assert catalog.model_details(rows["photo-x4"]) == "Model: Real-ESRGAN x4plus [photo-x4]"
+    assert catalog.model_details({"id": "x"}) == "Model: x"
 
 
 def test_scale_note_explains_a_detail_pass_and_resampling() -> None:
@@ -659,7 +663,7 @@ def test_time_estimate_words_and_hints() -> None:
     assert timing.duration(200) == "about 3 min" and timing.duration(4000) == "about 1 h 07 min"
     # 1 MP with photo-x4 on a CPU: 160 s -> a GPU or the much faster 4x sibling (not the 2x one)
     text = timing.estimate_text(TASK_FIRST, rows["photo-x4"], 1000, 1000, enlarge)
-    assert text.startswith("Takes about 3 min (a first guess")
+    assert text.startswith("Takes about 3 min on a 2-core CPU.")
     assert "A GPU would be much faster, or try “4x, fast” (about 10 s)." in text
     assert "2x" not in text
     gpu = dict(TASK_FIRST, engine={"gpu": "cuda"})
@@ -677,3 +681,19 @@ def test_eta_only_once_the_first_tile_measured_the_speed() -> None:
     assert timing.eta_text("tile 5/6", 2.0, 0.83) == "tile 5/6 — a few seconds left"
     assert timing.eta_text("done", 0.0, 1.0) == "done"
     assert timing.eta_text("tile 1/2", None, 0.5) == "tile 1/2"
+
+
+def test_krita_action_file_declares_the_extension_actions_and_shortcuts() -> None:
+    """Krita takes default shortcuts from the .action file (what makes Ctrl+Alt+E work and
+    show in Configure Krita › Keyboard Shortcuts); its names must be the extension's ids."""
+    import xml.etree.ElementTree as ET
+
+    tree = ast.parse((KRITA_PKG / "extension.py").read_text(encoding="utf-8"))
+    consts = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    want = {consts["ACTION_ID"]: "Ctrl+Alt+E", consts["AGAIN_ID"]: "Ctrl+Alt+Shift+E"}
+    root = ET.parse(KRITA_PKG.parent / "enhancelayer.action").getroot()
+    got = {a.get("name"): a.findtext("shortcut") for a in root.iter("Action")}
+    assert got == want
+    assert {a.get("name"): a.findtext("text") for a in root.iter("Action")} == {
+        consts["ACTION_ID"]: "Enhance Selection…", consts["AGAIN_ID"]: "Enhance Selection Again"}

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:   # the same package, as the type checker finds it in the repository
-    from plugin.client import EngineClient, EngineError, UserError, catalog, geometry, options, output, pixels
+    from plugin.client import EngineClient, EngineError, UserError, catalog, geometry, options, output, pixels, timing
     from plugin.client.options import Plan, Request
 else:
     try:  # installed layout: install_krita.py vendors plugin/client/ as this sub-package
@@ -41,6 +41,7 @@ else:
             options,
             output,
             pixels,
+            timing,  # noqa: F401 - the form reads it from here (one vendored import place)
         )
         from .enhancelayer_client.options import Plan, Request
     except ImportError:  # pragma: no cover - a hand-copied plug-in without its client: it loads,
@@ -194,6 +195,20 @@ def _selection_bbox(doc: Any) -> Optional[tuple]:
     return box
 
 
+def region_size(doc: Any, row: Optional[dict]) -> Optional[tuple[int, int]]:
+    """(w, h) the engine would get for the current selection (the whole document without one),
+    margin included, for the time estimate. Cheap enough for a timer: bounds only, no pixels."""
+    if doc is None:
+        return None
+    dw, dh = doc.width(), doc.height()
+    sel = doc.selection()
+    box = None
+    if sel is not None and sel.width() > 0 and sel.height() > 0:
+        box = geometry.clamp_box((sel.x(), sel.y(), sel.width(), sel.height()), dw, dh)
+    region = geometry.context_region(box or (0, 0, dw, dh), catalog.model_margin(row or {}), dw, dh)
+    return region[2], region[3]
+
+
 def read_source(doc: Any, node: Any, plan: Plan) -> Source:
     """Read the pixels to send; raises PluginError for what the user must change first."""
     if doc is None:
@@ -299,7 +314,8 @@ def _new_layer_via_action(doc: Any, node: Any) -> Any:
     script is ignored by 5.1's full app, and its mask action works on the active node).
     Returns None when that cannot be done exactly above ``node``."""
     from krita import Krita
-    from PyQt5.QtCore import QCoreApplication
+
+    from .qt import QCoreApplication
     app = Krita.instance()
     action = app.action("add_new_paint_layer")
     active = doc.activeNode()
@@ -335,7 +351,7 @@ def _activate(doc: Any, node: Any, wait_s: float = 2.0) -> bool:
     doc.setActiveNode(node)
     if not _active_view_shows(doc):   # no view, no docker to wait for (and no active layer to retry for)
         return took()
-    from PyQt5.QtCore import QCoreApplication
+    from .qt import QCoreApplication
     t_end = time.monotonic() + wait_s
     while True:
         QCoreApplication.processEvents()

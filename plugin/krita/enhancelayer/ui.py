@@ -1,9 +1,9 @@
-"""Widgets: the "AI Enhance" docker, the run controller (HTTP wait on a QThread), messages.
+"""Widgets: the "AI Enhance" docker, the "Enhance Selection…" dialog, the run controller
+(HTTP wait on a QThread), messages.
 
 All Krita document work goes through ``core`` on the GUI thread; the worker thread only
-talks HTTP, so the UI stays alive and Cancel works while the engine runs. The docker's
-option widgets are built from the engine's catalog (the option rows the chosen model's task
-takes), so an option the engine adds shows up here without editing this file.
+talks HTTP, so the UI stays alive and Cancel works while the engine runs. Docker and dialog
+show the same task-first form (``form.EnhanceForm``), built from the engine's catalog.
 """
 from __future__ import annotations
 
@@ -12,35 +12,34 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from krita import DockWidget, Krita
-from PyQt5.QtCore import QObject, Qt, QThread, QTimer, pyqtSignal
-from PyQt5.QtGui import QStandardItem, QStandardItemModel
-from PyQt5.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
+
+from . import core
+from .core import catalog, output
+from .form import EnhanceForm
+from .qt import (
+    QDialog,
+    QDialogButtonBox,
     QHBoxLayout,
     QLabel,
     QMessageBox,
+    QObject,
     QProgressBar,
     QPushButton,
-    QSlider,
-    QSpinBox,
+    QThread,
+    QTimer,
     QVBoxLayout,
     QWidget,
+    pyqtSignal,
 )
-
-from . import core
-from .core import catalog, options, output
 
 TITLE = "AI Enhance"
 
 
 def show_error(parent: Optional[QWidget], text: str) -> None:
     """The one place errors reach the user: a Krita message box with an actionable line."""
-    box = QMessageBox(QMessageBox.Warning, TITLE, text, QMessageBox.Ok, parent)
+    box = QMessageBox(QMessageBox.Icon.Warning, TITLE, text, QMessageBox.StandardButton.Ok, parent)
     box.setObjectName("enhancelayer_error")
-    box.exec_()
+    box.exec()
 
 
 def _engine_settings() -> tuple:
@@ -196,101 +195,20 @@ class Controller(QObject):
         threading.Thread(target=go, daemon=True).start()
 
 
-# ------------------------------------------------------------------------------ option widgets
+# ------------------------------------------------------------------------------ docker + dialog
 
-class OptionControl:
-    """The widget(s) of one option row of the engine's table; ``value()`` in wire units."""
+REGION_POLL_MS = 1000       # how often the docker re-reads the selection's size for the estimate
 
-    def __init__(self, option: dict, value: Any, changed: Callable[[str, Any], None]):
-        self.option = option
-        self.name = option["name"]
-        self.kind = options.widget_kind(option)
-        self._changed = changed
-        self.rows: list[tuple[str, QWidget]] = []      # (form label, widget); "" = spanning row
-        getattr(self, "_make_" + self.kind)(value)
-        help_text = str(option.get("help") or "")
-        for _label, w in self.rows:
-            w.setToolTip(help_text)
 
-    def _emit(self, *_args: Any) -> None:
-        self._changed(self.name, self.value())
-
-    def _make_slider(self, value: Any) -> None:
-        lo, hi = options.bounds(self.option)
-        box = QWidget()
-        h = QHBoxLayout(box)
-        h.setContentsMargins(0, 0, 0, 0)
-        s = QSlider(Qt.Horizontal)
-        s.setObjectName(self.name)
-        s.setRange(int(lo or 0), int(hi or 100))
-        s.setValue(int(round(float(value if value is not None else (lo or 0)))))
-        unit = self.option.get("unit") or ""
-        lab = QLabel(f"{s.value()}{unit}")
-        lab.setMinimumWidth(36)
-        s.valueChanged.connect(lambda x: lab.setText(f"{x}{unit}"))
-        s.valueChanged.connect(self._emit)
-        h.addWidget(s, 1)
-        h.addWidget(lab)
-        self.widget: Any = s
-        self.rows.append((str(self.option.get("label") or self.name), box))
-
-    def _make_spin(self, value: Any) -> None:
-        lo, hi = options.bounds(self.option)
-        spin: Any
-        if self.option.get("type") == "int":
-            spin = QSpinBox()
-            spin.setRange(int(lo if lo is not None else -2**31), int(hi if hi is not None else 2**31 - 1))
-        else:
-            spin = QDoubleSpinBox()
-            spin.setDecimals(options.decimals(self.option))
-            spin.setSingleStep(options.step(self.option))
-            spin.setRange(lo if lo is not None else -1e9, hi if hi is not None else 1e9)
-        spin.setObjectName(self.name)
-        if self.option.get("unit"):
-            spin.setSuffix(f" {self.option['unit']}")
-        if value is not None:
-            spin.setValue(value)
-        spin.valueChanged.connect(self._emit)
-        self.widget = spin
-        self.rows.append((str(self.option.get("label") or self.name), spin))
-
-    def _make_check(self, value: Any) -> None:
-        box = QCheckBox(options.label(self.option))
-        box.setObjectName(self.name)
-        box.setChecked(bool(value))
-        box.toggled.connect(self._emit)
-        self.widget = box
-        self.rows.append(("", box))
-
-    def _make_combo(self, value: Any) -> None:
-        combo = QComboBox()
-        combo.setObjectName(self.name)
-        for c in self.option.get("choices") or []:
-            combo.addItem(str(c), c)
-        i = combo.findData(value)
-        combo.setCurrentIndex(max(0, i))
-        combo.currentIndexChanged.connect(self._emit)
-        self.widget = combo
-        self.rows.append((str(self.option.get("label") or self.name), combo))
-
-    def _make_checks(self, value: Any) -> None:
-        self.widget = {}
-        for c in self.option.get("choices") or []:
-            box = QCheckBox(options.choice_label(self.option, str(c)))
-            box.setObjectName(f"{self.name}-{c}")
-            box.setChecked(c in (value or ()))
-            box.toggled.connect(self._emit)
-            self.widget[c] = box
-            self.rows.append(("", box))
-
-    def value(self) -> Any:
-        if self.kind == "checks":
-            return [c for c, box in self.widget.items() if box.isChecked()]
-        if self.kind == "check":
-            return self.widget.isChecked()
-        if self.kind == "combo":
-            return self.widget.currentData()
-        return options.wire_value(self.option, self.widget.value())
+def update_region(form: EnhanceForm) -> None:
+    """Tell ``form`` the size the engine would get from the active document's selection."""
+    doc = Krita.instance().activeDocument()
+    if doc is None:
+        form.set_region(None)
+        return
+    sel = doc.selection()
+    form.set_region(core.region_size(doc, form.current_row()),
+                    whole_layer=sel is None or sel.width() <= 0 or sel.height() <= 0)
 
 
 class EnhanceDocker(DockWidget):
@@ -304,47 +222,11 @@ class EnhanceDocker(DockWidget):
         self.ctl = Controller(self)
         self.ctl.progress.connect(self._on_progress)
         self.ctl.finished.connect(self._on_finished)
-        self.catalog: dict = core.snapshot_catalog() or {"models": [], "options": []}
-        remembered = core.load_request(self.catalog)
-        self.values: dict[str, Any] = dict(remembered.values)
-        self.controls: dict[str, OptionControl] = {}
-
+        cat = core.snapshot_catalog() or {"models": [], "options": []}
         root = QWidget(self)
         v = QVBoxLayout(root)
-        form = QFormLayout()
-        row = QHBoxLayout()
-        self.model = QComboBox()
-        self.model.setObjectName("model")
-        self.model.setToolTip("Models come from the EnhanceLayer engine, grouped by task")
-        self.refresh = QPushButton("⟳")
-        self.refresh.setToolTip("Reload the model list from the engine")
-        self.refresh.setFixedWidth(28)
-        self.refresh.clicked.connect(self.reload_models)
-        row.addWidget(self.model, 1)
-        row.addWidget(self.refresh)
-        form.addRow("Model", row)
-        v.addLayout(form)
-        self.options_box = QWidget()
-        self.options_form = QFormLayout(self.options_box)
-        self.options_form.setContentsMargins(0, 0, 0, 0)
-        v.addWidget(self.options_box)
-        host = QFormLayout()
-        self.scale = QSpinBox()
-        self.scale.setObjectName("scale")
-        self.scale.setSuffix(" ×")
-        self.scale.setToolTip("1 × keeps the document size; more resizes the document with "
-                              "Krita's resampling and places the enhanced layer on top")
-        host.addRow("Scale", self.scale)
-        self.output = QComboBox()
-        self.output.setObjectName("output")
-        for key in output.OUTPUT_MODES:
-            self.output.addItem(output.OUTPUT_TITLES[key], key)
-        self.output.setCurrentIndex(max(0, self.output.findData(remembered.output)))
-        host.addRow("Output", self.output)
-        v.addLayout(host)
-        self._set_scale_range(remembered.scale)
-        self.model.currentIndexChanged.connect(self._model_changed)
-        self._fill_models(self.catalog, remembered.model)
+        self.form = EnhanceForm(cat, core.load_request(cat), root)
+        v.addWidget(self.form)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setValue(0)
@@ -359,8 +241,13 @@ class EnhanceDocker(DockWidget):
         self.stop.setObjectName("cancel")
         self.stop.setEnabled(False)
         self.stop.clicked.connect(self.ctl.cancel)
+        self.refresh = QPushButton("⟳")
+        self.refresh.setToolTip("Reload the model list from the engine")
+        self.refresh.setFixedWidth(28)
+        self.refresh.clicked.connect(self.reload_models)
         buttons.addWidget(self.go, 1)
         buttons.addWidget(self.stop)
+        buttons.addWidget(self.refresh)
         v.addLayout(buttons)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -368,7 +255,28 @@ class EnhanceDocker(DockWidget):
         v.addStretch(1)
         self.setWidget(root)
         self._models_loaded = False
+        self._poll = QTimer(self)
+        self._poll.timeout.connect(self._update_region)
+        self._poll.start(REGION_POLL_MS)
         QTimer.singleShot(1500, self._first_load)
+
+    # the form's parts under the names tests and the menu action use
+    @property
+    def model(self) -> Any:
+        return self.form.model
+
+    @property
+    def controls(self) -> dict:
+        return self.form.controls
+
+    def current_model(self) -> str:
+        return self.form.current_model()
+
+    def option_value(self, name: str) -> Any:
+        return self.form.option_value(name)
+
+    def request(self) -> core.Request:
+        return self.form.request()
 
     # ---- models
     def _first_load(self) -> None:
@@ -386,89 +294,15 @@ class EnhanceDocker(DockWidget):
             self.status.setText(error)
             return
         self._models_loaded = True
-        self.catalog = cat
-        remembered = core.load_request(cat)
-        for name, value in remembered.values.items():
-            self.values.setdefault(name, value)
-        self._set_scale_range(self.scale.value())
-        self._fill_models(cat, self.current_model() or remembered.model)
+        self.form.set_catalog(cat)
         models = catalog.models_of(cat)
         self.status.setText(f"{sum(1 for m in models if catalog.is_installed(m))} models ready")
 
-    def _set_scale_range(self, value: int) -> None:
-        lo, hi = options.scale_range(self.catalog)
-        self.scale.setRange(lo, hi)
-        self.scale.setValue(max(lo, min(hi, int(value))))
-
-    def _fill_models(self, cat: dict, selected: str) -> None:
-        rows = catalog.models_of(cat) or [{"id": selected, "task": "upscale", "title": selected}]
-        ids = [m["id"] for m in rows]
-        store = QStandardItemModel(self.model)
-        pick = -1
-        for _group, title, members in catalog.groups({"models": rows}):
-            head = QStandardItem(f"— {title} —")
-            head.setFlags(Qt.NoItemFlags)
-            store.appendRow(head)
-            for m in members:
-                installed = catalog.is_installed(m)
-                it = QStandardItem(catalog.model_label(m))
-                it.setData(m["id"], Qt.UserRole)
-                it.setToolTip(str(m.get("notes") or m.get("title") or m["id"]))   # GIMP's help text too
-                if not installed:
-                    it.setFlags(Qt.NoItemFlags)
-                store.appendRow(it)
-                if m["id"] == selected or (pick < 0 and installed and selected not in ids):
-                    pick = store.rowCount() - 1
-        self.model.blockSignals(True)
-        self.model.setModel(store)
-        if pick >= 0:
-            self.model.setCurrentIndex(pick)
-        self.model.blockSignals(False)
-        self._model_changed()
-
-    def current_model(self) -> str:
-        return self.model.currentData(Qt.UserRole) or ""
-
-    # ---- options
-    def _model_changed(self, *_args: Any) -> None:
-        """Show the option widgets of the chosen model's task (from the engine's catalog)."""
-        row = catalog.find_model(self.catalog, self.current_model())
-        shown = options.shown_options(self.catalog, row) if row is not None else []
-        old = self.options_box
-        self.options_box = QWidget()
-        self.options_form = QFormLayout(self.options_box)
-        self.options_form.setContentsMargins(0, 0, 0, 0)
-        self.controls = {}
-        for opt in shown:
-            value = self.values.get(opt["name"], options.default(opt))
-            control = OptionControl(opt, value, self._value_changed)
-            self.controls[opt["name"]] = control
-            self.values[opt["name"]] = control.value()
-            for text, widget in control.rows:
-                if text:
-                    self.options_form.addRow(text, widget)
-                else:
-                    self.options_form.addRow(widget)
-        layout = old.parentWidget().layout() if old.parentWidget() is not None else None
-        if layout is not None:
-            layout.replaceWidget(old, self.options_box)
-        old.hide()
-        old.deleteLater()
-
-    def _value_changed(self, name: str, value: Any) -> None:
-        self.values[name] = value
-
-    def option_value(self, name: str) -> Any:
-        """The value of an option's widget (None when the chosen model does not show it)."""
-        control = self.controls.get(name)
-        return control.value() if control is not None else None
+    def _update_region(self) -> None:
+        if self.isVisible():
+            update_region(self.form)
 
     # ---- run
-    def request(self) -> core.Request:
-        return core.Request(model=self.current_model() or catalog.default_model(self.catalog),
-                            scale=self.scale.value(), output=self.output.currentData(),
-                            values=dict(self.values))
-
     def start(self) -> None:
         if self.ctl.busy():
             return
@@ -502,3 +336,36 @@ class EnhanceDocker(DockWidget):
 
     def canvasChanged(self, canvas: Any) -> None:  # noqa: N802 - Krita API
         pass
+
+
+class EnhanceDialog(QDialog):
+    """What "Enhance Selection…" opens: the docker's form with the last settings, the time
+    estimate for the current selection, and Enhance / Cancel. The catalog is refreshed from
+    the engine in the background while the dialog is open."""
+
+    def __init__(self, ctl: Controller, request: core.Request, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"{TITLE} — Enhance Selection")
+        self.setObjectName("enhancelayer_dialog")
+        cat = ctl.catalog or core.snapshot_catalog() or {"models": [], "options": []}
+        v = QVBoxLayout(self)
+        self.form = EnhanceForm(cat, request, self)
+        v.addWidget(self.form)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setText("Enhance")
+        ok.setObjectName("enhance")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        v.addWidget(self.buttons)
+        update_region(self.form)
+        self.form.model.currentIndexChanged.connect(lambda *_: update_region(self.form))
+        ctl.load_catalog(self._catalog_arrived)
+
+    def _catalog_arrived(self, cat: Optional[dict], _error: str) -> None:
+        if cat is not None:
+            self.form.set_catalog(cat)
+            update_region(self.form)
+
+    def request(self) -> core.Request:
+        return self.form.request()

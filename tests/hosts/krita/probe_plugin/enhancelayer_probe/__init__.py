@@ -1,10 +1,13 @@
 """Test-only pykrita plug-in (tests/hosts/test_krita.py installs it into a throw-away profile).
 
 In the full Krita app under Xvfb it checks what a user would see: the "Enhance Selection…"
-action in Tools > Scripts, the "AI Enhance" docker with the engine's models; then it opens
-the test photo, selects an area, presses the docker's own "Enhance Selection" button, waits
-for the new layer, and lets the test take a screenshot before quitting.
-Control files live in $ENHANCELAYER_PROBE_DIR.
+and "Enhance Selection Again" actions in Tools > Scripts with their shortcuts, the "AI
+Enhance" docker with the engine's purposes and models in plain words; then it opens the test
+photo, selects an area, picks the purpose and model in the docker, presses the docker's own
+"Enhance Selection" button, waits for the new layer and lets the test take a screenshot.
+Then, docker closed, it waits while the TEST presses the real Ctrl+Alt+E (xdotool): it reports
+the dialog that opens, the test screenshots it and presses Return, and the probe reports the
+layer that run added. Control files live in $ENHANCELAYER_PROBE_DIR.
 """
 import json
 import os
@@ -29,7 +32,7 @@ def _menu_paths(menu, prefix, out):
     for a in menu.actions():
         if a.menu() is not None:
             _menu_paths(a.menu(), prefix + [a.menu().title().replace("&", "")], out)
-        elif a.objectName() == "enhancelayer_enhance_selection":
+        elif a.objectName().startswith("enhancelayer_enhance"):
             out.append(" > ".join(prefix + [a.text().replace("&", "")]))
 
 
@@ -48,6 +51,8 @@ def step1():
     if act is not None:
         res["action_text"] = act.text()
         res["shortcut"] = act.shortcut().toString()
+    again = app.action("enhancelayer_enhance_again")
+    res["again_shortcut"] = again.shortcut().toString() if again is not None else None
     paths = []
     qwin = win.qwindow()
     for a in qwin.menuBar().actions():
@@ -86,20 +91,29 @@ def step1():
 
 def wait_models():
     dock = state["dock"]
-    n = dock.model.count()
     res = state["res"]
     if not dock._models_loaded and time.time() - state["t0"] < 90:
         QTimer.singleShot(300, wait_models)
         return
-    res["model_items"] = [dock.model.itemText(i) for i in range(n)]
+    form = dock.form
     res["docker_status"] = dock.status.text()
     res["strength_default"] = dock.option_value("strength")
-    res["option_widgets"] = sorted(dock.controls)
+    # every purpose with its model list, as a user sees them by opening the first combo
+    listed = {}
+    for i in range(form.purpose.count()):
+        form.purpose.setCurrentIndex(i)
+        listed[form.purpose.itemText(i)] = [form.model.itemText(j) for j in range(form.model.count())]
+    res["purposes"] = listed
     spec = json.load(open(os.path.join(DIR, "spec.json")))
-    i = dock.model.findData(spec["model"], 0x0100)
-    if i >= 0:
-        dock.model.setCurrentIndex(i)
+    res["model_found"] = form.select_model(spec["model"])
+    res["purpose_selected"] = form.purpose.currentText()
+    res["model_items"] = [dock.model.itemText(i) for i in range(dock.model.count())]
+    res["model_text"] = dock.model.currentText()
     res["model_selected"] = dock.current_model()
+    res["model_help"] = form.help.text()
+    res["option_widgets"] = sorted(dock.controls)
+    dock._update_region()
+    res["estimate"] = form.estimate.text()
     dock.go.click()            # the user's click
     state["t1"] = time.time()
     QTimer.singleShot(200, wait_layer)
@@ -130,17 +144,13 @@ def ready():
 
 def wait_shot():
     if os.path.exists(os.path.join(DIR, "shot_done")) or time.time() - state["t0"] > 240:
-        QTimer.singleShot(0, run_action)
+        QTimer.singleShot(0, await_keys)
         return
     QTimer.singleShot(200, wait_shot)
 
 
-def _enhanced(doc):
-    return [n for n in doc.rootNode().childNodes() if n.name().startswith("Enhanced")]
-
-
-def run_action():
-    """The menu action with the docker closed: the remembered settings, a progress dialog."""
+def await_keys():
+    """Docker closed, a new selection, the canvas focused: the test now presses Ctrl+Alt+E."""
     from krita import Selection
     dock, doc = state["dock"], state["doc"]
     dock.hide()
@@ -150,14 +160,38 @@ def run_action():
     doc.setSelection(sel)
     state["n_before"] = len(_enhanced(doc))
     state["t2"] = time.time()
-    Krita.instance().action("enhancelayer_enhance_selection").trigger()
+    Krita.instance().activeWindow().qwindow().activateWindow()
+    _write("keys.json", {"waiting": True})
+    QTimer.singleShot(200, wait_dialog)
+
+
+def wait_dialog():
+    from PyQt5.QtWidgets import QApplication
+    w = QApplication.activeModalWidget()
+    if w is None or w.objectName() != "enhancelayer_dialog":
+        if time.time() - state["t2"] < 60:
+            QTimer.singleShot(200, wait_dialog)
+            return
+        _write("dialog.json", {"opened": False})
+        QTimer.singleShot(0, final)
+        return
+    form = w.form
+    _write("dialog.json", {"opened": True, "title": w.windowTitle(), "purpose": form.purpose.currentText(),
+                           "model": form.current_model(), "model_text": form.model.currentText(),
+                           "help": form.help.text(), "estimate": form.estimate.text(),
+                           "scale_note": form.scale_note.text() if form.scale_note.isVisible() else ""})
+    state["t3"] = time.time()
     QTimer.singleShot(300, wait_action)
+
+
+def _enhanced(doc):
+    return [n for n in doc.rootNode().childNodes() if n.name().startswith("Enhanced")]
 
 
 def wait_action():
     doc = state["doc"]
     layers = _enhanced(doc)
-    if len(layers) <= state["n_before"] and time.time() - state["t2"] < 90:
+    if len(layers) <= state["n_before"] and time.time() - state["t3"] < 90:
         QTimer.singleShot(300, wait_action)
         return
     QTimer.singleShot(1000, final)

@@ -234,6 +234,13 @@ def arg_names(option: Option) -> list[str]:
     return [base]
 
 
+def args_not_taken(catalog: Catalog, row: Optional[Row]) -> set[str]:
+    """The procedure arguments of options the model of ``row`` does not take: a dialog built
+    from every argument (GIMP's) hides them while that model is chosen."""
+    taken = {o["name"] for o in shown_options(catalog, row)} if row is not None else set()
+    return {a for o in every_shown_option(catalog) if o["name"] not in taken for a in arg_names(o)}
+
+
 def values_from_args(options: Iterable[Option], read: Callable[[str], Any]) -> dict[str, Any]:
     """Option values from named procedure arguments; ``read(arg)`` returns None when there is
     no such argument (an option newer than the registration), and the option is left out:

@@ -89,6 +89,9 @@ def install(profile_dir: str | os.PathLike | None = None,
         shutil.copy2(PLUGIN_SRC, main)
         mode = main.stat().st_mode
         main.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        for module in sorted(PLUGIN_SRC.parent.glob("*.py")):      # the plug-in's own modules
+            if module != PLUGIN_SRC:
+                shutil.copy2(module, tmp / module.name)
         shutil.copytree(client, tmp / CLIENT_PKG,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
         write_catalog(tmp / CLIENT_PKG, catalog, engine)

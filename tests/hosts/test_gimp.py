@@ -27,6 +27,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -523,7 +524,7 @@ def _free_display(gimp) -> int:
 
 
 @contextlib.contextmanager
-def _gui(gimp, profile, cfg: Path, script_name: str, params: dict):
+def _gui(gimp, profile, cfg: Path, script_name: str, params: dict, env_extra: Optional[dict] = None):
     """The full GIMP 3 under an Xvfb of our own, running tests/hosts/gimp/<script_name> as
     batch code. Yields (out dir, xdotool(*args) -> stdout, gimp process)."""
     base = gimp.root or Path("/")
@@ -549,12 +550,13 @@ def _gui(gimp, profile, cfg: Path, script_name: str, params: dict):
     def xdotool(*args: str) -> str:
         return subprocess.run([*pre, "env", f"DISPLAY={disp}", "xdotool", *args], stdout=subprocess.PIPE,
                               text=True, timeout=30).stdout
+    xdotool.display = disp      # type: ignore[attr-defined]  # for a screenshot from the host
 
     try:
         time.sleep(2)
         assert xvfb.poll() is None, (gimp.work / f"xvfb-{tag}.log").read_text()
         env = {"DISPLAY": disp, "HOME": gimp.inside(profile), "LANG": "C.UTF-8",
-               "ENHANCELAYER_CONFIG_DIR": gimp.inside(cfg), "ELCI_PARAMS": gimp.inside(pfile)}
+               "ENHANCELAYER_CONFIG_DIR": gimp.inside(cfg), "ELCI_PARAMS": gimp.inside(pfile), **(env_extra or {})}
         gui = subprocess.Popen([*pre, "env", *[f"{k}={v}" for k, v in env.items()], "gimp-3.0", "-n",
                                 "--no-splash", "--batch-interpreter=python-fu-eval",
                                 "-b", f'exec(open("{gimp.inside(script)}").read())', "--quit"],
@@ -644,3 +646,48 @@ def test_cancel_interactive_leaves_nothing(gimp, profile, engine):
     jobs = [j for j in client.jobs() if j.get("model") == "photo-x4"]
     assert len(jobs) == 1, jobs
     assert jobs[0]["state"] == "cancelled" or jobs[0]["message"] == "cancelling", jobs
+
+
+def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
+    """The real dialog, driven as a retoucher would: it opens on the last model's purpose
+    ("Remove JPEG blocks" for jpeg-clean-1) with plain labels, a description and a time
+    estimate; Alt+D focuses "What to do", Up picks "Reduce noise", whose model (denoise) is
+    chosen and written to the procedure's argument; Alt+O (OK) runs THAT model."""
+    _client, cfg = engine
+    report = gimp.work / "dialog-report.json"
+    params = {"select": [120, 100, 200, 150], "model": "jpeg-clean-1"}
+    env = {"ENHANCELAYER_DIALOG_REPORT": gimp.inside(report)}
+    with _gui(gimp, profile, cfg, "dialog_gui.py", params, env) as (out, xdotool, gui):
+        log = gimp.work / "gimp-dialog_gui.log"
+        dlg = _wait_window(xdotool, "^AI Enhance$", 120)
+        first = _wait_file(report, 30, gui, "the dialog reported nothing", log)
+        xdotool("windowfocus", dlg)
+        time.sleep(1.0)
+        xdotool("key", "alt+d")                  # "What to _do"
+        time.sleep(0.3)
+        xdotool("key", "Up")                     # the purpose above: Reduce noise
+        deadline = time.monotonic() + 15
+        while json.loads(report.read_text()).get("purpose") != "Reduce noise":
+            assert time.monotonic() < deadline, f"Up did not change the purpose: {report.read_text()}"
+            time.sleep(0.2)
+        after = json.loads(report.read_text())
+        shot = gimp.work / "gimp-dialog.png"
+        if shutil.which("import"):            # the host's ImageMagick reaches the chroot's Xvfb
+            subprocess.run(["import", "-display", xdotool.display, "-window", "root", str(shot)],
+                           timeout=60, check=False)
+        xdotool("key", "alt+o")                  # "_OK"
+        r = _wait_file(out / "dialog.json", 120, gui, "the procedure did not return", log)
+    assert first["purposes"][:4] == ["Enlarge", "Reduce noise", "Remove JPEG blocks", "Sharpen / fix blur"], first
+    assert first["purpose"] == "Remove JPEG blocks" and first["model"] == "jpeg-clean-1", first
+    assert "Light (level 1)" in first["models"] and not any("jpeg-clean" in m for m in first["models"]), first
+    assert first["help"].startswith("Same size, for a typical web photo"), first
+    assert first["estimate"].startswith("Takes "), first
+    assert after["model"] == "denoise" and after["config_model"] == "denoise", after
+    assert after["help"].startswith("Measures how noisy"), after
+    # only the chosen task's options are shown: restore-dust's and restore-color's are hidden
+    assert {"sensitivity", "clip", "cast"} <= set(after["hidden_args"]) and "strength" not in after["hidden_args"]
+    assert r["status"] == "success", r
+    assert r["layers"] == ["Enhanced · denoise · 60%", "Background"], r
+    if shot.exists() and os.environ.get("ENHANCELAYER_UPDATE_SCREENSHOTS") == "1":
+        subprocess.run(["convert", str(shot), "-trim", "+repage", str(REPO / "docs" / "images" / "gimp-dialog.png")],
+                       check=True, timeout=60)

@@ -697,3 +697,16 @@ def test_krita_action_file_declares_the_extension_actions_and_shortcuts() -> Non
     assert got == want
     assert {a.get("name"): a.findtext("text") for a in root.iter("Action")} == {
         consts["ACTION_ID"]: "Enhance Selection…", consts["AGAIN_ID"]: "Enhance Selection Again"}
+
+
+def test_args_not_taken_hide_other_tasks_options() -> None:
+    """GIMP registers one argument per option of every task; its dialog hides those the chosen
+    model does not take (restore-dust's sensitivity while denoising), as Krita's form does."""
+    from engine.tasks import published
+
+    cat = published()
+    denoise, dust = catalog.find_model(cat, "denoise"), catalog.find_model(cat, "restore-dust")
+    hidden = options.args_not_taken(cat, denoise)
+    assert {"sensitivity", "clip", "cast"} <= hidden and "strength" not in hidden and "protect-faces" not in hidden
+    assert "sensitivity" not in options.args_not_taken(cat, dust)
+    assert options.args_not_taken(cat, None) >= {"strength", "sensitivity"}     # nothing chosen: nothing applies

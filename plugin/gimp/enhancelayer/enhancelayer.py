@@ -252,16 +252,90 @@ def _boxes(image: Gimp.Image, drawable: Gimp.Drawable, margin: int) -> tuple[boo
 
 
 # --------------------------------------------------------------------------- the procedure
-def _dialog(procedure: Any, config: Any) -> bool:
+# Arguments GIMP's dialog does not show as plain widgets: the image procedure's own, the model
+# (the task chooser replaces it) and the custom model id (under "Advanced").
+_NOT_FILLED = ("run-mode", "image", "drawables", "model", "custom-model")
+
+
+def _dialog(procedure: Any, config: Any, image: Any = None, drawables: Any = None) -> bool:
+    """GIMP's procedure dialog, task first: the shared task chooser on top (What to do →
+    Model → description, scale note, time estimate), then the option arguments, scale and
+    output, and the custom model id under "Advanced". Without a catalog: GIMP's plain dialog."""
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
     GimpUi.init(PROC)
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title="AI Enhance")
     _grey_out_unused(dialog, config)
-    dialog.fill(None)
+    cat = _dialog_catalog()
+    if cat is None or not ec.catalog.purposes(cat):
+        dialog.fill(None)
+    else:
+        if TYPE_CHECKING:
+            from plugin.gimp.enhancelayer.task_chooser import TaskChooser
+        else:
+            from task_chooser import TaskChooser  # beside this file (sys.path above)
+
+        layer = next((d for d in (drawables or []) if isinstance(d, Gimp.Layer)), None)
+        filled = [a.name for a in procedure.get_arguments() if a.name not in _NOT_FILLED]
+        dialog.fill(filled)
+
+        def show_options_of(row: Optional[dict]) -> None:
+            """Only the options the chosen model's task takes are shown (as in Krita)."""
+            hidden = ec.options.args_not_taken(cat, row)
+            for name in filled:
+                widget = dialog.get_widget(name, GObject.TYPE_NONE)
+                if widget is not None:
+                    widget.set_visible(name not in hidden)
+
+        chooser = TaskChooser(cat, config, lambda row: _region_size(image, layer, row), show_options_of)
+        content = dialog.get_content_area()
+        content.pack_start(chooser.box, False, False, 0)
+        content.reorder_child(chooser.box, 0)
+        if "custom-model" in {a.name for a in procedure.get_arguments()}:
+            content.pack_start(_advanced(GimpUi, config), False, False, 0)
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
+
+
+def _advanced(GimpUi: Any, config: Any) -> Any:
+    """The "Advanced" expander: the custom model id (a user model), hidden by default."""
+    from gi.repository import Gtk
+    exp = Gtk.Expander(label="Advanced")
+    box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4)
+    box.pack_start(Gtk.Label(label="Custom model id (overrides the choice above), e.g. user:mymodel",
+                             xalign=0.0), False, False, 0)
+    box.pack_start(GimpUi.prop_entry_new(config, "custom-model", -1), False, False, 0)
+    exp.add(box)
+    exp.show_all()
+    return exp
+
+
+def _dialog_catalog() -> Optional[dict]:
+    """What the dialog lists: the running engine's catalog (its speed is measured on this
+    machine), else the installer's snapshot. The dialog never starts the engine: that waits
+    until OK, so opening the dialog stays instant."""
+    if ec is None:
+        return None
+    try:
+        url = os.environ.get("ENHANCELAYER_URL")
+        client = (ec.EngineClient.remote(url, os.environ.get("ENHANCELAYER_TOKEN", ""),
+                                         os.environ.get("ENHANCELAYER_CAFILE") or None)
+                  if url else ec.EngineClient.local(start=False))
+        return dict(client.catalog())
+    except Exception:  # noqa: BLE001 - not running / unreachable: the snapshot is enough to choose
+        return ec.catalog.load_snapshot()
+
+
+def _region_size(image: Any, layer: Any, row: Optional[dict]) -> Optional[tuple[int, int, bool]]:
+    """(w, h, no selection) the engine would get for ``row`` (selection + margin), or None."""
+    if image is None or layer is None:
+        return None
+    try:
+        has_sel, _box, region = _boxes(image, layer, ec.catalog.model_margin(row or {}))
+    except UserError:
+        return None                    # the selection misses the layer: OK says so
+    return region[2], region[3], not has_sel
 
 
 def _grey_out_unused(dialog: Any, config: Any) -> None:
@@ -282,7 +356,7 @@ def _grey_out_unused(dialog: Any, config: Any) -> None:
 
 
 def run_enhance(procedure: Any, run_mode: Any, image: Any, drawables: Any, config: Any, data: Any) -> Any:
-    if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config):
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config, image, drawables):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     # Filters > Repeat (last values) runs without the dialog but still for a person watching:
     # show the progress window with Cancel and open new images in a display.
@@ -467,7 +541,8 @@ def _add_model_argument(p: Any, snapshot: Optional[dict], rw: Any) -> None:
         return
     choice = Gimp.Choice.new()
     for i, row in enumerate(models):
-        choice.add(row["id"], i, ec.catalog.model_label(row), str(row.get("notes") or ""))
+        choice.add(row["id"], i, ec.catalog.model_label(row),
+                   str(row.get("description") or row.get("notes") or ""))
     p.add_choice_argument("model", "_Model", "Model (see `enhancelayer models`)", choice,
                           ec.catalog.default_model(snapshot), rw)
 

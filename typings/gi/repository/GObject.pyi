@@ -7,6 +7,7 @@ class ParamFlags(int):
     WRITABLE: ParamFlags
 
 TYPE_STRING: Any
+TYPE_NONE: Any
 
 class Value:
     def __init__(self, value_type: Any = ..., py_value: Any = ...) -> None: ...

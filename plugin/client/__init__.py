@@ -15,7 +15,7 @@ it uses relative imports only and no third-party modules (Python 3.10-3.13). Two
   Unit-tested without a host in tests/unit/test_plugin_core.py.
 """
 from . import catalog, geometry, options, output, pixels, timing
-from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result
+from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result, with_restart
 from .errors import (
                      BadRequest,
                      Busy,
@@ -40,7 +40,7 @@ from .paths import config_dir
 
 __version__ = "1"
 __all__ = [
-    "API", "NOT_INSTALLED", "OOM_MESSAGE", "EngineClient", "Result", "config_dir",
+    "API", "NOT_INSTALLED", "OOM_MESSAGE", "EngineClient", "Result", "config_dir", "with_restart",
     "EngineError", "EngineNotInstalled", "EngineNotRunning", "EngineStartFailed", "EngineStopped",
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
     "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",

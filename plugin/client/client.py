@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from . import errors as E
 from . import paths, timing
@@ -550,3 +550,25 @@ class EngineClient:
             except E.EngineError:
                 pass
             raise
+
+
+T = TypeVar("T")
+# The engine is gone (refused / reset before the job was accepted, or it died during it).
+ENGINE_GONE = (E.EngineUnreachable, E.EngineStopped)
+
+
+def with_restart(client: EngineClient, work: Callable[[EngineClient], T],
+                 restart: Callable[[], EngineClient]) -> tuple[T, EngineClient]:
+    """``work(client)``; when the LOCAL engine turns out to be gone, ``restart()`` (which starts
+    it again, e.g. ``EngineClient.local(start=True)``) and ``work`` once more, silently: a
+    retoucher whose engine stopped (idle timeout, a crash, a reboot of the service) should not
+    meet "Connection refused" when a second click would have worked (issue 16). A second
+    failure, any other error, a cancel or a remote engine (not ours to start) is raised as it
+    is. Returns (the result, the client that produced it: keep it for the next run)."""
+    try:
+        return work(client), client
+    except ENGINE_GONE:
+        if not client.config_dir:        # a remote engine: say so, do not pretend
+            raise
+    fresh = restart()
+    return work(fresh), fresh

@@ -670,6 +670,39 @@ class TestCore:
         assert res["doc_size_after"] == [300, 200]
 
 
+@pytest.mark.slow
+@pytest.mark.krita
+@pytest.mark.parametrize("krita_home", ["debian"], indirect=True)   # the chroot cannot start the host's venv
+def test_engine_killed_between_runs_is_restarted_silently(krita_home, models_dir, photos, tmp_path, xserver):
+    """The docker's controller, an engine that a launcher starts (as install.py sets up), and
+    a SIGKILL between two runs: the second run starts the engine again on its own and adds its
+    layer; no message box at all (issue 16: the first try after a stop said "Connection
+    refused — start the engine ..." while a second click worked)."""
+    home = tmp_path / "engine-home"
+    cfg = home / "config"
+    cfg.mkdir(parents=True)
+    py = str(VENV_PY if VENV_PY.exists() else sys.executable)
+    (cfg / "launcher.json").write_text(json.dumps({
+        "argv": [py, "-m", "engine.cli", "serve", "--idle-timeout", "300"], "cwd": str(REPO),
+        "env": {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(models_dir)}}))
+    try:
+        res = run_krita(krita_home, {"home": home}, {
+            "scenario": "restart_ui", "png": str(photos["dir"] / "coffee.png"), "select": [60, 40, 120, 90],
+            "model": "jpeg-clean-1", "strength": 60, "config_dir": str(cfg)}, tmp_path, xserver)
+    finally:
+        info = cfg / "engine.json"
+        if info.exists():
+            try:
+                os.kill(json.loads(info.read_text())["pid"], signal.SIGTERM)
+            except (OSError, ValueError, KeyError):
+                pass
+    assert res.get("killed"), res
+    assert res["boxes"] == [], f"a message box was shown: {res['boxes']}"
+    assert res["finished"] == [[True, ""], [True, ""]], res
+    assert res["pids"][1] is not None and res["pids"][1] != res["pids"][0], "no new engine was started"
+    assert [n for n in res["layers_after"] if n.startswith("Enhanced")] == ["Enhanced · jpeg-clean-1 · 60%"] * 2
+
+
 # ----------------------------------------------------------------------------- Route B
 
 def _xdotool(display: str, *args: str) -> str:

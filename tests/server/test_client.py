@@ -220,3 +220,47 @@ def test_two_hosts_starting_the_engine_at_once_share_one(tmp_path):
                 if not (cfg / "engine.json").exists():
                     break
                 time.sleep(0.1)
+
+
+def test_with_restart_starts_a_killed_local_engine_again_once(tmp_path):
+    """What both plug-ins do around a job: the local engine was killed since the client was
+    made; the job is sent again to a freshly started engine, silently. A remote engine (no
+    config folder: not ours to start) is reported, not restarted."""
+    home = tmp_path / "home"
+    cfg = home / "config"
+    cfg.mkdir(parents=True)
+    (cfg / "launcher.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "engine.cli", "serve", "--idle-timeout", "60"], "cwd": str(REPO),
+        "env": {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(home / "models")}}))
+    c = elc.EngineClient.local(config_dir=str(cfg), timeout=60)
+    pids = [c.pid]
+    px = os.urandom(32 * 16 * 4)
+    restarts = []
+
+    def restart():
+        restarts.append(1)
+        return elc.EngineClient.local(config_dir=str(cfg), timeout=60)
+
+    def work(client):
+        return client.enhance(px, 32, 16, 4, "u8", model="identity").pixels
+
+    try:
+        assert elc.with_restart(c, work, restart) == (px, c) and restarts == []   # alive: used as it is
+        os.kill(c.pid, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                os.kill(c.pid, 0)
+            except OSError:
+                break
+            time.sleep(0.05)
+        out, fresh = elc.with_restart(c, work, restart)
+        pids.append(fresh.pid)
+        assert out == px and restarts == [1] and fresh.pid != c.pid
+        remote = elc.EngineClient(c.url, "t")              # the dead URL, as a remote engine
+        with pytest.raises(elc.EngineUnreachable):
+            elc.with_restart(remote, work, restart)
+        assert restarts == [1]
+    finally:
+        for pid in pids[1:]:
+            if pid:
+                os.kill(pid, signal.SIGTERM)

@@ -200,7 +200,16 @@ class _Progress:
 
 
 def _run_job(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, channels: int,
-             dtype: str, submit: dict) -> Any:
+             dtype: str, submit: dict) -> tuple[Any, Any]:
+    """The engine's result and the client that made it: a local engine found gone is started
+    again and the job sent once more, silently (``with_restart``); keep the returned client."""
+    def work(c: Any) -> Any:
+        return _submit_and_wait(c, progress, pixels, w, h, channels, dtype, submit)
+    return ec.with_restart(client, work, _client)
+
+
+def _submit_and_wait(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, channels: int,
+                     dtype: str, submit: dict) -> Any:
     job = client.submit(pixels, w, h, channels, dtype, channel_order="RGBA", **submit)
     box: dict = {}
 
@@ -402,7 +411,7 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             cx, cy, cw, ch = region
             buf = layer.get_buffer()
             pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
-            res = _run_job(client, progress, pixels, cw, ch, channels, dtype, plan.submit)
+            res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, plan.submit)
             ec.output.check_result(res, region, scale, channels, dtype)
             # keep only the selection's box: the margin was context for the model
             piece = ec.output.split_result(res, region, box, scale)

@@ -28,7 +28,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:   # the same package, as the type checker finds it in the repository
-    from plugin.client import EngineClient, EngineError, UserError, catalog, geometry, options, output, pixels, timing
+    from plugin.client import (
+        EngineClient,
+        EngineError,
+        UserError,
+        catalog,
+        geometry,
+        options,
+        output,
+        pixels,
+        timing,
+        with_restart,
+    )
     from plugin.client.options import Plan, Request
 else:
     try:  # installed layout: install_krita.py vendors plugin/client/ as this sub-package
@@ -42,6 +53,7 @@ else:
             output,
             pixels,
             timing,  # noqa: F401 - the form reads it from here (one vendored import place)
+            with_restart,
         )
         from .enhancelayer_client.options import Plan, Request
     except ImportError:  # pragma: no cover - a hand-copied plug-in without its client: it loads,
@@ -135,10 +147,13 @@ def connect(url: str = "", token: str = "", cafile: str = "") -> Any:
         raise PluginError(user_message(e)) from None
 
 
-def fetch_catalog(client: Any) -> dict:
-    """The engine's catalog (models + option table), errors as messages for the user."""
+def fetch_catalog(client: Any, reconnect: Optional[Callable[[], Any]] = None) -> dict:
+    """The engine's catalog (models + option table), errors as messages for the user;
+    ``reconnect`` as in :func:`run_job` (an engine that stopped is started again, silently)."""
     try:
-        return client.catalog()
+        if reconnect is None:
+            return dict(client.catalog())
+        return dict(with_restart(client, lambda c: c.catalog(), reconnect)[0])
     except EngineError as e:
         raise PluginError(user_message(e)) from None
 
@@ -245,10 +260,13 @@ def read_source(doc: Any, node: Any, plan: Plan) -> Source:
 
 def run_job(client: Any, src: Source, plan: Plan,
             progress: Optional[Callable[[float, str], bool]] = None,
-            on_job: Optional[Callable[[str], None]] = None) -> Any:
+            on_job: Optional[Callable[[str], None]] = None,
+            reconnect: Optional[Callable[[], Any]] = None) -> Any:
     """Submit and wait; thread-safe (touches no Krita object). ``progress`` returning False
     cancels the job (Cancelled is raised); ``on_job(job_id)`` lets a Cancel button call
-    ``client.cancel(job_id)`` at once instead of waiting for the next progress change."""
+    ``client.cancel(job_id)`` at once instead of waiting for the next progress change.
+    ``reconnect()``: a client to a freshly started local engine, used once, silently, when the
+    engine turns out to be gone (see the core's ``with_restart``)."""
     cancelled = {"flag": False}
 
     def _cb(fraction: float, msg: str = "") -> bool:
@@ -261,12 +279,16 @@ def run_job(client: Any, src: Source, plan: Plan,
         return True
 
     _, _, rw, rh = src.region
-    try:
-        job = client.submit(src.pixels, rw, rh, 4, src.wire_dtype, channel_order=src.order, mask=None,
-                            **plan.submit)
+
+    def work(c: Any) -> Any:
+        job = c.submit(src.pixels, rw, rh, 4, src.wire_dtype, channel_order=src.order, mask=None,
+                       **plan.submit)
         if on_job is not None:
             on_job(job)
-        result = client.wait(job, progress=_cb)
+        return c.wait(job, progress=_cb)
+
+    try:
+        result = work(client) if reconnect is None else with_restart(client, work, reconnect)[0]
     except EngineError as e:
         if cancelled["flag"] or type(e).__name__ in ("Cancelled", "JobCancelled"):
             raise Cancelled("Cancelled.") from None

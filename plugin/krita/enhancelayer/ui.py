@@ -85,19 +85,29 @@ class Controller(QObject):
         self.client: Any = None
         self.catalog: Optional[dict] = None
         self._keep: Optional[_Worker] = None
+        self._settings: tuple = ("", "", "")
 
     def busy(self) -> bool:
         return self.worker is not None
 
     def get_client(self) -> Any:
+        """The cached client (connect() with the settings last read on the GUI thread)."""
         if self.client is None:
-            self.client = core.connect(*_engine_settings())
+            self.client = core.connect(*self._settings)
+        return self.client
+
+    def _reconnect(self) -> Any:
+        """The engine stopped since the last run: start it again, silently (any thread: it
+        touches no Krita object; the settings were read on the GUI thread)."""
+        self.client = core.connect(*self._settings)
         return self.client
 
     def load_catalog(self, done: Callable[[Optional[dict], str], None]) -> None:
         """Ask the engine for its catalog off the GUI thread; ``done(catalog or None, error)``."""
+        self._settings = _engine_settings()
+
         def work(_w: _Worker) -> dict:
-            return core.fetch_catalog(self.get_client())
+            return core.fetch_catalog(self.get_client(), self._reconnect)
         w = _Worker(work)
 
         def ok(cat: dict) -> None:
@@ -122,9 +132,11 @@ class Controller(QObject):
         if request is not None:
             core.save_request(request)
         try:
+            self._settings = _engine_settings()       # read on the GUI thread, used by reconnect
             client = self.get_client()
             if self.catalog is None:
-                self.catalog = core.fetch_catalog(client)
+                self.catalog = core.fetch_catalog(client, self._reconnect)
+                client = self.client
             cat = self.catalog
             plan = core.make_plan(cat, request if request is not None else core.load_request(cat))
             src = core.read_source(doc, node, plan)
@@ -141,8 +153,9 @@ class Controller(QObject):
             def got_job(job: str) -> None:
                 w.job = job
                 if w.cancel_requested:
-                    self._cancel_job(client, job)
-            return core.run_job(client, src, plan, cb, got_job)
+                    self._cancel_job(self.client, job)
+
+            return core.run_job(client, src, plan, cb, got_job, self._reconnect)
 
         w = _Worker(work)
         self.worker = w

@@ -98,6 +98,8 @@ def run(spec, res):
         return _unavailable_ui(spec, res, doc, names_before, opts)
     if spec["scenario"] == "cancel_ui":
         return _cancel_ui(spec, res, doc, names_before, opts)
+    if spec["scenario"] == "restart_ui":
+        return _restart_ui(spec, res, doc, names_before, opts)
 
     t0 = time.time()
     try:
@@ -233,6 +235,55 @@ def _cancel_ui(spec, res, doc, names_before, opts):
     res["layers_before"] = names_before
     res["layers_after"] = [n.name() for n in doc.rootNode().childNodes()]
     res["doc_size_after"] = [doc.width(), doc.height()]
+
+
+def _restart_ui(spec, res, doc, names_before, opts):
+    """Two runs of the docker's controller; between them the engine is killed (SIGKILL, as a
+    crash would): the second run must restart it silently (no message box) and add its layer."""
+    import signal
+
+    from enhancelayer import core, ui
+    from krita import Krita
+    from PyQt5.QtCore import QTimer
+    from PyQt5.QtWidgets import QApplication, QMessageBox
+    app = Krita.instance()
+    app.writeSetting(core.SETTINGS_GROUP, "engine_url", "")
+    boxes = []
+
+    def close_box():
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, QMessageBox) and w.isVisible():
+                boxes.append(w.text())
+                w.accept()
+        QTimer.singleShot(100, close_box)
+
+    QTimer.singleShot(100, close_box)
+    disc = os.path.join(spec["config_dir"], "engine.json")
+    ctl = ui.Controller()
+    done = []
+    ctl.finished.connect(lambda info, err: done.append((info, err)))
+    src = doc.rootNode().childNodes()[0]
+    ctl.start(opts, None, doc, src)
+    _spin(app, lambda: bool(done), 90)
+    pids = [json.load(open(disc))["pid"]]
+    os.kill(pids[0], signal.SIGKILL)
+    t_end = time.time() + 10
+    while time.time() < t_end:
+        try:
+            os.kill(pids[0], 0)
+        except OSError:
+            break
+        time.sleep(0.05)
+    res["killed"] = True
+    doc.setActiveNode(src)
+    ctl.start(opts, None, doc, src)
+    _spin(app, lambda: len(done) >= 2, 120)
+    pids.append(json.load(open(disc))["pid"] if os.path.exists(disc) else None)
+    res["pids"] = pids
+    res["boxes"] = boxes
+    res["finished"] = [[i is not None, e] for i, e in done]
+    res["layers_before"] = names_before
+    res["layers_after"] = [n.name() for n in doc.rootNode().childNodes()]
 
 
 def main(args=None):

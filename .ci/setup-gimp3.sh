@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Makes GIMP 3 available for the host tests (tests/hosts/test_gimp.py) and the README
-# screenshot (tests/hosts/gimp/make_dialog_screenshot.sh).
+# screenshot (ENHANCELAYER_UPDATE_SCREENSHOTS=1 with the task-first dialog test).
 # Debian 13+: installs the packages from the machine's own apt. Debian 12: builds (or reuses,
 # adding any missing package) a trixie chroot with debootstrap, using the mirror named in the
 # machine's apt sources. Prints the chroot path on the last line ("-" when GIMP 3 is native).
 # The chroot is left unmounted; the tests mount /proc, /dev, /dev/pts, /sys while they run.
 set -euo pipefail
 T=${ENHANCELAYER_GIMP_CHROOT:-/var/lib/enhancelayer-ci/trixie}
-# gimp + its Python bindings; xvfb/xauth/xdotool: the GUI undo test and the dialog screenshot
+# gimp + its Python bindings; xvfb/xauth/xdotool: the GUI tests (undo, cancel, the dialog by keys)
 PKGS=(gimp python3-gi gir1.2-gimp-3.0 xvfb xauth xdotool)
 # In the Debian 12 chroot only: Krita 5.2 for the second Krita version of the host tests
 # (on Debian 13 the host's own krita is already 5.2; trixie names the sip package python3-pyqt5.sip).

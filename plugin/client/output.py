@@ -60,8 +60,26 @@ CANCELLED_MESSAGE = "Cancelled: nothing was added."
 FAILED_MESSAGE = "Failed: nothing was added."
 
 
-def review_name(model: str) -> str:
-    return f"Review · {model}"
+# The review layer, the same in both hosts: shown (the retoucher asked for it), at this opacity,
+# its name saying what red means, or that nothing was flagged, so both layer panels carry the
+# legend and nobody has to guess whether an empty-looking layer means "fine" or "broken".
+REVIEW_VISIBLE = True
+REVIEW_OPACITY = 60                     # %
+REVIEW_FLAG = 76     # heat 0.3 in u8 (0.3 x 255 = 76.5, which the engine rounds to even: 76); docs/review.md
+REVIEW_LEGEND = "red = check here"
+REVIEW_NOTHING = "nothing flagged"
+
+
+def review_flagged(review: Optional[bytes]) -> bool:
+    """Whether any pixel of a review map (u8) asks for a look."""
+    return review is not None and any(v >= REVIEW_FLAG for v in review)
+
+
+def review_name(model: str, review: Optional[bytes] = None) -> str:
+    """"Review · photo-x2 · red = check here", or "… · nothing flagged" for a clean map."""
+    if review is None:
+        return f"Review · {model}"
+    return f"Review · {model} · {REVIEW_LEGEND if review_flagged(review) else REVIEW_NOTHING}"
 
 
 def document_name(source_name: str, model: str) -> str:

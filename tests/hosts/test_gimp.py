@@ -404,7 +404,8 @@ def test_review_layer_and_face_protection(results, engine):
     client, _cfg = engine
     s, r = SCENARIOS[4], res["u8_review"]
     assert r["status"] == "success", r["error"]
-    assert r["order"] == ["Review · photo-x2", "Enhanced · photo-x2 · 70%", "Background"], r["order"]
+    assert r["order"] == ["Review · photo-x2 · red = check here", "Enhanced · photo-x2 · 70%", "Background"], \
+        r["order"]
     expected, (x, y, w, h), _ = _expected(client, out, s, r)
     review, enhanced = r["new_layers"]
     for lay in (review, enhanced):
@@ -413,7 +414,8 @@ def test_review_layer_and_face_protection(results, engine):
     unprotected, _box, _ = _expected(client, out, dict(s, args=dict(s["args"], **{"protect-faces": False})), r)
     assert np.abs(got.astype(int) - unprotected.astype(int)).max() > 1, "face protection had no effect"
     rv = np.frombuffer((out / "u8_review-layer0.raw").read_bytes(), np.uint8).reshape(h, w, 4)
-    assert (rv[..., 0] == 255).all() and rv[..., 3].max() > 0, "review overlay: red, alpha = risk"
+    assert (rv[..., 0] == 255).all() and rv[..., 3].max() >= 76, "review overlay: red, alpha = risk (a face: heat 0.3)"
+    assert review["visible"] is True and review["opacity"] == 60.0, review
 
 
 @pytest.mark.parametrize("name", ["u8_dust_masked", "u8_dust_layer", "u8_dust_sensitive"])

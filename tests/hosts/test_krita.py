@@ -541,8 +541,11 @@ class TestCore:
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": [50, 50, 80, 60],
             "model": "jpeg-clean-1", "strength": 60, "review": True}, tmp_path, xserver)
         assert "error" not in res, res.get("error")
-        assert res["review_layer"] == {"name": "Review · jpeg-clean-1", "visible": False}
-        assert sorted(new_layers(res)) == sorted(["Enhanced · jpeg-clean-1 · 60%", "Review · jpeg-clean-1"])
+        # shown at 60 % like GIMP's, its name saying what red means (or that nothing was flagged)
+        alpha = raw(res, "review.raw", np.uint8, 300, 200)[..., 3]
+        name = "Review · jpeg-clean-1 · " + ("red = check here" if alpha.max() >= 76 else "nothing flagged")
+        assert res["review_layer"] == {"name": name, "visible": True, "opacity": 153}, res["review_layer"]
+        assert sorted(new_layers(res)) == sorted(["Enhanced · jpeg-clean-1 · 60%", name])
 
     @pytest.mark.parametrize("output", ["masked", "layer"])
     def test_restore_dust_defect_mask_is_the_layer_mask(self, engine, krita_home, photos, tmp_path, xserver,

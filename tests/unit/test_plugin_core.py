@@ -486,6 +486,8 @@ def test_review_maps_and_overlay() -> None:
 def test_layer_names(values: dict, name: str) -> None:
     assert output.layer_name("photo-x2", values) == name
     assert output.review_name("photo-x2") == "Review · photo-x2"
+    assert output.review_name("photo-x2", bytes([0, 10, 200])) == "Review · photo-x2 · red = check here"
+    assert output.review_name("photo-x2", bytes([0, 10, 75])) == "Review · photo-x2 · nothing flagged"
     assert output.document_name("", "photo-x2") == "Image · photo-x2"
 
 

@@ -476,7 +476,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
             elif masked:
                 new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
             if piece.review is not None:
-                rl = _review_layer(image, ec.output.review_name(model), piece.review, ow, oh)
+                rl = _review_layer(image, ec.output.review_name(model, piece.review), piece.review, ow, oh)
                 image.insert_layer(rl, parent, image.get_item_position(new))
                 added.append(rl)
                 rl.set_offsets(x, y)
@@ -507,7 +507,9 @@ def _write(layer: Gimp.Drawable, fmt: str, data: bytes, w: int, h: int) -> None:
 
 def _review_layer(image: Gimp.Image, name: str, review: bytes, w: int, h: int) -> Gimp.Layer:
     """Red where the model changed most / text and faces are; transparent elsewhere."""
-    lay = Gimp.Layer.new(image, name, w, h, _layer_type(image), 60.0, Gimp.LayerMode.NORMAL)
+    lay = Gimp.Layer.new(image, name, w, h, _layer_type(image), float(ec.output.REVIEW_OPACITY),
+                         Gimp.LayerMode.NORMAL)
+    lay.set_visible(ec.output.REVIEW_VISIBLE)
     gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
     _write(lay, "Y'A u8" if gray else "R'G'B'A u8", ec.pixels.red_overlay(review, "YA" if gray else "RGBA"), w, h)
     return lay
@@ -525,7 +527,7 @@ def _new_image(src: Gimp.Image, j: dict, name: str, model: str, interactive: boo
     img.insert_layer(lay, None, 0)
     _write(lay, j["fmt"], piece.pixels, ow, oh)
     if piece.review is not None:
-        rl = _review_layer(img, ec.output.review_name(model), piece.review, ow, oh)
+        rl = _review_layer(img, ec.output.review_name(model, piece.review), piece.review, ow, oh)
         img.insert_layer(rl, None, 0)
     img.undo_enable()
     if interactive:

@@ -548,13 +548,15 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
 
 
 def _add_review(doc: Any, parent: Any, above: Any, model: str, review: bytes, box: tuple) -> Any:
-    """Hidden red overlay: alpha = how risky the change is there (0..255)."""
+    """Red overlay, alpha = how risky the change is there (0..255); shown and named with its
+    legend as GIMP's is (``output.REVIEW_*``)."""
     x, y, w, h = box
-    lay = doc.createNode(output.review_name(model), "paintlayer")
+    lay = doc.createNode(output.review_name(model, review), "paintlayer")
     lay.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
     parent.addChildNode(lay, above)
     lay.setPixelData(pixels.red_overlay(review, "BGRA"), x, y, w, h)
-    lay.setVisible(False)
+    lay.setOpacity(int(round(output.REVIEW_OPACITY * 255 / 100)))
+    lay.setVisible(output.REVIEW_VISIBLE)
     return lay
 
 

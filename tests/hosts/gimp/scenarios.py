@@ -22,7 +22,7 @@ def layer_bytes(d, fmt):
 def describe(layer, fmt):
     ok, x, y = layer.get_offsets()
     info = {"name": layer.get_name(), "x": x, "y": y, "w": layer.get_width(), "h": layer.get_height(),
-            "mask": None}
+            "mask": None, "visible": layer.get_visible(), "opacity": layer.get_opacity()}
     m = layer.get_mask()
     if m is not None:
         mb = layer_bytes(m, "Y u8")

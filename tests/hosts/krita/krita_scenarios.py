@@ -149,15 +149,16 @@ def run(spec, res):
     for c in layer.childNodes():
         if c.type() == "transparencymask":
             _w(os.path.join(out, "mask.raw"), bytes(c.pixelData(0, 0, W2, H2)))
+    if info.get("review_layer") is not None:
+        rl = info["review_layer"]
+        res["review_layer"] = {"name": rl.name(), "visible": rl.visible(), "opacity": rl.opacity()}
+        _w(os.path.join(out, "review.raw"), bytes(rl.pixelData(0, 0, W2, H2)))
     # what the user sees with the source hidden: the enhanced layer alone, masked
     for n in kids:
         n.setVisible(n.uniqueId() == layer.uniqueId())
     doc.refreshProjection()
     doc.waitForDone()
     _w(os.path.join(out, "composite.raw"), bytes(doc.pixelData(0, 0, W2, H2)))
-    if info.get("review_layer") is not None:
-        rl = info["review_layer"]
-        res["review_layer"] = {"name": rl.name(), "visible": rl.visible()}
 
 
 def _spin(app, until, seconds):

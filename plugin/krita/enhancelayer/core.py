@@ -496,14 +496,21 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
         # dust repair the mask is the point), so a wrong repair can be painted off
         defects = piece.defects
         parent = node.parentNode()
-        layer = _new_layer_via_action(doc, node) if (masked or defects is not None) else None
+        # Krita >= 5.2 makes masks without a view: the layer is built off the tree, mask
+        # included, and added once below, so one undo step removes both. In 5.1 every
+        # addChildNode / mask action is its own undo step, and its mask needs the layer in the
+        # tree (checked in 5.1 with a view: an off-tree layer + mask added once IS one step,
+        # but 5.1 cannot fill a mask made off the tree).
+        off_tree = hasattr(doc, "createTransparencyMask")
+        layer = _new_layer_via_action(doc, node) if (masked or defects is not None) and not off_tree else None
         if layer is not None:
             created.append(layer)
             layer.setName(name)
         else:
             layer = doc.createNode(name, "paintlayer")
-            parent.addChildNode(layer, node)   # directly above the source layer
-            created.append(layer)
+            if not off_tree:
+                parent.addChildNode(layer, node)   # directly above the source layer
+                created.append(layer)
         if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != \
                 ("RGBA", src.depth, src.profile):
             layer.setColorSpace("RGBA", src.depth, src.profile)
@@ -527,6 +534,9 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
             if mask_kind == "alpha":
                 layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, bytes(sel.pixelData(x, y, w, h))),
                                    x, y, w, h)
+        if off_tree:
+            parent.addChildNode(layer, node)       # directly above the source, with its mask
+            created.append(layer)
         review_layer = None
         if plan.request.values.get("review") and piece.review:
             review_layer = _add_review(doc, parent, layer, model, piece.review, piece.box)

@@ -13,7 +13,7 @@ try:
     QT6 = False
 except ImportError:  # Krita 6 (Qt 6)
     from PyQt6 import QtCore, QtGui, QtWidgets  # type: ignore[no-redef]
-    from PyQt6.QtGui import QAction  # type: ignore[no-redef]
+    from PyQt6.QtGui import QAction  # type: ignore[assignment]
 
     QT6 = True
 

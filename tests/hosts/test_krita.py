@@ -706,6 +706,72 @@ def test_engine_killed_between_runs_is_restarted_silently(krita_home, models_dir
     assert [n for n in res["layers_after"] if n.startswith("Enhanced")] == ["Enhanced · jpeg-clean-1 · 60%"] * 2
 
 
+@pytest.mark.slow
+@pytest.mark.krita
+@pytest.mark.skipif(not HAVE_XVFB, reason="Xvfb not on PATH")
+def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path):
+    """The full Krita app (window + view), the plug-in's own core, then Krita's own Undo ONCE.
+    Krita 5.2 (built off the tree, added once): the layer and its mask are gone together.
+    Krita 5.1 makes its mask through the view's action, a step of its own: one Undo leaves the
+    layer without its mask (the known limit the README states; asserted so a change shows)."""
+    home = krita_home["home"]
+    pk = krita_home["pykrita"]
+    shutil.copy(HERE / "undo_plugin" / "enhancelayer_undo.desktop", pk)
+    if not (pk / "enhancelayer_undo").exists():
+        shutil.copytree(HERE / "undo_plugin" / "enhancelayer_undo", pk / "enhancelayer_undo")
+    rc = home / ".config" / "kritarc"
+    text = rc.read_text()
+    if "enable_enhancelayer_undo=true" not in text:
+        rc.write_text(text.replace("enable_enhancelayer=true",
+                                   "enable_enhancelayer=true\nenable_enhancelayer_undo=true"))
+    out = tmp_path / "undo.json"
+    spec = tmp_path / "undo-spec.json"
+    spec.write_text(json.dumps({"png": str(photos["dir"] / "coffee.png"), "select": [60, 40, 120, 90],
+                                "model": "jpeg-clean-1", "out": str(out)}))
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"),
+           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_RUNTIME_DIR": str(tmp_path),
+           "ENHANCELAYER_HOME": str(engine["home"]), "ENHANCELAYER_UNDO_SPEC": str(spec)}
+    xs = Xvfb("1280x800x24")
+    try:
+        if krita_home["host"] == "trixie":
+            inner = ["env", "-i", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", f"DISPLAY={xs.display}",
+                     *[f"{k}={v}" for k, v in env.items()], "krita", "--nosplash"]
+            t = shlex.quote(str(TRIXIE))
+            script = (f"mount -t proc proc {t}/proc && mount --bind /dev {t}/dev && "
+                      f"mount --bind /tmp {t}/tmp && exec chroot {t} " + " ".join(map(shlex.quote, inner)))
+            argv = ["unshare", "--mount", "--propagation", "private", "--ipc", "sh", "-c", script]
+            full_env = host_env()
+        else:
+            argv = own_ipc(["krita", "--nosplash"])
+            full_env = host_env(DISPLAY=xs.display, **env)
+            full_env.pop("QT_QPA_PLATFORM", None)
+            full_env.pop("XAUTHORITY", None)
+        with open(tmp_path / "krita.log", "wb") as log:
+            p = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                p.wait(180)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    finally:
+        xs.close()
+    assert out.exists(), (tmp_path / "krita.log").read_text(errors="replace")[-3000:]
+    res = json.loads(out.read_text())
+    assert "error" not in res, res
+    assert res["mask"] == "mask", res
+
+    def ours(layers: list) -> list:           # "Selection Mask" is the user's selection, Krita's node
+        return [x for x in layers if x[0] != "Selection Mask"]
+    assert ours(res["after_run"]) == [["Background", []], ["Enhanced · jpeg-clean-1 · 60%", ["Selection"]]], res
+    if krita_home["host"] == "trixie":
+        assert res["version"].startswith("5.2"), res
+        assert ours(res["after_one_undo"]) == [["Background", []]], f"one Undo left {res['after_one_undo']}"
+    else:
+        assert res["version"].startswith("5.1"), res
+        # the known limit: the first Undo takes only the mask
+        assert ours(res["after_one_undo"]) == [["Background", []], ["Enhanced · jpeg-clean-1 · 60%", []]], res
+
+
 # ----------------------------------------------------------------------------- Route B
 
 def _xdotool(display: str, *args: str) -> str:

@@ -8,13 +8,14 @@ it uses relative imports only and no third-party modules (Python 3.10-3.13). Two
   see docs/api.md for the HTTP API and the full client reference;
 - the plug-in core, everything of a plug-in that is not a call into Krita's or GIMP's API:
   ``catalog`` (model rows, the margin rule, purposes and model choices in plain words, the
-  catalog snapshot), ``timing`` (the time estimate before a run, the ETA during), ``options``
+  catalog snapshot), ``timing`` (the time estimate before a run, the ETA during), ``messages``
+  (failures in plain words, the technical detail apart), ``options``
   (which option widgets, stored values, procedure arguments, submit keywords), ``geometry``
   (selection box + margin, crops), ``pixels`` (sample sizes, mask products, half floats,
   sRGB transfer, review overlay) and ``output`` (output modes, layer names, result pieces).
   Unit-tested without a host in tests/unit/test_plugin_core.py.
 """
-from . import catalog, geometry, options, output, pixels, timing
+from . import catalog, geometry, messages, options, output, pixels, timing
 from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result, with_restart
 from .errors import (
                      BadRequest,
@@ -44,5 +45,5 @@ __all__ = [
     "EngineError", "EngineNotInstalled", "EngineNotRunning", "EngineStartFailed", "EngineStopped",
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
     "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",
-    "catalog", "geometry", "options", "output", "pixels", "timing",
+    "catalog", "geometry", "messages", "options", "output", "pixels", "timing",
 ]

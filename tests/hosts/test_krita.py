@@ -658,7 +658,9 @@ class TestCore:
             "engine_url": f"http://127.0.0.1:{port}"}, tmp_path, xserver)
         assert len(res["messages"]) == 1, res
         msg = res["messages"][0]
-        assert f"127.0.0.1:{port}" in msg and "enhancelayer serve" in msg
+        # plain words and one thing to do; the URL and "Connection refused" only behind Details
+        assert msg == _client_mod().messages.REMOTE_GONE, msg
+        assert f"127.0.0.1:{port}" in res["details"][0] and "127.0.0.1" not in msg, res
         assert res["finished"] == [[False, msg]]
         assert [n for n in res["layers_after"] if n != "Selection Mask"] == res["layers_before"]
 

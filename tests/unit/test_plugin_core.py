@@ -712,3 +712,25 @@ def test_args_not_taken_hide_other_tasks_options() -> None:
     assert {"sensitivity", "clip", "cast"} <= hidden and "strength" not in hidden and "protect-faces" not in hidden
     assert "sensitivity" not in options.args_not_taken(cat, dust)
     assert options.args_not_taken(cat, None) >= {"strength", "sensitivity"}     # nothing chosen: nothing applies
+
+
+def test_failures_in_plain_words_with_the_details_apart() -> None:
+    """Every failure a user can meet: a plain sentence with one thing to do; the technical
+    message (URLs, HTTP codes, errno) only as details."""
+    m = ec.messages
+    refused = ec.EngineUnreachable("cannot reach the engine at http://127.0.0.1:9: [Errno 111] Connection refused")
+    local, remote = m.explain(refused), m.explain(refused, remote=True)
+    assert local.text == m.ENGINE_GONE and remote.text == m.REMOTE_GONE
+    assert "127.0.0.1" not in local.text and "Errno" in local.details
+    cases = {ec.EngineNotInstalled("no launcher"): "install.py", ec.EngineStartFailed("exit 3"): "did not start",
+             ec.TokenRejected("401"): "token", ec.TooLarge("413: 60 MP"): "smaller area",
+             ec.OutOfMemory("oom"): "memory", ec.ModelNotInstalled("409"): "not imported",
+             ec.Busy("429"): "busy", ec.JobFailed("boom"): "failed", ec.EngineStopped("died"): "stopped",
+             ValueError("bug"): "report it"}
+    for err, word in cases.items():
+        got = m.explain(err)
+        assert word in got.text and got.text.endswith("."), (err, got)
+        assert str(err) in got.details, (err, got)
+        assert got.joined() == f"{got.text}\n\nDetails: {got.details}"
+    plain = m.explain(ec.UserError("Select a layer first."))
+    assert plain == m.Message("Select a layer first.") and plain.joined() == "Select a layer first."

@@ -383,11 +383,11 @@ def run_enhance(procedure: Any, run_mode: Any, image: Any, drawables: Any, confi
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except UserError as e:
         return _fail(procedure, str(e), interactive)
-    except Exception as e:  # noqa: BLE001 - engine errors carry actionable messages; others are bugs
-        msg = str(e) or e.__class__.__name__
-        if e.__class__.__module__.split(".")[0] != "enhancelayer_client":
-            msg = f"Something went wrong inside the plug-in: {msg} (a plug-in bug — please report it)"
-        return _fail(procedure, msg, interactive)
+    except Exception as e:  # noqa: BLE001 - in plain words; the technical message after "Details:"
+        if ec is None:
+            return _fail(procedure, MISSING_CLIENT, interactive)
+        msg = ec.messages.explain(e, remote=bool(os.environ.get("ENHANCELAYER_URL")))
+        return _fail(procedure, msg.joined(), interactive)
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:   # the same package, as the type checker finds it in the repo
         UserError,
         catalog,
         geometry,
+        messages,
         options,
         output,
         pixels,
@@ -49,6 +50,7 @@ else:
             UserError,
             catalog,
             geometry,
+            messages,
             options,
             output,
             pixels,
@@ -123,14 +125,22 @@ def save_request(request: Request) -> None:
 
 # --------------------------------------------------------------------------- engine access
 
-def user_message(e: Exception) -> str:
-    """The client's message, plus what to do when it only says what happened."""
-    msg = str(e)
-    kind = type(e).__name__
-    if kind == "EngineUnreachable" and " — " not in msg:
-        msg += (" — start the engine (`enhancelayer serve`), or check the engine URL in "
-                "Krita's settings group [enhancelayer] engine_url")
-    return msg
+def plugin_error(e: Exception, remote: bool = False) -> PluginError:
+    """The client's error in a retoucher's words (``messages.explain``), the technical message
+    kept as ``details`` for the message box's "Show Details…"; ``remote``: the engine is not
+    ours to start (a URL is configured). Thread-safe: reads no Krita setting."""
+    msg = messages.explain(e, remote=remote)
+    err = PluginError(msg.text)
+    err.details = msg.details          # type: ignore[attr-defined]
+    return err
+
+
+def details_of(e: BaseException) -> str:
+    return str(getattr(e, "details", "") or "")
+
+
+def _is_remote(client: Any) -> bool:
+    return not getattr(client, "config_dir", None)
 
 
 def connect(url: str = "", token: str = "", cafile: str = "") -> Any:
@@ -144,7 +154,7 @@ def connect(url: str = "", token: str = "", cafile: str = "") -> Any:
             return EngineClient.remote(url, token, cafile or None)
         return EngineClient.local(start=True)
     except EngineError as e:
-        raise PluginError(user_message(e)) from None
+        raise plugin_error(e, remote=bool(url)) from None
 
 
 def fetch_catalog(client: Any, reconnect: Optional[Callable[[], Any]] = None) -> dict:
@@ -155,7 +165,7 @@ def fetch_catalog(client: Any, reconnect: Optional[Callable[[], Any]] = None) ->
             return dict(client.catalog())
         return dict(with_restart(client, lambda c: c.catalog(), reconnect)[0])
     except EngineError as e:
-        raise PluginError(user_message(e)) from None
+        raise plugin_error(e, remote=_is_remote(client)) from None
 
 
 def snapshot_catalog() -> Optional[dict]:
@@ -292,10 +302,11 @@ def run_job(client: Any, src: Source, plan: Plan,
     except EngineError as e:
         if cancelled["flag"] or type(e).__name__ in ("Cancelled", "JobCancelled"):
             raise Cancelled("Cancelled.") from None
-        raise PluginError(user_message(e)) from None
+        raise plugin_error(e, remote=_is_remote(client)) from None
     except OSError as e:  # a transport error the client did not wrap
-        raise PluginError(f"Lost the connection to the EnhanceLayer engine ({e}); "
-                          "start it with `enhancelayer serve` and try again.") from None
+        err = PluginError(messages.REMOTE_GONE if _is_remote(client) else messages.ENGINE_GONE)
+        err.details = f"{type(e).__name__}: {e}"     # type: ignore[attr-defined]
+        raise err from None
     if cancelled["flag"]:
         raise Cancelled("Cancelled.")
     output.check_result(result, src.region, plan.request.scale, 4, src.wire_dtype)

@@ -35,10 +35,13 @@ from .qt import (
 TITLE = "AI Enhance"
 
 
-def show_error(parent: Optional[QWidget], text: str) -> None:
-    """The one place errors reach the user: a Krita message box with an actionable line."""
+def show_error(parent: Optional[QWidget], text: str, details: str = "") -> None:
+    """The one place errors reach the user: a Krita message box with one plain sentence and
+    one thing to do; the technical message behind "Show Details…"."""
     box = QMessageBox(QMessageBox.Icon.Warning, TITLE, text, QMessageBox.StandardButton.Ok, parent)
     box.setObjectName("enhancelayer_error")
+    if details and details != text:
+        box.setDetailedText(details)
     box.exec()
 
 
@@ -54,7 +57,7 @@ class _Worker(QThread):
 
     progressed = pyqtSignal(float, str)
     succeeded = pyqtSignal(object)
-    failed = pyqtSignal(str, bool)
+    failed = pyqtSignal(str, bool, str)      # message, cancelled, technical details
 
     def __init__(self, fn: Callable[[_Worker], Any]):
         super().__init__()
@@ -66,11 +69,12 @@ class _Worker(QThread):
         try:
             self.succeeded.emit(self.fn(self))
         except core.Cancelled:
-            self.failed.emit("", True)
+            self.failed.emit("", True, "")
         except core.PluginError as e:
-            self.failed.emit(str(e), False)
+            self.failed.emit(str(e), False, core.details_of(e))
         except Exception as e:  # noqa: BLE001 - a bug: still a message, never a silent failure
-            self.failed.emit(f"Unexpected error in EnhanceLayer: {e!r}. Please report it.", False)
+            msg = core.messages.explain(e)
+            self.failed.emit(msg.text, False, msg.details)
 
 
 class Controller(QObject):
@@ -115,7 +119,7 @@ class Controller(QObject):
             done(cat, "")
 
         w.succeeded.connect(ok)
-        w.failed.connect(lambda msg, _c: done(None, msg))
+        w.failed.connect(lambda msg, _c, _d: done(None, msg))
         w.finished.connect(w.deleteLater)
         self._keep = w
         w.start()
@@ -141,7 +145,7 @@ class Controller(QObject):
             plan = core.make_plan(cat, request if request is not None else core.load_request(cat))
             src = core.read_source(doc, node, plan)
         except core.PluginError as e:
-            show_error(parent_widget, str(e))
+            show_error(parent_widget, str(e), core.details_of(e))
             self.finished.emit(None, str(e))
             return False
 
@@ -166,21 +170,21 @@ class Controller(QObject):
                 info = core.write_result(src, plan, result)
             except core.PluginError as e:
                 self.worker = None
-                show_error(parent_widget, str(e))
+                show_error(parent_widget, str(e), core.details_of(e))
                 self.finished.emit(None, str(e))
                 return
             self.worker = None
             self.finished.emit(info, "")
 
-        def fail(msg: str, cancelled: bool) -> None:
+        def fail(msg: str, cancelled: bool, details: str) -> None:
             self.worker = None
             if cancelled:
                 self.finished.emit(None, "")
                 return
-            if "reach the engine" in msg or "stopped" in msg:
+            if msg in (core.messages.ENGINE_GONE, core.messages.REMOTE_GONE):
                 self.client = None   # connect afresh next time (the engine may restart)
                 self.catalog = None
-            show_error(parent_widget, msg)
+            show_error(parent_widget, msg, details)
             self.finished.emit(None, msg)
 
         w.succeeded.connect(ok)

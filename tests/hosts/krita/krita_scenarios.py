@@ -185,6 +185,7 @@ def _unavailable_ui(spec, res, doc, names_before, opts):
         for w in QApplication.topLevelWidgets():
             if isinstance(w, QMessageBox) and w.isVisible():
                 seen.append(w.text())
+                res.setdefault("details", []).append(w.detailedText())
                 w.accept()
                 return
         QTimer.singleShot(100, close_box)

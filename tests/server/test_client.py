@@ -184,16 +184,22 @@ def test_wire_frames_match_engine():
     assert hdr.pixel_bytes() == cw.pixel_bytes(2, 1, 3, "u16") == 12
 
 
-def test_two_hosts_starting_the_engine_at_once_share_one(tmp_path):
-    """Krita and GIMP both call local() at the same moment: the lock lets one engine live,
-    the other launcher exits 0 ("already running") and its client waits for the winner."""
-    import threading
+def _engine_launcher(tmp_path) -> Path:
+    """A config folder whose launcher.json starts a real engine (as install.py writes one)."""
     home = tmp_path / "home"
     cfg = home / "config"
     cfg.mkdir(parents=True)
     (cfg / "launcher.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "engine.cli", "serve", "--idle-timeout", "60"], "cwd": str(REPO),
         "env": {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(home / "models")}}))
+    return cfg
+
+
+def test_two_hosts_starting_the_engine_at_once_share_one(tmp_path):
+    """Krita and GIMP both call local() at the same moment: the lock lets one engine live,
+    the other launcher exits 0 ("already running") and its client waits for the winner."""
+    import threading
+    cfg = _engine_launcher(tmp_path)
     got: dict = {}
 
     def host(i):
@@ -226,12 +232,7 @@ def test_with_restart_starts_a_killed_local_engine_again_once(tmp_path):
     """What both plug-ins do around a job: the local engine was killed since the client was
     made; the job is sent again to a freshly started engine, silently. A remote engine (no
     config folder: not ours to start) is reported, not restarted."""
-    home = tmp_path / "home"
-    cfg = home / "config"
-    cfg.mkdir(parents=True)
-    (cfg / "launcher.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "engine.cli", "serve", "--idle-timeout", "60"], "cwd": str(REPO),
-        "env": {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(home / "models")}}))
+    cfg = _engine_launcher(tmp_path)
     c = elc.EngineClient.local(config_dir=str(cfg), timeout=60)
     pids = [c.pid]
     px = os.urandom(32 * 16 * 4)

@@ -10,7 +10,6 @@ tests/hosts/test_krita.py.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import types
@@ -70,18 +69,13 @@ def qt6(tmp_path_factory: pytest.TempPathFactory) -> Any:
     krita = _fake_krita(QtWidgets, QtCore)
     sys.modules["krita"] = krita
     # the vendored client, as install_krita.py puts it beside the plug-in
-    from tests.unit.test_plugin_core import ec
+    from tests.unit.test_plugin_core import _load_package, ec
     sys.modules[f"{NAME}.enhancelayer_client"] = ec
     # its submodules too: importing them afresh under this name would rebind ec.catalog & co.
     # for every other test
     for full in [k for k in sys.modules if k.startswith(ec.__name__ + ".")]:
         sys.modules[f"{NAME}.enhancelayer_client{full[len(ec.__name__):]}"] = sys.modules[full]
-    spec = importlib.util.spec_from_file_location(NAME, KRITA_PKG / "__init__.py",
-                                                  submodule_search_locations=[str(KRITA_PKG)])
-    assert spec is not None and spec.loader is not None
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules[NAME] = pkg
-    spec.loader.exec_module(pkg)
+    _load_package(NAME, KRITA_PKG)
     # Krita.instance() is the fake app from here on (the UI reads settings through it)
     krita.Krita.instance = staticmethod(lambda: krita._app)
     mods = types.SimpleNamespace(qt=importlib.import_module(f"{NAME}.qt"),

@@ -204,14 +204,10 @@ def _unavailable_ui(spec, res, doc, names_before, opts):
     res["layers_after"] = [n.name() for n in doc.rootNode().childNodes()]
 
 
-def _cancel_ui(spec, res, doc, names_before, opts):
-    """Cancel while the engine works: no layer, no message box, the document unchanged."""
-    from enhancelayer import core, ui
-    from krita import Krita
+def _close_message_boxes():
+    """Accept every message box the plug-in shows from now on; returns the list of their texts."""
     from PyQt5.QtCore import QTimer
     from PyQt5.QtWidgets import QApplication, QMessageBox
-    app = Krita.instance()
-    app.writeSetting(core.SETTINGS_GROUP, "engine_url", "")   # the local engine of this test
     boxes = []
 
     def close_box():
@@ -222,6 +218,16 @@ def _cancel_ui(spec, res, doc, names_before, opts):
         QTimer.singleShot(100, close_box)
 
     QTimer.singleShot(100, close_box)
+    return boxes
+
+
+def _cancel_ui(spec, res, doc, names_before, opts):
+    """Cancel while the engine works: no layer, no message box, the document unchanged."""
+    from enhancelayer import core, ui
+    from krita import Krita
+    app = Krita.instance()
+    app.writeSetting(core.SETTINGS_GROUP, "engine_url", "")   # the local engine of this test
+    boxes = _close_message_boxes()
     ctl = ui.Controller()
     done, progress = [], []
     ctl.finished.connect(lambda info, err: done.append((info, err)))
@@ -246,20 +252,9 @@ def _restart_ui(spec, res, doc, names_before, opts):
 
     from enhancelayer import core, ui
     from krita import Krita
-    from PyQt5.QtCore import QTimer
-    from PyQt5.QtWidgets import QApplication, QMessageBox
     app = Krita.instance()
     app.writeSetting(core.SETTINGS_GROUP, "engine_url", "")
-    boxes = []
-
-    def close_box():
-        for w in QApplication.topLevelWidgets():
-            if isinstance(w, QMessageBox) and w.isVisible():
-                boxes.append(w.text())
-                w.accept()
-        QTimer.singleShot(100, close_box)
-
-    QTimer.singleShot(100, close_box)
+    boxes = _close_message_boxes()
     disc = os.path.join(spec["config_dir"], "engine.json")
     ctl = ui.Controller()
     done = []

@@ -31,12 +31,15 @@ def check_model(model: str) -> None:
         raise ModelNotInstalled(registry.missing_hint(catalog.get(model)))
 
 
-def estimate_seconds(model: str, w: int, h: int) -> Optional[float]:
-    from engine import tasks
+def estimate_seconds(model: str, w: int, h: int, device: str = "auto") -> Optional[float]:
+    """The job's expected time on THIS machine (the speed book's measured or calibrated ms per
+    MP, see engine/speed.py), for the ETA before its first tile; None for user models."""
+    from engine import speed, tasks
     task = tasks.get(model)
     if model.startswith(tasks.USER_PREFIX):
         return None
-    return round(task.info.estimate_seconds(w, h), 1)
+    ms, _basis = speed.book().estimate(task.info.id, task.info.ms_per_mp_cpu, device)
+    return round(ms * w * h / 1e6 / 1000.0, 1)
 
 
 def run_job(job: Job, progress: Any) -> list:

@@ -93,3 +93,16 @@ def test_a_pipeline_run_feeds_the_book(tmp_path: Path, monkeypatch: pytest.Monke
     assert (tmp_path / "cache" / speed.FILE).exists()
     row = next(r for r in tasks.published()["models"] if r["id"] == "restore-color")
     assert row["speed_basis"] == "measured" and row["ms_per_mp"] == round(ms, 1)
+
+
+def test_progress_says_loading_the_model_before_the_first_tile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big network takes seconds to load: the first progress message says so instead of a
+    frozen-looking 0 %; the tiles follow (denoise: our own weights, always installed)."""
+    monkeypatch.setenv("ENHANCELAYER_HOME", str(tmp_path))
+    from engine.pipeline import EnhanceOptions, enhance
+
+    seen: list[tuple[int, int, str]] = []
+    img = (np.random.default_rng(1).random((96, 96, 3)) * 255).astype(np.uint8)
+    enhance(img, EnhanceOptions(model="denoise"), progress=lambda d, t, m: seen.append((d, t, m)))
+    assert seen[0] == (0, 0, "loading the model"), seen[:3]
+    assert seen[-1][0] == seen[-1][1] > 0, seen[-3:]

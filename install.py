@@ -164,7 +164,59 @@ def step_plugins(uninstall: bool = False) -> list[str]:
             where = where.get("package") or where.get("pykrita")
         say(f"- {name} plug-in installed: {where}")
         done.append(name)
+    gimp = ROOT / "plugin/gimp/install_gimp.py"
+    if gimp.exists():
+        mod = _load_installer(gimp)
+        if uninstall:
+            mod.uninstall(mod.flatpak_profile_dir())
+            remove_engine_service()
+        elif mod.flatpak_installed():
+            where = mod.install(mod.flatpak_profile_dir(), client_src=client, engine_config=str(config_dir()))
+            say(f"- GIMP 3 (Flatpak) plug-in installed: {where}")
+            say(f"- {step_engine_service()}")
+            done.append("GIMP 3 (Flatpak)")
     return done
+
+
+SERVICE = "enhancelayer.service"
+
+
+def engine_service_files(python: Path, root: Path, home: Path) -> dict[Path, str]:
+    """The per-user service that keeps the engine running for hosts that cannot start it (GIMP
+    from Flatpak: its sandbox cannot run the venv). A systemd user unit; where systemd is not
+    the session manager, the XDG autostart entry starts it at login instead."""
+    argv = f"{python} -m engine.cli serve"
+    unit = (f"[Unit]\nDescription=EnhanceLayer engine (local AI enhancement for Krita and GIMP)\n\n"
+            f"[Service]\nExecStart={argv}\nWorkingDirectory={root}\nRestart=on-failure\n\n"
+            f"[Install]\nWantedBy=default.target\n")
+    autostart = (f"[Desktop Entry]\nType=Application\nName=EnhanceLayer engine\nExec={argv}\n"
+                 f"Path={root}\nNoDisplay=true\nX-GNOME-Autostart-enabled=true\n"
+                 f"X-systemd-skip=true\n")      # the systemd unit covers systemd sessions
+    cfg = home / ".config"
+    return {cfg / "systemd" / "user" / SERVICE: unit, cfg / "autostart" / "enhancelayer-engine.desktop": autostart}
+
+
+def step_engine_service(home: Path | None = None, systemctl: str | None = None) -> str:
+    """Write the service files and start the service when systemd runs the user session;
+    returns the line to print."""
+    for path, text in engine_service_files(py(), ROOT, home or Path.home()).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    tool = systemctl if systemctl is not None else shutil.which("systemctl")
+    if tool:
+        r = subprocess.run([tool, "--user", "enable", "--now", SERVICE], capture_output=True, text=True)
+        if r.returncode == 0:
+            return f"engine service for GIMP (Flatpak): started and enabled ({SERVICE})"
+    return ("engine service for GIMP (Flatpak): starts at your next login; now: "
+            f"`{VENV}/bin/enhancelayer serve &`")
+
+
+def remove_engine_service(home: Path | None = None) -> None:
+    if shutil.which("systemctl") and home is None:
+        subprocess.run(["systemctl", "--user", "disable", "--now", SERVICE], capture_output=True)
+    for path in engine_service_files(py(), ROOT, home or Path.home()):
+        if path.exists():
+            path.unlink()
 
 
 def config_dir() -> Path:

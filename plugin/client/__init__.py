@@ -24,6 +24,7 @@ from .errors import (
                      EngineError,
                      EngineNotInstalled,
                      EngineNotRunning,
+                     EngineNotStartable,
                      EngineStartFailed,
                      EngineStopped,
                      EngineUnreachable,
@@ -42,7 +43,7 @@ from .paths import config_dir
 __version__ = "1"
 __all__ = [
     "API", "NOT_INSTALLED", "OOM_MESSAGE", "EngineClient", "Result", "config_dir", "with_restart",
-    "EngineError", "EngineNotInstalled", "EngineNotRunning", "EngineStartFailed", "EngineStopped",
+    "EngineError", "EngineNotInstalled", "EngineNotRunning", "EngineNotStartable", "EngineStartFailed", "EngineStopped",
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
     "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",
     "catalog", "geometry", "messages", "options", "output", "pixels", "timing",

@@ -31,6 +31,9 @@ from .wire import CHANNELS, DTYPE_SIZE, ORDERS, frame_prefix, pixel_bytes
 
 API = "/v1"
 NOT_INSTALLED = "EnhanceLayer engine not installed: run `python3 install.py` in the EnhanceLayer folder"
+SANDBOX_NOT_RUNNING = ("the EnhanceLayer engine is not running, and GIMP from Flatpak cannot start it — start it "
+                       "with `systemctl --user start enhancelayer` (or log in again: install.py set it to "
+                       "start with your session)")
 OOM_MESSAGE = "out of memory even at the smallest tile — close other apps or choose a smaller selection"
 
 Progress = Callable[[float, str], Optional[bool]]
@@ -154,6 +157,10 @@ class EngineClient:
         if not start:
             raise E.EngineNotRunning("the EnhanceLayer engine is not running — start it with "
                                      "`enhancelayer serve` or let the plug-in start it")
+        if launcher is None and paths.location().get("can_start") is False:
+            # a sandboxed host (Flatpak GIMP) cannot run the engine's venv: the engine is a
+            # per-user service (install.py set it up) and this host only connects
+            raise E.EngineNotStartable(SANDBOX_NOT_RUNNING)
         argv, cwd, env_add = cls._launcher(cfg, launcher)
         log = f"{os.path.join(cfg, 'engine-start.log')} and {os.path.join(cfg, paths.LOG)}"
         proc = cls._spawn(argv, cwd, env_add, cfg)

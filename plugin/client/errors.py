@@ -29,6 +29,10 @@ class EngineNotRunning(EngineError):
     """``local(start=False)`` found no running engine."""
 
 
+class EngineNotStartable(EngineNotRunning):
+    """Not running, and this host may not start it (a Flatpak sandbox): a per-user service must."""
+
+
 class EngineStartFailed(EngineError):
     """The launcher ran but the engine did not become healthy in time."""
 

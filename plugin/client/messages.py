@@ -27,6 +27,8 @@ ENGINE_MISSING = ("The EnhanceLayer engine is not installed for this user. Run `
                   "in the EnhanceLayer folder, then try again.")
 ENGINE_WONT_START = ("The EnhanceLayer engine did not start. Try again; if it keeps failing, run "
                      "`python3 install.py` in the EnhanceLayer folder again.")
+SERVICE_DOWN = ("The EnhanceLayer engine is not running, and GIMP from Flatpak cannot start it. Run "
+                "`systemctl --user start enhancelayer` (or log out and in again), then try again.")
 ENGINE_GONE = "The EnhanceLayer engine stopped and could not be restarted. Try again in a moment."
 REMOTE_GONE = "The remote EnhanceLayer engine does not answer. Check that it is running and that the URL is right."
 TOKEN = "The EnhanceLayer engine refused the access token. Copy the token again from the engine's machine."
@@ -48,7 +50,8 @@ def explain(e: BaseException, remote: bool = False) -> Message:
     if isinstance(e, E.UserError):
         return Message(detail)
     table: tuple[tuple[type, str], ...] = (
-        (E.EngineNotInstalled, ENGINE_MISSING), (E.EngineStartFailed, ENGINE_WONT_START),
+        (E.EngineNotInstalled, ENGINE_MISSING), (E.EngineNotStartable, SERVICE_DOWN),
+        (E.EngineStartFailed, ENGINE_WONT_START),
         (E.EngineNotRunning, ENGINE_WONT_START), (E.TokenRejected, TOKEN), (E.Forbidden, FORBIDDEN),
         (E.TooLarge, TOO_LARGE), (E.OutOfMemory, OUT_OF_MEMORY), (E.ModelNotInstalled, NOT_IMPORTED),
         (E.UnknownModel, UNKNOWN_MODEL), (E.Busy, BUSY), (E.JobFailed, FAILED), (E.BadRequest, BUG),

@@ -13,6 +13,15 @@ engine (a warning on stderr) the procedure has a plain model-id argument and no 
 Profile folder: ``$GIMP3_DIRECTORY`` if set (GIMP's own override), else
 Linux/BSD ``$XDG_CONFIG_HOME/GIMP/3.0`` (``~/.config/GIMP/3.0``),
 macOS ``~/Library/Application Support/GIMP/3.0``, Windows ``%APPDATA%\\GIMP\\3.0``.
+
+GIMP from Flatpak (how most Debian 12 users get GIMP 3) keeps its profile in
+``~/.var/app/org.gimp.GIMP/config/GIMP/3.0`` (:func:`flatpak_profile_dir`) and runs plug-ins
+inside its sandbox: they see the home folder and the network (the Flathub manifest grants
+``--filesystem=host`` and ``--share=network``) but cannot run the engine's venv, which needs the
+host's libraries. So a sandboxed install (``sandboxed=True``) also writes
+``enhancelayer_client/engine_location.json``: the user's real engine folder (the sandbox's
+``$XDG_CONFIG_HOME`` is its own) and ``can_start: false``; install.py then registers the engine
+as a per-user service the plug-in only connects to over loopback.
 """
 from __future__ import annotations
 
@@ -46,6 +55,36 @@ def profile_dir() -> Path:
     return Path(base) / "GIMP" / "3.0"
 
 
+FLATPAK_APP = "org.gimp.GIMP"
+
+
+def flatpak_profile_dir(home: Optional[Path] = None) -> Path:
+    """GIMP 3's profile when GIMP runs from Flatpak (``~/.var/app/org.gimp.GIMP/...``)."""
+    return (home or Path.home()) / ".var" / "app" / FLATPAK_APP / "config" / "GIMP" / "3.0"
+
+
+def flatpak_installed(home: Optional[Path] = None) -> bool:
+    """A Flatpak GIMP for this user: its data folder exists, or ``flatpak info`` knows it."""
+    if ((home or Path.home()) / ".var" / "app" / FLATPAK_APP).is_dir():
+        return True
+    if home is None and shutil.which("flatpak"):
+        import subprocess
+        try:
+            return subprocess.run(["flatpak", "info", FLATPAK_APP], capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return False
+
+
+def write_location(client: Path, config_dir: str) -> Path:
+    """``engine_location.json`` for a sandboxed install (see the module docstring)."""
+    import json
+    path = client / "engine_location.json"
+    path.write_text(json.dumps({"config_dir": str(config_dir), "can_start": False}, indent=1) + "\n",
+                    encoding="utf-8")
+    return path
+
+
 def plugin_dir(profile: str | os.PathLike | None = None) -> Path:
     return Path(profile).expanduser() if profile else profile_dir()
 
@@ -70,9 +109,11 @@ def write_catalog(client: Path, catalog: Optional[dict] = None,
 
 def install(profile_dir: str | os.PathLike | None = None,
             client_src: str | os.PathLike | None = None, catalog: Optional[dict] = None,
-            engine: Optional[Sequence[str]] = None) -> Path:
+            engine: Optional[Sequence[str]] = None, engine_config: Optional[str] = None) -> Path:
     """Copy the plug-in (+ the vendored client and the engine's catalog, see
-    :func:`write_catalog`) into ``<profile>/plug-ins/enhancelayer/``.
+    :func:`write_catalog`) into ``<profile>/plug-ins/enhancelayer/``. ``engine_config``: the
+    install is for a sandboxed GIMP (Flatpak) and this is the user's engine folder (written
+    as ``engine_location.json``, see the module docstring).
 
     Replaces an earlier install atomically (built in a temporary folder beside it, then
     renamed). Returns the folder written; ``written(folder)`` lists its files."""
@@ -95,6 +136,8 @@ def install(profile_dir: str | os.PathLike | None = None,
         shutil.copytree(client, tmp / CLIENT_PKG,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
         write_catalog(tmp / CLIENT_PKG, catalog, engine)
+        if engine_config:
+            write_location(tmp / CLIENT_PKG, engine_config)
         tmp.chmod(0o755)
         old = None
         if dest.exists():

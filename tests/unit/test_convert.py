@@ -437,3 +437,44 @@ def test_auto_device_picks_the_cpu_runtime_measured_fastest() -> None:
         resolve_device("cuda")
     with pytest.raises(EnhanceError, match="unknown device"):
         resolve_device("gpu9")
+
+
+# MemoryData: constant blobs (pnnx exports carry mean/std and learned offsets this way), as a
+# per-channel vector, a C x 1 x 1 tensor and a one-value vector, combined with BinaryOps the way ncnn
+# broadcasts them; checked against the real ncnn runtime.
+MEMORYDATA_PARAM = """7767517
+9 10
+Input            in    0 1 data
+MemoryData       mean  0 1 mean 0=3
+MemoryData       gain  0 1 gain 0=1 1=1 2=3
+MemoryData       bias  0 1 bias 0=1
+BinaryOp         sub   2 1 data mean centred 0=1
+BinaryOp         mul   2 1 centred gain scaled 0=2
+Convolution      conv  1 1 scaled conv 0=3 1=3 4=1 5=1 6=81
+BinaryOp         add   2 1 conv bias added 0=0
+Sigmoid          out   1 1 added out
+"""
+
+
+def test_memorydata_matches_ncnn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    b = _Bin(rng)
+    b.raw(3, 0.2, 0.5)         # mean (w=3)
+    b.raw(3, 0.3, 1.0)         # gain (c=3, h=1, w=1)
+    b.raw(1, 0.5)              # bias (a scalar: 0 0 0)
+    b.tagged(81)               # conv 3->3 k3
+    b.raw(3)
+    binary = b.bytes()
+    model = ncnn_fmt.read_model(MEMORYDATA_PARAM, binary)
+    assert model.layers[1].weights["data"].shape == (3,) and model.layers[2].weights["data"].shape == (3, 1, 1)
+    onnx_model = to_onnx(model, "data", "out")
+    for h, w in ((17, 23), (32, 20)):
+        x = rng.random((3, h, w), dtype=np.float32)
+        ref = _ncnn_run(MEMORYDATA_PARAM, binary, x, "data", "out", tmp_path)
+        got = _ort_run(onnx_model, x)
+        assert got.shape == ref.shape == (3, h, w)
+        np.testing.assert_allclose(got, ref, atol=2e-5)
+    with pytest.raises(ncnn_fmt.NcnnFormatError, match="shorter"):
+        ncnn_fmt.read_model(MEMORYDATA_PARAM, binary[:8])
+    with pytest.raises(ncnn_fmt.NcnnFormatError, match="without a shape"):
+        ncnn_fmt.read_model(MEMORYDATA_PARAM.replace("bias 0=1", "bias"), binary)

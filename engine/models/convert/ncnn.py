@@ -205,6 +205,29 @@ def _bias_weights(layer: Layer, r: _BinReader) -> None:
     layer.weights["bias"] = r.raw(layer.get_int(0, 0))
 
 
+def memorydata_shape(layer: Layer) -> list[int]:
+    """A MemoryData blob's ncnn shape (no batch axis): [w], [h, w], [c, h, w] or [c, d, h, w]
+    (params 0=w 1=h 2=c 11=d); [] when all are 0: ncnn then loads no data at all (checked with
+    ncnn 1.0.20261020: the blob holds whatever memory it got), a broken file we refuse."""
+    w, h, c, d = (layer.get_int(k, 0) for k in (0, 1, 2, 11))
+    if d:
+        return [c, d, h, w]
+    if c:
+        return [c, h, w]
+    if h:
+        return [h, w]
+    return [w] if w else []
+
+
+def _memorydata_weights(layer: Layer, r: _BinReader) -> None:
+    if layer.get_int(21, 1) != 1:     # load_type: 1 = fp32, the only one ncnn writes for MemoryData
+        raise NcnnFormatError(f"layer {layer.name}: MemoryData load_type {layer.get_int(21, 1)} is not supported")
+    shape = memorydata_shape(layer)
+    if not shape:
+        raise NcnnFormatError(f"layer {layer.name}: MemoryData without a shape (ncnn would read no data)")
+    layer.weights["data"] = r.raw(int(np.prod(shape))).reshape(shape)   # ModelBin type 1: raw fp32
+
+
 _WEIGHT_READERS: dict[str, Callable[[Layer, _BinReader], None]] = {
     "Convolution": _conv_weights,
     "ConvolutionDepthWise": _conv_weights,
@@ -215,6 +238,7 @@ _WEIGHT_READERS: dict[str, Callable[[Layer, _BinReader], None]] = {
     "Scale": _scale_weights,
     "BatchNorm": _batchnorm_weights,
     "Bias": _bias_weights,
+    "MemoryData": _memorydata_weights,
 }
 
 

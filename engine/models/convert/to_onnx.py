@@ -384,6 +384,19 @@ def _flatten(g: _Graph, layer: Layer, ins: list[str]) -> str:
     return g.node("Flatten", ins[:1], layer.name, 2, axis=1)
 
 
+def _memorydata(g: _Graph, layer: Layer, ins: list[str]) -> str:
+    """A constant blob (pnnx exports put mean/std, scales and learned offsets here): an
+    initializer with the batch axis every blob gets, ranked so BinaryOp broadcasts it as ncnn."""
+    data = layer.weights.get("data")
+    if data is None:
+        raise UnsupportedLayer(f"layer {layer.name} (MemoryData) has no data: was the .bin loaded?")
+    if data.ndim == 4:
+        raise UnsupportedLayer(f"layer {layer.name}: 4-D MemoryData is not supported")
+    name = g.const(layer.name, data[None].astype(np.float32))
+    g.rank[name] = data.ndim + 1
+    return name
+
+
 _OPS: dict[str, Callable[[_Graph, Layer, list[str]], str]] = {
     "Convolution": lambda g, layer, i: _conv(g, layer, i, False),
     "ConvolutionDepthWise": lambda g, layer, i: _conv(g, layer, i, True),
@@ -411,6 +424,7 @@ _OPS: dict[str, Callable[[_Graph, Layer, list[str]], str]] = {
     "Scale": _scale,
     "BatchNorm": _batchnorm,
     "Flatten": _flatten,
+    "MemoryData": _memorydata,
 }
 _ALIASES = {"Split", "Noop", "Dropout"}   # blobs pass through unchanged
 

@@ -156,11 +156,18 @@ def verified_ncnn_paths(model_id: str) -> tuple[Path, Path]:
     return p, b
 
 
+USER_SUFFIXES = (".onnx", ".pth", ".safetensors", ".param")
+
+
 def user_models() -> list[Path]:
+    """The user's model files: ONNX, PyTorch (.pth / .safetensors, the torch extra) and ncnn
+    pairs (``name.param`` + ``name.bin``, as Upscayl and chaiNNer users collect them; listed by
+    their .param)."""
     d = paths.user_models_dir()
     if not d.is_dir():
         return []
-    return sorted(p for p in d.iterdir() if p.suffix.lower() in (".onnx", ".pth", ".safetensors") and p.is_file())
+    return sorted(p for p in d.iterdir() if p.suffix.lower() in USER_SUFFIXES and p.is_file()
+                  and (p.suffix.lower() != ".param" or p.with_suffix(".bin").is_file()))
 
 
 def user_model_path(model_id: str) -> Path:

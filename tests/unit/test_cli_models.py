@@ -174,3 +174,54 @@ def test_doctor_flags_a_debian_krita_without_pyqt5(tmp_path: Path) -> None:
     assert bad.ok is False and "python3-pyqt5" in bad.detail
     (tmp_path / "dist-packages" / "PyQt5").mkdir()
     assert {r.name: r for r in host_checks(tmp_path / "dist-packages")}["krita"].ok is True
+
+
+def test_user_ncnn_pair_is_listed_converted_once_and_runs(tmp_path: Path, photo_png: Path,
+                                                          models_installed: Path) -> None:
+    """An ncnn .param/.bin pair as Upscayl users collect them (here: the realesr-animevideov3-x2
+    files from the Real-ESRGAN wheel, renamed): listed as user:<stem>, converted by our
+    converter into the cache once, scale measured, and its output is the catalog model's (same
+    network) away from the borders, where the user-model padding differs."""
+    import zipfile
+
+    from PIL import Image
+
+    from engine.models import catalog, importer
+
+    spec = catalog.get("anime-video-x2")
+    assert spec.wheel_files is not None
+    home = tmp_path / "home"
+    user = home / "user-models"
+    user.mkdir(parents=True)
+    with zipfile.ZipFile(importer.fetch_wheel(catalog.REALESRGAN_WHEEL)) as z:
+        (user / "upscayl-anime.param").write_bytes(z.read(spec.wheel_files[0]))
+        (user / "upscayl-anime.bin").write_bytes(z.read(spec.wheel_files[1]))
+    (user / "lonely.param").write_text("7767517\n1 1\nInput in 0 1 data\n")     # no .bin: not a model
+    env = {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(models_installed)}
+    rows = {r["id"]: r for r in json.loads(cli("models", "--json", env=env).stdout)}
+    assert rows["user:upscayl-anime"]["installed"] is True and "user:lonely" not in rows
+    outs = {}
+    for model in ("user:upscayl-anime", "anime-video-x2"):
+        out = tmp_path / f"{model.replace(':', '_')}.png"
+        p = cli("run", str(photo_png), "-m", model, "-o", str(out), "--strength", "100", env=env)
+        assert p.returncode == 0, p.stderr
+        outs[model] = np.asarray(Image.open(out).convert("RGB"), np.float64)
+    mine, theirs = outs["user:upscayl-anime"], outs["anime-video-x2"]
+    assert mine.shape == theirs.shape == (128, 144, 3)                      # 2x, measured from the file
+    inner = (slice(40, -40), slice(40, -40))
+    assert np.abs(mine[inner] - theirs[inner]).max() <= 2, np.abs(mine[inner] - theirs[inner]).max()
+    cached = list((home / "cache" / "user-ncnn").glob("upscayl-anime-*.onnx"))
+    assert len(cached) == 1                                                 # converted once, by content
+
+
+def test_user_ncnn_pair_with_an_unknown_layer_is_one_line(tmp_path: Path, photo_png: Path,
+                                                          models_installed: Path) -> None:
+    home = tmp_path / "home"
+    (home / "user-models").mkdir(parents=True)
+    (home / "user-models" / "odd.param").write_text("7767517\n2 2\nInput in 0 1 data\nReshape rs 1 1 data out 0=-1\n")
+    (home / "user-models" / "odd.bin").write_bytes(b"")
+    env = {"ENHANCELAYER_HOME": str(home), "ENHANCELAYER_MODELS": str(models_installed)}
+    out = tmp_path / "out.png"
+    line = one_clear_line(cli("run", str(photo_png), "-m", "user:odd", "-o", str(out), env=env))
+    assert "odd.param" in line and "'Reshape'" in line and "supported:" in line, line
+    assert not out.exists()

@@ -18,6 +18,7 @@ Contract 1 in docs/internals.md::
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from engine import paths
 from engine.errors import EnhanceError
 from engine.models import catalog, registry
 from engine.models.catalog import ModelSpec
@@ -67,7 +69,9 @@ def _load_user(model_id: str, device: str) -> LoadedModel:
 
     path = registry.user_model_path(model_id)
     spec = user_spec(path)
-    if path.suffix.lower() != ".onnx":
+    if path.suffix.lower() == ".param":
+        path = _user_ncnn_as_onnx(path)
+    elif path.suffix.lower() != ".onnx":
         from engine.models.backends import torch_backend  # raises a clear error without the torch extra
 
         return torch_backend.load_user_model(path, spec, device)
@@ -88,6 +92,32 @@ def _load_user(model_id: str, device: str) -> LoadedModel:
     s = out.shape[2] // 32
     m.spec = replace(spec, scale=s, native_scale=s)
     return m
+
+
+def _user_ncnn_as_onnx(param: Path) -> Path:
+    """A user's ncnn pair converted to ONNX by our converter (the one that reproduces the
+    upstream wheels' models), cached by content in the cache folder so it converts once.
+    The model is taken to want RGB in 0..1 like the Real-ESRGAN / waifu2x exports it comes
+    from; an unsupported layer is named with the list of supported ones."""
+    import hashlib
+
+    from engine.models.convert.ncnn import NcnnFormatError, read_model
+    from engine.models.convert.to_onnx import UnsupportedLayer, to_onnx
+
+    pb, bb = param.read_bytes(), param.with_suffix(".bin").read_bytes()
+    digest = hashlib.sha256(pb + b"\0" + bb).hexdigest()[:32]
+    out = paths.cache_dir() / "user-ncnn" / f"{param.stem}-{digest}.onnx"
+    if out.is_file():
+        return out
+    try:
+        model = to_onnx(read_model(pb, bb), doc=f"converted from the user's {param.name}")
+    except (NcnnFormatError, UnsupportedLayer) as e:
+        raise EnhanceError(f"user model {param.name} cannot be converted: {e}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(model.SerializeToString())
+    os.replace(tmp, out)
+    return out
 
 
 def _cached(key: tuple, make) -> LoadedModel:

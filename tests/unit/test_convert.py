@@ -478,3 +478,27 @@ def test_memorydata_matches_ncnn(tmp_path: Path) -> None:
         ncnn_fmt.read_model(MEMORYDATA_PARAM, binary[:8])
     with pytest.raises(ncnn_fmt.NcnnFormatError, match="without a shape"):
         ncnn_fmt.read_model(MEMORYDATA_PARAM.replace("bias 0=1", "bias"), binary)
+
+
+PADDING_PARAM = """7767517
+6 8
+Input            in    0 1 data
+Split            sp    1 3 data a b c
+Padding          pc    1 1 a pa 0=1 1=2 2=3 3=0 4=0 5=2.500000e-01
+Padding          pe    1 1 b pb 0=2 1=1 2=0 3=3 4=1
+Padding          pr    1 1 c pr 0=1 1=2 2=3 3=0 4=2
+BinaryOp         add   2 1 pa pr out 0=0
+"""
+
+
+def test_padding_matches_ncnn(tmp_path: Path) -> None:
+    """Padding (constant with a value, replicate, reflect; uneven sides) against ncnn."""
+    rng = np.random.default_rng(3)
+    model = ncnn_fmt.read_model(PADDING_PARAM, b"")
+    for out_blob in ("out", "pb"):
+        onnx_model = to_onnx(model, "data", out_blob)
+        x = rng.random((3, 9, 11), dtype=np.float32)
+        ref = _ncnn_run(PADDING_PARAM, b"", x, "data", out_blob, tmp_path)
+        got = _ort_run(onnx_model, x)
+        assert got.shape == ref.shape == (3, 12, 14), (out_blob, got.shape, ref.shape)
+        np.testing.assert_allclose(got, ref, atol=1e-6)

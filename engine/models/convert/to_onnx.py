@@ -266,6 +266,25 @@ def _crop(g: _Graph, layer: Layer, ins: list[str]) -> str:
     return g.node("Slice", [ins[0], st, ends, axes], layer.name, 4)
 
 
+def _padding(g: _Graph, layer: Layer, ins: list[str]) -> str:
+    """ncnn Padding (0=top 1=bottom 2=left 3=right 4=type: 0 constant, 1 replicate, 2 reflect;
+    5=value) on an image blob as ONNX Pad; channel padding (7/8) and per-channel values (6)
+    are refused."""
+    if layer.get_int(6, 0) or layer.get_int(7, 0) or layer.get_int(8, 0) or len(ins) != 1:
+        raise UnsupportedLayer(f"layer {layer.name} (Padding): channel or per-channel padding is not supported")
+    if g.rank[ins[0]] != 4:
+        raise UnsupportedLayer(f"layer {layer.name} (Padding): only image (CHW) blobs are supported")
+    top, bottom, left, right = (layer.get_int(k, 0) for k in (0, 1, 2, 3))
+    mode = {0: "constant", 1: "edge", 2: "reflect"}.get(layer.get_int(4, 0))
+    if mode is None:
+        raise UnsupportedLayer(f"layer {layer.name} (Padding): type {layer.get_int(4, 0)} is not supported")
+    pads = g.const(layer.name + "_pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
+    inputs = [ins[0], pads]
+    if mode == "constant":
+        inputs.append(g.const(layer.name + "_value", np.array(layer.get_float(5, 0.0), np.float32)))
+    return g.node("Pad", inputs, layer.name, 4, mode=mode)
+
+
 def _pooling(g: _Graph, layer: Layer, ins: list[str]) -> str:
     ptype = layer.get_int(0, 0)
     if ptype not in (0, 1):
@@ -425,6 +444,7 @@ _OPS: dict[str, Callable[[_Graph, Layer, list[str]], str]] = {
     "BatchNorm": _batchnorm,
     "Flatten": _flatten,
     "MemoryData": _memorydata,
+    "Padding": _padding,
 }
 _ALIASES = {"Split", "Noop", "Dropout"}   # blobs pass through unchanged
 

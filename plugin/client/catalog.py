@@ -155,6 +155,11 @@ def purposes(catalog: Catalog) -> list[dict[str, Any]]:
     return out
 
 
+def purpose_title(purpose: dict[str, Any]) -> str:
+    """A purpose as the first list shows it ("Your own models (advanced)")."""
+    return str(purpose["title"]) + (" (advanced)" if purpose.get("advanced") else "")
+
+
 def purpose_of(catalog: Catalog, model_id: str) -> str:
     """The id of the purpose that offers ``model_id`` ("" when none does)."""
     for p in purposes(catalog):

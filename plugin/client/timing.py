@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .output import NO_SELECTION_NOTE
+
 Row = dict[str, Any]
 
 SLOW_S = 60.0           # beyond this the estimate suggests something faster
@@ -66,6 +68,16 @@ def estimate_text(catalog: dict, row: Optional[Row], width: int, height: int, si
             joined = ", or ".join(tips)
             text += " " + joined[0].upper() + joined[1:] + "."
     return text
+
+
+def region_estimate(catalog: dict, row: Optional[Row], region: Optional[tuple[int, int]], whole_layer: bool,
+                    siblings: tuple = ()) -> str:
+    """The line both dialogs show for the region the host would send (``(w, h)``, margin
+    included): :func:`estimate_text`, after the no-selection note when nothing is selected."""
+    if row is None or region is None:
+        return ""
+    text = estimate_text(catalog, row, region[0], region[1], siblings)
+    return f"{NO_SELECTION_NOTE} {text}" if whole_layer else text
 
 
 def _faster(row: Row, width: int, height: int, siblings: tuple, sec: float) -> str:

@@ -168,7 +168,7 @@ def test_host_files_keep_no_copy_of_the_core() -> None:
                     assert not (isinstance(t, ast.Name) and t.id in banned_names), f"{f.name} assigns {t.id}"
     form = (KRITA_PKG / "form.py").read_text(encoding="utf-8")
     for used in ("output.OUTPUT_MODES", "catalog.purposes(", "catalog.choice_label(", "catalog.model_help(",
-                 "options.shown_options(", "timing.estimate_text("):
+                 "options.shown_options(", "timing.region_estimate(", "catalog.purpose_title("):
         assert used in form, f"the Krita form does not take {used} from the core"
 
 
@@ -734,3 +734,15 @@ def test_failures_in_plain_words_with_the_details_apart() -> None:
         assert got.joined() == f"{got.text}\n\nDetails: {got.details}"
     plain = m.explain(ec.UserError("Select a layer first."))
     assert plain == m.Message("Select a layer first.") and plain.joined() == "Select a layer first."
+
+
+def test_region_estimate_and_purpose_title_shared_by_both_dialogs() -> None:
+    rows = {r["id"]: r for r in TASK_FIRST["models"]}
+    x2 = rows["photo-x2"]
+    alone = ec.timing.estimate_text(TASK_FIRST, x2, 800, 600)
+    assert ec.timing.region_estimate(TASK_FIRST, x2, (800, 600), False) == alone
+    assert ec.timing.region_estimate(TASK_FIRST, x2, (800, 600), True) == f"{output.NO_SELECTION_NOTE} {alone}"
+    assert ec.timing.region_estimate(TASK_FIRST, None, (800, 600), True) == ""
+    assert ec.timing.region_estimate(TASK_FIRST, x2, None, True) == ""
+    ps = catalog.purposes(TASK_FIRST)
+    assert [catalog.purpose_title(p) for p in ps][-2:] == ["Your own models (advanced)", "Brand New"]

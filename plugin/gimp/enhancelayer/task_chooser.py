@@ -76,8 +76,7 @@ class TaskChooser:
         for w in (grid, self.help, self.scale_note, self.estimate):
             self.box.pack_start(w, False, False, 0)
         for p in self.purposes:
-            title = p["title"] + (" (advanced)" if p["advanced"] else "")
-            self.purpose_store.append([title, p["id"], True])
+            self.purpose_store.append([ec.catalog.purpose_title(p), p["id"], True])
         current = str(config.get_property("model") or "")
         want = ec.catalog.purpose_of(catalog, current)
         ids = [p["id"] for p in self.purposes]
@@ -131,13 +130,9 @@ class TaskChooser:
         note = ec.catalog.scale_note(row, int(self.config.get_property("scale") or 1))
         self.scale_note.set_text(note)
         self.scale_note.set_visible(bool(note))
-        text = ""
         got = self.region(row) if row is not None else None
-        if got is not None:
-            w, h, whole = got
-            text = ec.timing.estimate_text(self.catalog, row, w, h, tuple(self.current_purpose()["rows"]))
-            if whole:
-                text = f"{ec.output.NO_SELECTION_NOTE} {text}"
+        text = ec.timing.region_estimate(self.catalog, row, got[:2] if got else None, bool(got and got[2]),
+                                         tuple(self.current_purpose()["rows"]))
         self.estimate.set_text(text)
         self.estimate.set_visible(bool(text))
         self._report()

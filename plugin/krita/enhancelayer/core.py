@@ -208,30 +208,33 @@ def is_linear(profile: str) -> bool:
     return "g10" in p or "linear" in p
 
 
-def _selection_bbox(doc: Any) -> Optional[tuple]:
+def _selection_box(doc: Any) -> tuple[Any, Optional[tuple]]:
+    """(the selection, its bounds clamped to the document) — bounds only, no pixels read;
+    (None or the selection, None) when nothing of it lies on the document."""
     sel = doc.selection()
     if sel is None or sel.width() <= 0 or sel.height() <= 0:
-        return None
-    box = geometry.clamp_box((sel.x(), sel.y(), sel.width(), sel.height()), doc.width(), doc.height())
-    if box is None:
-        return None
-    if not any(bytes(sel.pixelData(*box))):
+        return sel, None
+    return sel, geometry.clamp_box((sel.x(), sel.y(), sel.width(), sel.height()), doc.width(), doc.height())
+
+
+def _selection_bbox(doc: Any) -> Optional[tuple]:
+    sel, box = _selection_box(doc)
+    if box is None or not any(bytes(sel.pixelData(*box))):
         return None
     return box
 
 
-def region_size(doc: Any, row: Optional[dict]) -> Optional[tuple[int, int]]:
-    """(w, h) the engine would get for the current selection (the whole document without one),
-    margin included, for the time estimate. Cheap enough for a timer: bounds only, no pixels."""
+def region_size(doc: Any, row: Optional[dict]) -> Optional[tuple[int, int, bool]]:
+    """(w, h, no selection) the engine would get for the current selection (the whole document
+    without one), margin included, for the time estimate. Cheap enough for a timer: bounds
+    only, no pixels."""
     if doc is None:
         return None
     dw, dh = doc.width(), doc.height()
-    sel = doc.selection()
-    box = None
-    if sel is not None and sel.width() > 0 and sel.height() > 0:
-        box = geometry.clamp_box((sel.x(), sel.y(), sel.width(), sel.height()), dw, dh)
+    sel, box = _selection_box(doc)
     region = geometry.context_region(box or (0, 0, dw, dh), catalog.model_margin(row or {}), dw, dh)
-    return region[2], region[3]
+    whole = sel is None or sel.width() <= 0 or sel.height() <= 0
+    return region[2], region[3], whole
 
 
 def read_source(doc: Any, node: Any, plan: Plan) -> Source:

@@ -63,8 +63,7 @@ class EnhanceLayerExtension(Extension):
                     return d.request()
             except RuntimeError:   # a deleted docker (window closed)
                 continue
-        cat = ctl.catalog or core.snapshot_catalog() or {"models": [], "options": []}
-        return core.load_request(cat)
+        return core.load_request(ctl.known_catalog())
 
     def open_dialog(self) -> None:
         ctl = self._controller()

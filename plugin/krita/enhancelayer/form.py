@@ -204,8 +204,7 @@ class EnhanceForm(QWidget):
         self.purpose.blockSignals(True)
         self.purpose.clear()
         for p in self._purposes:
-            title = p["title"] + (" (advanced)" if p["advanced"] else "")
-            self.purpose.addItem(title, p["id"])
+            self.purpose.addItem(catalog.purpose_title(p), p["id"])
             self.purpose.setItemData(self.purpose.count() - 1, p["description"], Qt.ItemDataRole.ToolTipRole)
         i = self.purpose.findData(want) if want else -1
         self.purpose.setCurrentIndex(i if i >= 0 else 0)
@@ -313,12 +312,8 @@ class EnhanceForm(QWidget):
         note = catalog.scale_note(row, self.scale.value())
         self.scale_note.setText(note)
         self.scale_note.setVisible(bool(note))
-        text = ""
-        if row is not None and self.region is not None:
-            text = timing.estimate_text(self.catalog, row, self.region[0], self.region[1],
-                                        tuple(self.current_purpose()["rows"]))
-            if self.whole_layer:
-                text = f"{output.NO_SELECTION_NOTE} {text}"
+        text = timing.region_estimate(self.catalog, row, self.region, self.whole_layer,
+                                      tuple(self.current_purpose()["rows"]))
         self.estimate.setText(text)
         self.estimate.setVisible(bool(text))
         self.changed.emit()

@@ -100,6 +100,11 @@ class Controller(QObject):
             self.client = core.connect(*self._settings)
         return self.client
 
+    def known_catalog(self) -> dict:
+        """What a form shows before the engine answers: the last live catalog, else the
+        installer's snapshot, else an empty one."""
+        return self.catalog or core.snapshot_catalog() or {"models": [], "options": []}
+
     def _reconnect(self) -> Any:
         """The engine stopped since the last run: start it again, silently (any thread: it
         touches no Krita object; the settings were read on the GUI thread)."""
@@ -219,13 +224,8 @@ REGION_POLL_MS = 1000       # how often the docker re-reads the selection's size
 
 def update_region(form: EnhanceForm) -> None:
     """Tell ``form`` the size the engine would get from the active document's selection."""
-    doc = Krita.instance().activeDocument()
-    if doc is None:
-        form.set_region(None)
-        return
-    sel = doc.selection()
-    form.set_region(core.region_size(doc, form.current_row()),
-                    whole_layer=sel is None or sel.width() <= 0 or sel.height() <= 0)
+    got = core.region_size(Krita.instance().activeDocument(), form.current_row())
+    form.set_region(got[:2] if got else None, whole_layer=bool(got and got[2]))
 
 
 class EnhanceDocker(DockWidget):
@@ -239,7 +239,7 @@ class EnhanceDocker(DockWidget):
         self.ctl = Controller(self)
         self.ctl.progress.connect(self._on_progress)
         self.ctl.finished.connect(self._on_finished)
-        cat = core.snapshot_catalog() or {"models": [], "options": []}
+        cat = self.ctl.known_catalog()
         root = QWidget(self)
         v = QVBoxLayout(root)
         self.form = EnhanceForm(cat, core.load_request(cat), root)
@@ -364,7 +364,7 @@ class EnhanceDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(f"{TITLE} — Enhance Selection")
         self.setObjectName("enhancelayer_dialog")
-        cat = ctl.catalog or core.snapshot_catalog() or {"models": [], "options": []}
+        cat = ctl.known_catalog()
         v = QVBoxLayout(self)
         self.form = EnhanceForm(cat, request, self)
         v.addWidget(self.form)

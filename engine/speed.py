@@ -126,11 +126,3 @@ def book() -> SpeedBook:
         if _book is None or _book.path != path:
             _book = SpeedBook(path)
         return _book
-
-
-def reset(path: Optional[Path] = None) -> SpeedBook:
-    """A fresh book (tests, or a changed cache folder)."""
-    global _book
-    with _book_lock:
-        _book = SpeedBook(path)
-        return _book

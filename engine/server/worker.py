@@ -39,7 +39,7 @@ def estimate_seconds(model: str, w: int, h: int, device: str = "auto") -> Option
     if model.startswith(tasks.USER_PREFIX):
         return None
     ms, _basis = speed.book().estimate(task.info.id, task.info.ms_per_mp_cpu, device)
-    return round(ms * w * h / 1e6 / 1000.0, 1)
+    return round(task.info.estimate_seconds(w, h, ms), 1)
 
 
 def run_job(job: Job, progress: Any) -> list:

@@ -55,9 +55,11 @@ class TaskInfo:
     label: str = ""
     description: str = ""
 
-    def estimate_seconds(self, width: int, height: int) -> float:
-        """Rough CPU time before a long job, from the measured cost per input megapixel."""
-        return self.ms_per_mp_cpu * (width * height / 1e6) / 1000.0
+    def estimate_seconds(self, width: int, height: int, ms_per_mp: Optional[float] = None) -> float:
+        """Rough time before a long job: ``ms_per_mp`` (this machine's, engine/speed.py) or the
+        catalog's 2-core CPU cost per input megapixel."""
+        ms = self.ms_per_mp_cpu if ms_per_mp is None else ms_per_mp
+        return ms * (width * height / 1e6) / 1000.0
 
 
 @dataclass

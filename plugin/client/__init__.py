@@ -16,7 +16,7 @@ it uses relative imports only and no third-party modules (Python 3.10-3.13). Two
   Unit-tested without a host in tests/unit/test_plugin_core.py.
 """
 from . import catalog, geometry, messages, options, output, pixels, timing
-from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result, with_restart
+from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result, is_remote, with_restart
 from .errors import (
                      BadRequest,
                      Busy,
@@ -42,7 +42,7 @@ from .paths import config_dir
 
 __version__ = "1"
 __all__ = [
-    "API", "NOT_INSTALLED", "OOM_MESSAGE", "EngineClient", "Result", "config_dir", "with_restart",
+    "API", "NOT_INSTALLED", "OOM_MESSAGE", "EngineClient", "Result", "config_dir", "is_remote", "with_restart",
     "EngineError", "EngineNotInstalled", "EngineNotRunning", "EngineNotStartable", "EngineStartFailed", "EngineStopped",
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
     "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",

@@ -564,6 +564,12 @@ T = TypeVar("T")
 ENGINE_GONE = (E.EngineUnreachable, E.EngineStopped)
 
 
+def is_remote(client: Any) -> bool:
+    """An engine on another machine (or at a configured URL): found through no local config
+    folder, so not ours to start or restart."""
+    return not getattr(client, "config_dir", None)
+
+
 def with_restart(client: EngineClient, work: Callable[[EngineClient], T],
                  restart: Callable[[], EngineClient]) -> tuple[T, EngineClient]:
     """``work(client)``; when the LOCAL engine turns out to be gone, ``restart()`` (which starts
@@ -575,7 +581,7 @@ def with_restart(client: EngineClient, work: Callable[[EngineClient], T],
     try:
         return work(client), client
     except ENGINE_GONE:
-        if not client.config_dir:        # a remote engine: say so, do not pretend
+        if is_remote(client):            # say so, do not pretend
             raise
     fresh = restart()
     return work(fresh), fresh

@@ -18,7 +18,8 @@ GIMP from Flatpak (how most Debian 12 users get GIMP 3) keeps its profile in
 ``~/.var/app/org.gimp.GIMP/config/GIMP/3.0`` (:func:`flatpak_profile_dir`) and runs plug-ins
 inside its sandbox: they see the home folder and the network (the Flathub manifest grants
 ``--filesystem=host`` and ``--share=network``) but cannot run the engine's venv, which needs the
-host's libraries. So a sandboxed install (``sandboxed=True``) also writes
+host's libraries. So a sandboxed install (``install(..., engine_config=<the user's engine
+folder>)``) also writes
 ``enhancelayer_client/engine_location.json``: the user's real engine folder (the sandbox's
 ``$XDG_CONFIG_HOME`` is its own) and ``can_start: false``; install.py then registers the engine
 as a per-user service the plug-in only connects to over loopback.
@@ -77,9 +78,14 @@ def flatpak_installed(home: Optional[Path] = None) -> bool:
 
 
 def write_location(client: Path, config_dir: str) -> Path:
-    """``engine_location.json`` for a sandboxed install (see the module docstring)."""
+    """``engine_location.json`` for a sandboxed install (see the module docstring); the name
+    is the client's own (``plugin/client/paths.py`` LOCATION), which reads it."""
     import json
-    path = client / "engine_location.json"
+    if str(REPO) not in sys.path:       # this script may run on its own; the core is the checkout's
+        sys.path.insert(0, str(REPO))
+    from plugin.client.paths import LOCATION
+
+    path = client / LOCATION
     path.write_text(json.dumps({"config_dir": str(config_dir), "can_start": False}, indent=1) + "\n",
                     encoding="utf-8")
     return path

@@ -746,3 +746,8 @@ def test_region_estimate_and_purpose_title_shared_by_both_dialogs() -> None:
     assert ec.timing.region_estimate(TASK_FIRST, x2, None, True) == ""
     ps = catalog.purposes(TASK_FIRST)
     assert [catalog.purpose_title(p) for p in ps][-2:] == ["Your own models (advanced)", "Brand New"]
+
+
+def test_is_remote_is_the_one_rule_for_engines_not_ours_to_start(tmp_path: Path) -> None:
+    assert ec.is_remote(ec.EngineClient("http://127.0.0.1:9", "t")) is True
+    assert ec.is_remote(ec.EngineClient("http://127.0.0.1:9", "t", config_dir=str(tmp_path))) is False

@@ -18,7 +18,6 @@ Contract 1 in docs/internals.md::
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -113,12 +112,11 @@ def _user_ncnn_as_onnx(param: Path) -> Path:
         model = to_onnx(read_model(pb, bb), doc=f"converted from the user's {param.name}")
     except (NcnnFormatError, UnsupportedLayer) as e:
         raise EnhanceError(f"user model {param.name} cannot be converted: {e}") from None
+    from engine.models.importer import _atomic_write
+
     data = model.SerializeToString()
     _verify_user_conversion(param, pb, bb, data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    _atomic_write(out, data)
     return out
 
 

@@ -94,14 +94,16 @@ def _wire_format(image: Gimp.Image, has_alpha: bool) -> tuple[str, str, int]:
 
 
 # --------------------------------------------------------------------------- engine access
-def _client() -> Any:
+def _client(start: bool = True) -> Any:
+    """The remote engine ``ENHANCELAYER_URL`` names, else the local one (started when
+    ``start``)."""
     if ec is None:
         raise UserError(MISSING_CLIENT)
     url = os.environ.get("ENHANCELAYER_URL")
     if url:
         return ec.EngineClient.remote(url, os.environ.get("ENHANCELAYER_TOKEN", ""),
                                       os.environ.get("ENHANCELAYER_CAFILE") or None)
-    return ec.EngineClient.local(start=True)
+    return ec.EngineClient.local(start=start)
 
 
 def request_from_config(procedure: Any, config: Any, catalog: dict) -> Request:
@@ -327,11 +329,7 @@ def _dialog_catalog() -> Optional[dict]:
     if ec is None:
         return None
     try:
-        url = os.environ.get("ENHANCELAYER_URL")
-        client = (ec.EngineClient.remote(url, os.environ.get("ENHANCELAYER_TOKEN", ""),
-                                         os.environ.get("ENHANCELAYER_CAFILE") or None)
-                  if url else ec.EngineClient.local(start=False))
-        return dict(client.catalog())
+        return dict(_client(start=False).catalog())
     except Exception:  # noqa: BLE001 - not running / unreachable: the snapshot is enough to choose
         return ec.catalog.load_snapshot()
 

@@ -31,9 +31,11 @@ if TYPE_CHECKING:   # the same package, as the type checker finds it in the repo
     from plugin.client import (
         EngineClient,
         EngineError,
+        EngineUnreachable,
         UserError,
         catalog,
         geometry,
+        is_remote,
         messages,
         options,
         output,
@@ -47,9 +49,11 @@ else:
         from .enhancelayer_client import (
             EngineClient,
             EngineError,
+            EngineUnreachable,
             UserError,
             catalog,
             geometry,
+            is_remote,
             messages,
             options,
             output,
@@ -139,10 +143,6 @@ def details_of(e: BaseException) -> str:
     return str(getattr(e, "details", "") or "")
 
 
-def _is_remote(client: Any) -> bool:
-    return not getattr(client, "config_dir", None)
-
-
 def connect(url: str = "", token: str = "", cafile: str = "") -> Any:
     """The engine client: remote when a URL is configured, else the local engine (started
     on first use through the launcher install.py wrote)."""
@@ -165,7 +165,7 @@ def fetch_catalog(client: Any, reconnect: Optional[Callable[[], Any]] = None) ->
             return dict(client.catalog())
         return dict(with_restart(client, lambda c: c.catalog(), reconnect)[0])
     except EngineError as e:
-        raise plugin_error(e, remote=_is_remote(client)) from None
+        raise plugin_error(e, remote=is_remote(client)) from None
 
 
 def snapshot_catalog() -> Optional[dict]:
@@ -305,11 +305,9 @@ def run_job(client: Any, src: Source, plan: Plan,
     except EngineError as e:
         if cancelled["flag"] or type(e).__name__ in ("Cancelled", "JobCancelled"):
             raise Cancelled("Cancelled.") from None
-        raise plugin_error(e, remote=_is_remote(client)) from None
-    except OSError as e:  # a transport error the client did not wrap
-        err = PluginError(messages.REMOTE_GONE if _is_remote(client) else messages.ENGINE_GONE)
-        err.details = f"{type(e).__name__}: {e}"     # type: ignore[attr-defined]
-        raise err from None
+        raise plugin_error(e, remote=is_remote(client)) from None
+    except OSError as e:  # a transport error the client did not wrap: the engine is gone
+        raise plugin_error(EngineUnreachable(f"{type(e).__name__}: {e}"), remote=is_remote(client)) from None
     if cancelled["flag"]:
         raise Cancelled("Cancelled.")
     output.check_result(result, src.region, plan.request.scale, 4, src.wire_dtype)

@@ -112,6 +112,10 @@ def serve_cmd(
     allow_host: Optional[list[str]] = typer.Option(None, "--allow-host",
                                                    help="Extra Host name clients use (repeatable)."),
     result_ttl: float = typer.Option(600, "--result-ttl", help="Seconds an unfetched result is kept."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback --host without TLS "
+                                  "(a network you trust)."),
+    tokens_file: Optional[Path] = typer.Option(None, "--tokens", help="File of `name token` lines: one token "
+                                               "per client, scheduled fairly (chmod 600)."),
 ) -> None:
     """Run the local engine server for the Krita and GIMP plug-ins (see docs/api.md)."""
     from engine.server import serve
@@ -119,7 +123,8 @@ def serve_cmd(
     raise typer.Exit(serve(host=host, port=port, idle_timeout=idle_timeout,
                            tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None,
                            max_pixels=max_pixels, max_queued_mb=max_queued_mb, allow_hosts=tuple(allow_host or ()),
-                           result_ttl=result_ttl))
+                           result_ttl=result_ttl, insecure=insecure,
+                           tokens_file=str(tokens_file) if tokens_file else None))
 
 
 @app.command("doctor")

@@ -28,9 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from engine import __version__
 from engine.errors import EnhanceError
 from engine.server import wire
-from engine.server.jobs import Busy, JobManager
+from engine.server.jobs import OWNER, Busy, JobManager
 from engine.server.security import Guard, Settings, json_error
-from engine.server.worker import check_model, estimate_seconds, run_job, scale_of
+from engine.server.worker import check_job, estimate_seconds, run_job, scale_of
 
 log = logging.getLogger("enhancelayer.server")
 
@@ -89,16 +89,23 @@ class ModelList(BaseModel):
 
 
 class FrameResponse(Response):
-    """Sends a frame as several body messages (no join of a 64 MiB result) and calls
-    ``on_sent`` only after the last byte went out, so a failed download keeps the result."""
+    """Sends a frame (or the byte range ``start``..end of it) as several body messages (no join
+    of a 64 MiB result) and calls ``on_sent`` only after the last byte of the WHOLE frame went
+    out (a range that ends at the end counts); the job manager keeps the result anyway until
+    the client confirms it (a server cannot tell "sent" from "received")."""
 
     media_type = "application/octet-stream"
 
-    def __init__(self, parts: list, on_sent=None):
+    def __init__(self, parts: list, on_sent=None, start: int = 0):
         super().__init__(content=b"", media_type=self.media_type)
-        self.parts = parts
+        total = sum(len(p) for p in parts)
+        self.parts = _slice_parts(parts, start)
         self.on_sent = on_sent
-        self.headers["content-length"] = str(sum(len(p) for p in parts))
+        self.headers["accept-ranges"] = "bytes"
+        self.headers["content-length"] = str(total - start)
+        if start:
+            self.status_code = 206
+            self.headers["content-range"] = f"bytes {start}-{total - 1}/{total}"
 
     async def __call__(self, scope, receive, send):
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -109,6 +116,33 @@ class FrameResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         if self.on_sent is not None:
             self.on_sent()
+
+
+def _slice_parts(parts: list, start: int) -> list:
+    """The parts from byte ``start`` on (memoryviews: no copy of the pixels)."""
+    out, pos = [], 0
+    for p in parts:
+        n = len(p)
+        if pos + n > start:
+            out.append(p if start <= pos else memoryview(p)[start - pos:])
+        pos += n
+    return out
+
+
+def range_start(value: Optional[str], total: int) -> Optional[int]:
+    """The first byte of a ``Range: bytes=N-`` (or ``bytes=N-M`` with M at the end) request;
+    0 without one; None for a range this server does not serve (416). One open-ended range is
+    all a resumed download needs."""
+    if value is None:
+        return 0
+    unit, _, spec = value.strip().partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or "," in spec or not first.strip().isdigit():
+        return None
+    start = int(first)
+    if start >= total or (last.strip() and (not last.strip().isdigit() or int(last) < total - 1)):
+        return None
+    return start
 
 
 _ERR: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 403)}
@@ -178,6 +212,12 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
     app.state.jobs = jobs
     app.state.settings = settings
 
+    @app.exception_handler(Exception)
+    async def _bug(_req: Request, e: Exception):
+        # a bug, not the client's fault: the traceback goes to engine.log (not only stderr)
+        log.error("internal error on %s %s", _req.method, _req.url.path, exc_info=e)
+        return json_error(500, "internal", f"internal error in the engine ({type(e).__name__}) — see its log")
+
     @app.exception_handler(EnhanceError)
     async def _enhance_error(_req: Request, e: EnhanceError):
         status = e.http_status if 400 <= e.http_status < 500 else 400
@@ -237,19 +277,20 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
         if npx > settings.max_pixels:
             raise wire.FrameError(413, f"image of {hdr.width}x{hdr.height} is over the engine's limit of "
                                        f"{settings.max_pixels / 1e6:.0f} megapixels")
-        check_model(hdr.model)                   # UnknownModel 404 / ModelNotInstalled 409
         s = hdr.option_values()["scale"] or scale_of(hdr.model) or 4.0
         out_w, out_h = max(1, round(hdr.width * s)), max(1, round(hdr.height * s))
         if out_w * out_h > settings.max_out_pixels:
             raise wire.FrameError(413, f"the result would be {out_w}x{out_h}, over the engine's limit of "
                                        f"{settings.max_out_pixels / 1e6:.0f} megapixels")
+        check_job(hdr)                           # 404 unknown, 409 not installed, 422 cannot run
         expected = 4 + n + hdr.pixel_bytes() + hdr.mask_bytes()
         if length != expected:
             raise wire.FrameError(400, f"body is {length} bytes but a {hdr.width}x{hdr.height}x{hdr.channels} "
                                        f"{hdr.dtype} frame{' with mask' if hdr.mask else ''} is {expected}")
         out_bytes = out_w * out_h * hdr.channels * wire.DTYPE_SIZE[hdr.dtype]
         reserve = hdr.pixel_bytes() * (2 if hdr.channels == 2 else 1) + hdr.mask_bytes() + out_bytes
-        jobs.reserve(reserve)
+        client = str(request.scope.get("enhancelayer.client") or OWNER)
+        jobs.reserve(reserve, client)
         try:
             data = bytearray(hdr.pixel_bytes() + hdr.mask_bytes())
             await body.into(data)
@@ -265,11 +306,11 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
 
             img, mask = await run_in_threadpool(convert)
         except BaseException:
-            jobs.unreserve(reserve)
+            jobs.unreserve(reserve, client)
             raise
         limits = (settings.max_pixels, settings.max_out_pixels)
         job = jobs.submit(model=hdr.model, device="auto", reserved=reserve, payload=(hdr, img, mask, limits),
-                          estimate_s=estimate_seconds(hdr.model, hdr.width, hdr.height))
+                          estimate_s=estimate_seconds(hdr.model, hdr.width, hdr.height), client=client)
         return JSONResponse(job.public(), status_code=202)
 
     @app.get("/v1/jobs", response_model=JobList, dependencies=_AUTH, responses=_ERR, tags=["jobs"])
@@ -288,28 +329,37 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
 
     @app.get("/v1/jobs/{job_id}/result", dependencies=_AUTH, tags=["jobs"],
              responses={**_ERR, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 410: {"model": ErrorBody},
+                        416: {"model": ErrorBody},
                         200: {"description": "A frame: JSON header (width, height, channels, dtype, "
                                              "channel_order, review, defects) + pixels (+ u8 review map) "
                                              "(+ u8 defect mask).",
                               "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                    "format": "binary"}}}}})
-    async def job_result(job_id: str):
-        """The result frame; dropped from the engine once it has been sent completely."""
+    async def job_result(job_id: str, request: Request):
+        """The result frame, or the rest of it from ``Range: bytes=N-`` (206) to resume a dropped
+        download. Kept until ``DELETE /v1/jobs/{id}`` confirms it arrived whole (or the TTL)."""
         job = jobs.get(job_id)
         if job is None:
-            return json_error(404, "unknown_job", "unknown job (results are dropped after fetch or expiry)")
+            return json_error(404, "unknown_job", "unknown job (results are dropped once confirmed, or expire)")
         if job.state != "done":
             why = (job.error or {}).get("message") if job.state == "failed" else None
-            return json_error(409, "not_ready", f"job is {job.state}" + (f": {why}" if why else ""))
+            kind = {"cancelled": "cancelled", "failed": "failed"}.get(job.state, "not_ready")
+            return json_error(409, kind, f"job is {job.state}" + (f": {why}" if why else ""))
         parts = jobs.take_result(job_id)
         if parts is None:
-            return json_error(410, "gone", "the result was already fetched")
-        return FrameResponse(parts, on_sent=lambda: jobs.fetched(job_id))
+            return json_error(410, "gone", "the result was dropped (sent, then not confirmed in time)")
+        total = sum(len(p) for p in parts)
+        start = range_start(request.headers.get("range"), total)
+        if start is None:
+            return json_error(416, "bad_range", f"only one range bytes=N- with N below {total} is served",
+                              {"Content-Range": f"bytes */{total}"})
+        return FrameResponse(parts, on_sent=lambda: jobs.fetched(job_id), start=start)
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobStatus, dependencies=_AUTH, tags=["jobs"],
                 responses={**_ERR, 404: {"model": ErrorBody}})
     async def cancel(job_id: str):
-        """Cancel (a running job stops within one tile) or forget a finished job and its result."""
+        """Cancel (a running job stops within one tile), or forget a finished job and its result:
+        the client's confirmation that the result arrived whole."""
         st = jobs.cancel(job_id)
         if st is None:
             return json_error(404, "unknown_job", "unknown job")

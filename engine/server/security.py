@@ -25,6 +25,7 @@ OUTPUT_FACTOR = 4                              # output pixels may be 4x the inp
 @dataclass
 class Settings:
     token: str
+    clients: dict[str, str] = field(default_factory=dict)   # more tokens: name -> token (--tokens FILE)
     host: str = "127.0.0.1"
     port: int = 0
     allow_hosts: tuple[str, ...] = ()
@@ -75,7 +76,9 @@ def _host_ok(s: Settings, value: Optional[str]) -> bool:
         return True                     # 0.0.0.0 without --allow-host: LAN names unknown; token guards
     if host not in names:
         return False
-    return port is None or port == s.port or s.wildcard()
+    if port is None:            # only a proxy in front (on its default port) leaves the port out
+        return host in {h.lower() for h in s.allow_hosts}
+    return port == s.port or s.wildcard()
 
 
 def _origin_ok(s: Settings, value: str) -> bool:
@@ -114,6 +117,7 @@ class Guard:
         resp = self._check(scope, raw)
         if resp is not None:
             return await resp(scope, receive, send)
+        scope["enhancelayer.client"] = self._client(raw)
         self.s.in_flight += 1
         try:
             await self.app(scope, receive, send)
@@ -133,15 +137,25 @@ class Guard:
         path = scope.get("path", "")
         if path == "/v1/health" and scope.get("method") in ("GET", "HEAD"):
             return None
+        if self._client(h) is None:
+            return json_error(401, "unauthorized", "missing or wrong token (Authorization: Bearer <token>)",
+                               {"WWW-Authenticate": 'Bearer realm="enhancelayer"'})
+        return None
+
+    def _client(self, h: dict[str, list[str]]) -> Optional[str]:
+        """The name of the client whose token the request carries ("owner" for the engine's own
+        token), None for no or a wrong token. Every token is compared, in constant time, so the
+        answer's timing does not tell which one nearly matched."""
         auths = h.get("authorization", [])
         given = b""
         if len(auths) == 1:
             scheme, _, cred = auths[0].strip().partition(" ")
             if scheme.lower() == "bearer":
                 given = cred.strip().encode("latin-1")      # the header's own bytes, lossless
-        if not given or not hmac.compare_digest(given, self.s.token.encode("utf-8")):
-            return json_error(401, "unauthorized", "missing or wrong token (Authorization: Bearer <token>)",
-                               {"WWW-Authenticate": 'Bearer realm="enhancelayer"'})
-        return None
+        found = None
+        for name, tok in (("owner", self.s.token), *self.s.clients.items()):
+            if hmac.compare_digest(given, tok.encode("utf-8")) and given and found is None:
+                found = name
+        return found
 
 

@@ -18,8 +18,10 @@ from typing import Optional
 
 from engine import __version__
 from engine.errors import EnhanceError
+from engine.server import tokens
 from engine.server.app import API_VERSION, create_app
 from engine.server.jobs import JobManager
+from engine.server.protocol import GuardedH11Protocol
 from engine.server.security import DEFAULT_MAX_PIXELS, LOOPBACK_NAMES, Settings
 
 log = logging.getLogger("enhancelayer.server")
@@ -117,9 +119,29 @@ def _setup_logging(log_path: Path) -> None:
     root.addHandler(sh)
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: only this machine can connect."""
+    return host in LOOPBACK_NAMES or host.startswith("127.")
+
+
+def check_remote_mode(host: str, tls: bool, insecure: bool, token: str, token_from: str) -> None:
+    """Off loopback the engine is a network service: TLS (or an explicit --insecure for a
+    trusted network) and a token with the randomness of 32 bytes, or it does not start."""
+    if is_loopback(host):
+        return
+    if not tls and not insecure:
+        raise EnhanceError(f"refusing to listen on {host} without TLS: the token and the pixels would cross the "
+                           "network in clear text — give --tls-cert and --tls-key, or --insecure on a network "
+                           "you trust")
+    why = tokens.weak_reason(token)
+    if why:
+        raise EnhanceError(f"refusing to listen on {host} with a weak token ({token_from}): {why}")
+
+
 def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls_cert: Optional[str] = None,
           tls_key: Optional[str] = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_queued_mb: int = 4096,
-          allow_hosts: tuple[str, ...] = (), result_ttl: float = 600.0) -> int:
+          allow_hosts: tuple[str, ...] = (), result_ttl: float = 600.0, insecure: bool = False,
+          tokens_file: Optional[str] = None) -> int:
     """Run the engine until stopped (Ctrl+C, SIGTERM) or idle for ``idle_timeout`` s (0 = never).
     Returns the process exit code."""
     import uvicorn
@@ -135,8 +157,14 @@ def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls
     for f in (tls_cert, tls_key):
         if f and not Path(f).is_file():
             raise EnhanceError(f"TLS file not found: {f}")
-    if host not in LOOPBACK_NAMES and not tls_cert:
-        log.warning("listening on %s without TLS: the token and pixels cross the network in clear text", host)
+    token = load_token(cfg)
+    from_env = bool((os.environ.get("ENHANCELAYER_TOKEN") or "").strip())
+    check_remote_mode(host, bool(tls_cert), insecure, token,
+                      "ENHANCELAYER_TOKEN" if from_env else f"the token file {cfg / 'token'}")
+    clients = tokens.read_client_tokens(Path(tokens_file), token) if tokens_file else {}
+    if not is_loopback(host) and not tls_cert:
+        log.warning("listening on %s without TLS (--insecure): the token and pixels cross the network in "
+                    "clear text", host)
 
     disc = cfg / "engine.json"
     lock = _Lock(cfg / "engine.lock")
@@ -162,14 +190,14 @@ def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls
         sock.listen(128)
         bound_port = sock.getsockname()[1]
 
-        settings = Settings(token=load_token(cfg), host=host, port=bound_port, allow_hosts=tuple(allow_hosts),
+        settings = Settings(token=token, clients=clients, host=host, port=bound_port, allow_hosts=tuple(allow_hosts),
                             max_pixels=max_pixels, max_queued_bytes=max_queued_mb * 1024 * 1024,
                             result_ttl=result_ttl, log_path=str(log_path))
         app = create_app(settings)
         jobs: JobManager = app.fastapi.state.jobs
 
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none",
-                                http="h11", proxy_headers=False, server_header=False,
+                                http=GuardedH11Protocol, proxy_headers=False, server_header=False,
                                 ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_keep_alive=5)
         server = uvicorn.Server(config)
 
@@ -185,6 +213,11 @@ def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls
         log.info("engine %s listening on %s (pid %d, idle timeout %s)", __version__, url, os.getpid(),
                  f"{idle_timeout:.0f} s" if idle_timeout else "off")
         print(f"EnhanceLayer engine listening on {url}", file=sys.stderr, flush=True)
+        if not is_loopback(host) and not from_env:
+            print(f"clients need the token in {cfg / 'token'}: copy it with `cat {cfg / 'token'}` into the "
+                  "plug-in's engine settings (or ENHANCELAYER_TOKEN)", file=sys.stderr, flush=True)
+        if clients:
+            log.info("%d more client token(s) from %s: %s", len(clients), tokens_file, ", ".join(clients))
 
         stop = threading.Event()
 

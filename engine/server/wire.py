@@ -139,6 +139,8 @@ def parse_header(raw: bytes) -> JobFrame:
         obj = json.loads(text)
     except ValueError as e:
         raise FrameError(422, f"malformed JSON header: {e}") from None
+    except RecursionError:              # [[[[...]]]] deeper than the parser's stack
+        raise FrameError(422, "malformed JSON header: nested too deeply") from None
     if not isinstance(obj, dict):
         raise FrameError(422, "JSON header must be an object")
     try:

@@ -21,14 +21,20 @@ def scale_of(model: str) -> Optional[float]:
     return None if task.info.kind == "network" and model.startswith(tasks.USER_PREFIX) else float(task.info.scale)
 
 
-def check_model(model: str) -> None:
-    """404 for an unknown id, 409 for a task whose weights are not installed."""
+def check_job(hdr: wire.JobFrame) -> None:
+    """Everything knowable before a pixel is read: 404 for an unknown id, 409 for a task whose
+    weights are not installed, 422 (FrameError) for option values the task cannot run."""
     from engine import tasks
-    from engine.errors import ModelNotInstalled
-    task = tasks.get(model)                          # UnknownModel -> 404
+    from engine.errors import BadInput, ModelNotInstalled
+    from engine.options import by_name, to_pipeline
+    task = tasks.get(hdr.model)                      # UnknownModel -> 404
     if not task.installed():
         from engine.models import catalog, registry
-        raise ModelNotInstalled(registry.missing_hint(catalog.get(model)))
+        raise ModelNotInstalled(registry.missing_hint(catalog.get(hdr.model)))
+    try:
+        task.check(to_pipeline(by_name(wire.OPTIONS), hdr.option_values()))
+    except BadInput as e:
+        raise wire.FrameError(422, str(e)) from None
 
 
 def estimate_seconds(model: str, w: int, h: int, device: str = "auto") -> Optional[float]:

@@ -107,6 +107,11 @@ class Task(Protocol):
         """Check installed weights against their manifests (sha256); WeightsTampered if not."""
         ...
 
+    def check(self, values: dict[str, Any]) -> None:
+        """Refuse option values (pipeline units) it cannot run, with BadInput: the engine asks
+        before it accepts a job (422), so a job never fails later for what was known at once."""
+        ...
+
     def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
         ...
 
@@ -161,6 +166,9 @@ class WholeImageTask:
 
     def verify(self) -> None:
         return None                  # code, no weights
+
+    def check(self, values: dict[str, Any]) -> None:
+        return None                  # every value the option table allows runs
 
     def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
         out = TaskOutput(scale=1, rows=iter(()), tiles=1)

@@ -26,9 +26,12 @@ class IdentityTask:
     def verify(self) -> None:
         return None
 
-    def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
-        if req.values.get("scale") not in (None, 1, 1.0):
+    def check(self, values: dict[str, Any]) -> None:
+        if values.get("scale") not in (None, 1, 1.0):
             raise BadInput("the identity model only works at scale 1")
+
+    def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
+        self.check(req.values)
         if req.progress:
             req.progress(1, 1, "identity")
         return TaskOutput(scale=1, rows=iter(()), passthrough=True)

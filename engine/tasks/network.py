@@ -57,6 +57,9 @@ class NetworkTask:
         if registry.has_ncnn_files(self.spec.id):
             registry.verified_ncnn_paths(self.spec.id)   # the wheel's .param/.bin (ncnn backend)
 
+    def check(self, values: dict[str, Any]) -> None:
+        return None                  # every value the option table allows runs
+
     def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
         from engine.pipeline import tiling
 

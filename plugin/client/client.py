@@ -330,6 +330,10 @@ class EngineClient:
             return E.JobNotFound(detail or f"{what} not found", status, kind)
         if status == 409 and kind == "model_not_installed":
             return E.ModelNotInstalled(detail, status, kind)
+        if status == 409 and kind == "cancelled":
+            return E.Cancelled(detail or "cancelled", status, kind)
+        if status == 409 and kind == "failed":
+            return E.JobFailed(detail, status, kind)
         if status == 429:
             return E.Busy(detail or "the engine is busy — try again when the current jobs are done", status, kind)
         if status in (400, 411, 422):
@@ -422,44 +426,40 @@ class EngineClient:
         return self._json("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}", what="job")
 
     def cancel(self, job: str) -> dict:
-        """Ask the engine to stop the job (it stops within one tile) and drop its result."""
+        """Ask the engine to stop the job (it stops within one tile), or, for a finished job,
+        forget it and drop its result (what :meth:`result` does after a complete download)."""
         return self._json("DELETE", f"{API}/jobs/{urllib.parse.quote(job, safe='')}", what="job")
 
-    def result(self, job: str) -> Result:
-        """Fetch a finished job's pixels (the engine drops them after a successful fetch).
-        Streamed: the pixels are read straight into their own bytes object (no second copy of
-        a 128 MB layer inside the host)."""
-        conn = self._conn(max(self.timeout, 120.0))
+    def result(self, job: str, confirm: bool = True) -> Result:
+        """Fetch a finished job's pixels. Streamed: the pixels are read straight into their own
+        bytes object (no second copy of a 128 MB layer inside the host). A download that drops
+        midway is resumed once from where it stopped (a Range request: the engine keeps the
+        result until it is confirmed); then the result is confirmed (``DELETE``), which lets the
+        engine free it. ``confirm=False`` leaves it there (to fetch it again)."""
+        path = f"{API}/jobs/{urllib.parse.quote(job, safe='')}/result"
+        body = _ResultBody(self, path)
         try:
+            head = body.read(4)
+            (n,) = struct.unpack(">I", head)
             try:
-                conn.request("GET", f"{API}/jobs/{urllib.parse.quote(job, safe='')}/result",
-                             headers=self._headers())
-                resp = conn.getresponse()
-                if resp.status >= 300:
-                    raise self._error(resp.status, resp.read(), "job")
-                head = resp.read(4)
-                if len(head) < 4:
-                    raise E.EngineError("the engine sent a truncated result — try again")
-                (n,) = struct.unpack(">I", head)
-                try:
-                    h = json.loads(resp.read(n).decode("utf-8"))
-                    npx = pixel_bytes(h["width"], h["height"], h["channels"], h["dtype"])
-                except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-                    raise E.EngineError("the engine sent an unreadable result header — try again") from None
-                pixels = resp.read(npx)
+                h = json.loads(body.read(n).decode("utf-8"))
+                npx = pixel_bytes(h["width"], h["height"], h["channels"], h["dtype"])
                 rv = h.get("review") or None
-                review = resp.read(int(rv["bytes"])) if rv else None
                 dv = h.get("defects") or None          # after the review map, when present
-                defects = resp.read(int(dv["bytes"])) if dv else None
-            except (OSError, http.client.HTTPException) as e:
-                raise self._unreachable(e) from None
-            except (ValueError, KeyError, TypeError):
+                nrv = int(rv["bytes"]) if rv else 0
+                ndv = int(dv["bytes"]) if dv else 0
+            except (ValueError, UnicodeDecodeError, KeyError, TypeError):
                 raise E.EngineError("the engine sent an unreadable result header — try again") from None
+            pixels = body.read(npx)
+            review = body.read(nrv) if rv else None
+            defects = body.read(ndv) if dv else None
         finally:
-            conn.close()
-        if len(pixels) != npx or (rv and len(review or b"") != rv["bytes"]) \
-                or (dv and len(defects or b"") != dv["bytes"]):
-            raise E.EngineError("the engine sent a truncated result — try again")
+            body.close()
+        if confirm:
+            try:
+                self.cancel(job)                  # "I have every byte": the engine frees it
+            except E.EngineError:
+                pass                              # it expires on its own
         return Result(pixels, h["width"], h["height"], h["channels"], h["dtype"],
                       h.get("channel_order", "RGBA"), review,
                       rv["width"] if rv else 0, rv["height"] if rv else 0, h.get("model", ""), h,
@@ -557,6 +557,78 @@ class EngineClient:
             except E.EngineError:
                 pass
             raise
+
+
+class _ResultBody:
+    """The body of ``GET .../result`` read in order, resuming ONCE with ``Range: bytes=N-`` when
+    the connection drops (or the body ends early) midway: a remote engine over Wi-Fi or a plug-in
+    timeout must not lose a finished job (issue 17). Short reads are retried, never returned."""
+
+    def __init__(self, client: EngineClient, path: str):
+        self.client = client
+        self.path = path
+        self.pos = 0                      # bytes of the body consumed so far
+        self.total: Optional[int] = None
+        self.resumed = False
+        self.conn: Optional[http.client.HTTPConnection] = None
+        self.resp: Optional[http.client.HTTPResponse] = None
+        self._open()
+
+    def _open(self) -> None:
+        c = self.client
+        headers = c._headers()
+        if self.pos:
+            headers["Range"] = f"bytes={self.pos}-"
+        self.conn = c._conn(max(c.timeout, 120.0))
+        try:
+            self.conn.request("GET", self.path, headers=headers)
+            resp = self.conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise c._unreachable(e) from None
+        if resp.status >= 300:
+            data = resp.read()
+            self.close()
+            raise c._error(resp.status, data, "job")
+        if self.pos:
+            want = f"bytes {self.pos}-"
+            if resp.status != 206 or not (resp.getheader("Content-Range") or "").startswith(want):
+                self.close()
+                raise E.EngineError("the engine could not resume the result download — run the job again")
+        elif resp.getheader("Content-Length", "").isdigit():
+            self.total = int(resp.getheader("Content-Length", "0"))
+        self.resp = resp
+
+    def read(self, n: int) -> bytes:
+        if self.total is not None and self.pos + n > self.total:
+            raise E.EngineError("the engine sent an unreadable result header — try again")
+        chunks: list[bytes] = []
+        got = 0
+        while got < n:
+            try:
+                assert self.resp is not None
+                part = self.resp.read(n - got)
+            except http.client.IncompleteRead as e:
+                part = e.partial
+            except (OSError, http.client.HTTPException):
+                part = b""
+            if part:
+                chunks.append(part)
+                got += len(part)
+                self.pos += len(part)
+                continue
+            if self.resumed:                      # dropped twice: give up, the result stays there
+                raise E.EngineError("the result download broke off twice — check the connection and "
+                                    "try again")
+            self.resumed = True
+            self.close()
+            self._open()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = self.resp = None
 
 
 T = TypeVar("T")

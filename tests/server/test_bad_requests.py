@@ -140,13 +140,18 @@ def test_unknown_job_is_404(shared_engine):
         assert shared_engine.raw(m, p)[0] == 404
 
 
-def test_result_fetched_once_then_410(shared_engine):
+def test_result_is_kept_until_confirmed_then_forgotten(shared_engine):
+    """A fetch alone does not drop the result (a download may break off): it can be fetched
+    again; the client's result() confirms it (DELETE) and then the job is gone (404)."""
     c = shared_engine.client()
     job = c.submit(bytes(range(36)), 4, 3, 3, "u8", model="identity")
-    res = c.wait(job)
-    assert res.pixels == bytes(range(36))
-    st, _h, b = shared_engine.raw("GET", f"/v1/jobs/{job}/result")
-    assert st == 410, b
+    while c.status(job)["state"] != "done":
+        time.sleep(0.02)
+    for _ in range(2):
+        st, _h, b = shared_engine.raw("GET", f"/v1/jobs/{job}/result")
+        assert st == 200 and b.endswith(bytes(range(36)))
+    assert c.result(job).pixels == bytes(range(36))
+    assert shared_engine.raw("GET", f"/v1/jobs/{job}/result")[0] == 404
     with pytest.raises(elc.JobNotFound):
         c.result(job)
 
@@ -223,7 +228,7 @@ def test_a_broken_model_fails_the_job_not_the_server(tmp_path):
         st = c.status(job)
         assert st["state"] == "failed" and st["error"]["kind"] and st["error"]["message"]
         code, _h, b = eng.raw("GET", f"/v1/jobs/{job}/result")
-        assert code == 409 and json.loads(b)["error"] == "not_ready"
+        assert code == 409 and json.loads(b)["error"] == "failed"
         assert eng.raw("GET", "/v1/health", auth=False)[0] == 200
     finally:
         eng.stop()

@@ -324,7 +324,7 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
         """State, progress 0-1, message, eta; ``error`` when failed."""
         job = jobs.get(job_id)
         if job is None:
-            return json_error(404, "unknown_job", "unknown job (results are dropped after fetch or expiry)")
+            return json_error(404, "unknown_job", "unknown job (results are dropped once confirmed, or expire)")
         return JSONResponse(job.public())
 
     @app.get("/v1/jobs/{job_id}/result", dependencies=_AUTH, tags=["jobs"],

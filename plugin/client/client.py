@@ -75,6 +75,16 @@ def _pid_alive(pid: int) -> Optional[bool]:
     if sys.platform == "win32":
         return None
     try:
+        # the host started the engine itself: then a crashed engine is our zombie child, which
+        # kill(pid, 0) still finds; reap it, or the host would keep "finding" a dead engine
+        reaped, _status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass                                  # not our child: ask the kernel below
+    except OSError:
+        return None
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False

@@ -173,7 +173,7 @@ def _held_after(sock: socket.socket, seconds: float) -> bool:
     sock.settimeout(seconds)
     try:
         return sock.recv(1) != b""
-    except socket.timeout:
+    except TimeoutError:
         return True
     except OSError:
         return False

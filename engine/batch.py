@@ -3,8 +3,11 @@
 Rules the photographer with 2,000 scans relies on:
 - originals are never overwritten: an output that is the input is refused;
 - the output format follows the input (same extension) unless ``--format``;
-- every output is written to a temporary name and renamed (engine.imageio.write), so
-  ``--resume`` can trust any output that exists: it is complete;
+- every output is written to a temporary name and renamed (engine.imageio.write); ``--resume``
+  still decodes each existing output fully (someone may have cut it since) and redoes it when
+  it does not; temporaries left by a killed run are removed at the start of every run;
+- a disk that refuses an output (full, read-only, no permission) is a user problem (exit 2),
+  in plain words, never an "unexpected error";
 - one bad file is reported in one line and skipped; the exit code at the end is 2 if any
   file failed on a user-fixable problem (unreadable, too large, mask size ...), 1 if one
   failed on an unexpected error, 0 otherwise;
@@ -89,6 +92,9 @@ def plan_outputs(inputs: Sequence[Path], output: Path, fmt: Optional[str]) -> li
         fmt = imageio.format_for("x", fmt)
     single_file = (len(inputs) == 1 and not output.is_dir()
                    and output.suffix.lower() in imageio.EXTENSIONS)
+    if len(inputs) == 1 and not output.is_dir() and not single_file and _looks_like_extension(output.suffix):
+        raise BadInput(f"-o {output}: '{output.suffix}' is not a format enhancelayer writes: use .png, .jpg, "
+                       ".tif or .webp (for an output folder, a name without an extension)")
     if len(inputs) > 1 and output.suffix.lower() in imageio.EXTENSIONS and not output.is_dir():
         raise BadInput(f"-o {output}: several inputs need an output folder, not a file name")
     if output.exists() and not output.is_dir() and not single_file:
@@ -115,6 +121,20 @@ def plan_outputs(inputs: Sequence[Path], output: Path, fmt: Optional[str]) -> li
             raise BadInput(f"{src}: the output would overwrite the original: choose another -o")
         items.append(Item(src, dst))
     return items
+
+
+def _looks_like_extension(suffix: str) -> bool:
+    """'.bmp', '.heic', '.jxl', '.exr': what a user means as a file type (so '-o out.bmp' is not
+    made a folder named out.bmp/). A dot and digits only ('scans.2024') reads as a folder name."""
+    return re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", suffix) is not None
+
+
+def _prepare_output_folders(items: Sequence[Item]) -> None:
+    """Create the output folder(s) once, before any work (one clear line if the disk refuses),
+    and remove the temporaries a killed earlier run left for these outputs."""
+    for folder in sorted({it.dst.parent for it in items}):
+        imageio.make_folder(folder)
+    imageio.remove_stale_temps(it.dst for it in items)
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -176,6 +196,7 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optio
     opts = EnhanceOptions(model=model, tile=tile, memory_budget=budget, device=device, **pipe)
     info = task.info
 
+    _prepare_output_folders(items)
     todo = [it for it in items if not (resume and imageio.is_complete(it.dst))]
     skipped = len(items) - len(todo)
     if skipped:

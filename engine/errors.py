@@ -43,3 +43,10 @@ class OutOfMemory(EnhanceError):
 
 class Cancelled(EnhanceError):
     http_status = 409
+
+
+class CannotWrite(EnhanceError):
+    """An output cannot be written for a reason of the user's disk (full, read-only, no
+    permission, a file in the way): their environment, not an engine bug, so exit code 2."""
+
+    http_status = 507

@@ -359,3 +359,22 @@ def test_gray_of_a_tinted_result_is_its_luma():
     luma = round(0.2126 * 200 + 0.7152 * 100 + 0.0722 * 50)
     assert got.shape == (1, 2, 4) and list(got[0, 0]) == [luma, luma, luma, 7]
     assert list(got[0, 1]) == [90, 90, 90, 255]
+
+
+# ------------------------------------------------------------------ --feather inf / nan (issue 17, item 4)
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf", "1e400"])
+def test_non_finite_option_values_are_one_line_and_nothing_written(tmp_path, coffee, value):
+    """`--feather inf` crashed with OverflowError ("unexpected error") and `nan` was accepted;
+    the option table now refuses them (checked also for the engine's JSON: 422)."""
+    src = tmp_path / "a.png"
+    imageio.write(src, imageio.Image(np.ascontiguousarray(coffee[:48, :64])), "png")
+    code, err = cli(src, "-m", "denoise", "-o", tmp_path / "out.png", "--feather", value)
+    assert code == 2 and "feather must be" in one_line(err)
+    assert not (tmp_path / "out.png").exists()
+    from engine.server import wire
+    for name in ("feather", "strength"):
+        bad = "NaN" if value == "nan" else "Infinity"
+        raw = f'{{"model":"denoise","width":4,"height":4,"channels":3,"dtype":"u8","{name}":{bad}}}'
+        with pytest.raises(wire.FrameError) as ei:
+            wire.parse_header(raw.encode())
+        assert ei.value.status == 422

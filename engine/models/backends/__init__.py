@@ -19,6 +19,7 @@ Contract 1 in docs/internals.md::
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +45,11 @@ class LoadedModel(Protocol):
         ...
 
 
-_cache: dict[tuple[str, str, str], LoadedModel] = {}
+# The loaded models, least recently used first. Bounded: a long-running engine that served
+# every one of the catalog's models would otherwise keep them all (and their runtime arenas)
+# in memory for ever; a model dropped here is freed once its last running job lets go of it.
+MAX_LOADED = 6
+_cache: OrderedDict[tuple[str, str, str], LoadedModel] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -158,6 +163,9 @@ def _cached(key: tuple, make) -> LoadedModel:
         m = _cache.get(key)
         if m is None:
             m = _cache[key] = make()
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_LOADED:
+            _cache.popitem(last=False)
         return m
 
 

@@ -70,6 +70,12 @@ def checks() -> list[Check]:
         rows.append(Check("openvino", None, "not installed (optional: pip install enhancelayer[openvino])"))
     gpus = _gpus()
     rows.append(Check("gpu", None if not gpus else True, "; ".join(gpus) if gpus else "no NVIDIA GPU found"))
+    from engine.models.backends.runtimes import vulkan_devices, vulkan_gpu
+
+    vk = vulkan_devices()
+    rows.append(Check("vulkan", True if vulkan_gpu() else None,
+                      "; ".join(d.describe() for d in vk) if vk else
+                      "no Vulkan device (a GPU's Vulkan driver, or Mesa's mesa-vulkan-drivers for the software one)"))
     try:
         dev = resolve_device("auto")
         if dev == "cpu":   # CPU-only: the runtime is picked per model (CPU_AUTO, bench/results/backends.md)

@@ -76,9 +76,16 @@ def free_vram_bytes() -> Optional[int]:
 
 
 def default_budget(device: str = "cpu") -> int:
-    """Half the free RAM (or, for a CUDA/TensorRT model, half the free VRAM), capped at 4 GB."""
+    """Half the free RAM (or, for a CUDA/TensorRT model, half the free VRAM; for a Vulkan
+    device, half the heap ncnn gives it), capped at 4 GB."""
     free = None
-    if any(k in (device or "").lower() for k in ("cuda", "tensorrt", "gpu")):
+    dev = (device or "").lower()
+    if dev.startswith("vulkan:"):
+        from engine.models.backends.runtimes import vulkan_devices
+
+        heap = next((d.heap_mb for d in vulkan_devices() if f"vulkan:{d.index}" == dev), 0)
+        free = heap << 20 if heap > 0 else None
+    elif any(k in dev for k in ("cuda", "tensorrt", "gpu")):
         free = free_vram_bytes()
     if free is None:
         free = free_memory_bytes()
@@ -94,7 +101,7 @@ NCNN_FACTOR = 2.2
 def bytes_per_px(spec, device: str = "cpu") -> int:
     """Working memory per input pixel of a tile: the model's measured figure (``ModelSpec.bytes_per_px``)."""
     base = int(spec.bytes_per_px)
-    return int(base * NCNN_FACTOR) if str(device).startswith("ncnn") else base
+    return int(base * NCNN_FACTOR) if str(device).startswith(("ncnn", "vulkan")) else base
 
 
 @dataclass(frozen=True)

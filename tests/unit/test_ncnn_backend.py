@@ -28,8 +28,9 @@ def _crop(astronaut: np.ndarray, h: int = 70, w: int = 94) -> np.ndarray:
 
 def _gpu_present() -> bool:
     from engine.models.backends.onnx_backend import AUTO_ORDER, GPU_PROVIDERS, available_providers
+    from engine.models.backends.runtimes import vulkan_gpu
 
-    return any(GPU_PROVIDERS[k] in available_providers() for k in AUTO_ORDER)
+    return any(GPU_PROVIDERS[k] in available_providers() for k in AUTO_ORDER) or vulkan_gpu() is not None
 
 
 @pytest.mark.parametrize("model_id", FAMILIES)

@@ -185,5 +185,12 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
         registry.verified_onnx_path(model_id)
         param, binary = registry.verified_ncnn_paths(model_id)   # ModelNotInstalled / WeightsTampered
         return _cached((model_id, dev, str(binary)), lambda: NcnnModel(spec, param, binary))
+    if dev.startswith("vulkan:"):
+        from engine.models.backends.ncnn_backend import NcnnModel
+
+        registry.verified_onnx_path(model_id)
+        param, binary = registry.verified_ncnn_paths(model_id)
+        gpu = int(dev.split(":", 1)[1])
+        return _cached((model_id, dev, str(binary)), lambda: NcnnModel(spec, param, binary, gpu=gpu))
     path = registry.verified_onnx_path(model_id)   # ModelNotInstalled / WeightsTampered / not a net
     return _cached((model_id, dev, str(path)), lambda: OnnxModel(spec, path, dev))

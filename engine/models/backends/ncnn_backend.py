@@ -14,8 +14,16 @@ Options, chosen for speed at fp32 fidelity: ``num_threads`` = the cores this pro
 Winograd (2x3/4x3/6x3), sgemm and the packed layout on (ncnn's defaults, set explicitly);
 fp16 storage/arithmetic, bf16 and int8 off: measured on the AVX2 build host, fp16 on gave
 bit-identical output and no speed gain (photo-x2 88 vs 69 ms, anime-video-x4 46 vs 46 ms,
-illustration-x2 70 vs 68 ms per 128x128 call), so fp32 costs nothing; no Vulkan (CPU backend);
+illustration-x2 70 vs 68 ms per 128x128 call), so fp32 costs nothing;
 ``openmp_blocktime`` 0 (no spinning between layers; helps when the cores are shared).
+
+Vulkan (``gpu`` = a device index, ``device="vulkan"`` / ``"vulkan:N"``): the same network on
+ncnn's Vulkan compute, which reaches AMD, Intel and NVIDIA GPUs (and Apple's through MoltenVK)
+without CUDA. fp16 storage and arithmetic are asked for there (ncnn turns off what the device
+lacks); measured on Mesa's software device lavapipe against ncnn CPU fp32 on a real photo crop:
+60-66 dB PSNR with fp16, 135-140 dB with fp32 (bench/results/vulkan.md), well above the 45 dB the
+importer demands, so fp16 it is. A tile cannot be cancelled midway on either path (ncnn's
+extract is one blocking call); the tiler checks for a cancel between tiles.
 
 Thread safety: the ``ncnn.Net`` is shared (read-only after loading); each ``run()`` creates its
 own extractor, so concurrent calls from several threads are safe.
@@ -28,14 +36,15 @@ import numpy as np
 
 from engine.errors import EnhanceError, OutOfMemory
 from engine.models.backends import prepost
-from engine.models.backends.runtimes import cpu_threads, ncnn_available
+from engine.models.backends.runtimes import cpu_threads, ncnn_available, vulkan_devices
 from engine.models.catalog import ModelSpec
 
 # ncnn_available lives in runtimes.py (onnx_backend needs it too, without an import cycle) and stays
 # importable from here.
-__all__ = ["DEVICE", "NcnnModel", "blob_names", "configure", "ncnn_available"]
+__all__ = ["DEVICE", "VULKAN", "NcnnModel", "blob_names", "configure", "ncnn_available"]
 
 DEVICE = "ncnn-cpu"
+VULKAN = "vulkan"
 # ncnn's C API returns -100 when a blob/workspace allocation fails (NCNN_ALLOC failure path).
 _NCNN_ALLOC_FAILED = -100
 
@@ -52,9 +61,10 @@ def blob_names(spec: ModelSpec, param_text: str) -> tuple[str, str]:
     return in_blob, out_blob
 
 
-def configure(opt, threads: int) -> None:
-    """Speed options at fp32 fidelity (see the module docstring); set before load_param."""
-    opt.use_vulkan_compute = False
+def configure(opt, threads: int, gpu: bool = False) -> None:
+    """Speed options at fp32 fidelity on the CPU, fp16 on Vulkan (see the module docstring);
+    set before load_param."""
+    opt.use_vulkan_compute = gpu
     opt.num_threads = max(1, int(threads))
     # OpenMP workers sleep at once instead of spinning 20 ms after each layer: same speed on an idle
     # host, steadier when other processes want the cores (bench/results/backends.md, 2026-11-28 notes)
@@ -65,9 +75,9 @@ def configure(opt, threads: int) -> None:
     opt.use_winograd63_convolution = True
     opt.use_sgemm_convolution = True
     opt.use_packing_layout = True
-    opt.use_fp16_packed = False
-    opt.use_fp16_storage = False
-    opt.use_fp16_arithmetic = False
+    opt.use_fp16_packed = gpu
+    opt.use_fp16_storage = gpu
+    opt.use_fp16_arithmetic = gpu
     opt.use_bf16_storage = False
     opt.use_int8_inference = False
 
@@ -75,21 +85,31 @@ def configure(opt, threads: int) -> None:
 class NcnnModel:
     """One loaded ncnn network with the upstream wrapper's pre/post-processing (Contract 1)."""
 
-    def __init__(self, spec: ModelSpec, param_path: Path, bin_path: Path, threads: int | None = None) -> None:
+    def __init__(self, spec: ModelSpec, param_path: Path, bin_path: Path, threads: int | None = None,
+                 gpu: int | None = None) -> None:
         if not ncnn_available():
             raise EnhanceError("device 'ncnn' is not available: the ncnn package is missing "
                                "(pip install ncnn), use --device auto or cpu")
         import ncnn
 
         self.spec = spec
-        self.device = DEVICE
+        self.device = DEVICE if gpu is None else f"{VULKAN}:{gpu}"
         self.path = bin_path
         self.threads = threads or cpu_threads()
-        self.providers = [f"ncnn {getattr(ncnn, '__version__', '?')} CPU fp32"]
+        version = getattr(ncnn, "__version__", "?")
+        if gpu is None:
+            self.providers = [f"ncnn {version} CPU fp32"]
+        else:
+            dev = next((d for d in vulkan_devices() if d.index == gpu), None)
+            if dev is None:
+                raise EnhanceError(f"there is no Vulkan device {gpu} here: see 'enhancelayer doctor'")
+            self.providers = [f"ncnn {version} Vulkan fp16 on {dev.name}"]
         try:
             self._in, self._out = blob_names(spec, param_path.read_text(encoding="utf-8"))
             net = ncnn.Net()
-            configure(net.opt, self.threads)
+            configure(net.opt, self.threads, gpu is not None)
+            if gpu is not None:
+                net.set_vulkan_device(gpu)
             if net.load_param(str(param_path)) != 0:
                 raise EnhanceError(f"ncnn could not read {param_path}: run 'enhancelayer import --only {spec.id}'")
             if net.load_model(str(bin_path)) != 0:

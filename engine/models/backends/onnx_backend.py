@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.errors import EnhanceError, OutOfMemory
 from engine.models.backends import prepost
-from engine.models.backends.runtimes import cpu_threads, ncnn_available, openvino_available
+from engine.models.backends.runtimes import cpu_threads, ncnn_available, openvino_available, vulkan_devices, vulkan_gpu
 from engine.models.catalog import ModelSpec
 
 # cpu_threads and openvino_available live in runtimes.py (shared with ncnn_backend without an
@@ -93,7 +93,12 @@ def resolve_device(device: str, model_id: str = "") -> str:
         for key in AUTO_ORDER:
             if GPU_PROVIDERS[key] in provs:
                 return key
+        gpu = vulkan_gpu() if _has_ncnn_files(model_id) else None
+        if gpu is not None:                 # a real AMD / Intel / NVIDIA GPU through ncnn's Vulkan
+            return f"vulkan:{gpu.index}"
         return cpu_auto(model_id)
+    if device == "vulkan" or device.startswith("vulkan:"):
+        return _vulkan_device(device, model_id)
     if device == "cpu":
         return "cpu"
     if device in ("ncnn", "ncnn-cpu"):
@@ -112,7 +117,41 @@ def resolve_device(device: str, model_id: str = "") -> str:
             return device
         raise EnhanceError(f"device '{device}' is not available here (ONNX Runtime providers: "
                            f"{', '.join(provs)}); use --device auto or cpu")
-    raise EnhanceError(f"unknown device '{device}': use auto, cpu, ncnn, openvino, cuda, tensorrt, directml or coreml")
+    raise EnhanceError(f"unknown device '{device}': use auto, cpu, ncnn, vulkan, vulkan:N, openvino, cuda, tensorrt, "
+                       "directml or coreml")
+
+
+def _has_ncnn_files(model_id: str) -> bool:
+    """The model has the wheel's ncnn files (the Vulkan path runs those)."""
+    if not model_id or not ncnn_available():
+        return False
+    from engine.models import registry
+
+    return registry.has_ncnn_files(model_id)
+
+
+def _vulkan_device(device: str, model_id: str) -> str:
+    """'vulkan' = the first real Vulkan GPU; 'vulkan:N' = device N, a software one included
+    (for tests: Mesa's lavapipe runs the GPU code path on a CPU)."""
+    devices = vulkan_devices()
+    if device == "vulkan":
+        gpu = vulkan_gpu()
+        if gpu is None:
+            soft = [d.describe() for d in devices]
+            raise EnhanceError("no Vulkan GPU found" + (f" (only {'; '.join(soft)}: give vulkan:N to use it anyway)"
+                                                        if soft else " (install your GPU's Vulkan driver)")
+                               + "; use --device auto or cpu")
+        index = gpu.index
+    else:
+        tail = device.split(":", 1)[1]
+        if not tail.isdigit() or int(tail) not in {d.index for d in devices}:
+            have = ", ".join(f"vulkan:{d.index}" for d in devices) or "none"
+            raise EnhanceError(f"unknown Vulkan device '{device}' (here: {have}); see 'enhancelayer doctor'")
+        index = int(tail)
+    if model_id and not _has_ncnn_files(model_id):
+        raise EnhanceError(f"'{model_id}' cannot run on Vulkan: it has no ncnn files (only the wheel models "
+                           "do); use --device auto or cpu")
+    return f"vulkan:{index}"
 
 
 def cpu_auto(model_id: str) -> str:

@@ -8,6 +8,10 @@ package but load nothing.
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
 
 
 def cpu_threads() -> int:
@@ -34,3 +38,86 @@ def openvino_available() -> bool:
     except Exception:  # noqa: BLE001 - a broken install counts as absent
         return False
     return True
+
+
+# ---------------------------------------------------------------------- Vulkan (ncnn's GPU path)
+# ncnn's GpuInfo.type(): Vulkan's VkPhysicalDeviceType order
+_VK_KINDS = {0: "discrete", 1: "integrated", 2: "virtual", 3: "cpu"}
+_SOFTWARE_NAMES = ("llvmpipe", "lavapipe", "swiftshader", "softpipe")
+
+
+@dataclass(frozen=True)
+class VulkanDevice:
+    """One Vulkan device ncnn can use."""
+
+    index: int
+    name: str
+    kind: str               # discrete, integrated, virtual, cpu, other
+    heap_mb: int            # ncnn's heap budget for it (what a tile may use)
+
+    @property
+    def software(self) -> bool:
+        """A CPU rasteriser (Mesa llvmpipe/lavapipe, SwiftShader): correct, slow, never picked
+        automatically — the CPU backends are ~10x faster on the same cores."""
+        return self.kind == "cpu" or any(s in self.name.lower() for s in _SOFTWARE_NAMES)
+
+    def describe(self) -> str:
+        soft = ", software: only on request" if self.software else ""
+        return f"vulkan:{self.index} {self.name} ({self.kind}, {self.heap_mb} MB heap{soft})"
+
+
+_vulkan_cache: Optional[list[VulkanDevice]] = None
+_vulkan_lock = threading.Lock()
+
+
+def vulkan_devices() -> list[VulkanDevice]:
+    """The Vulkan devices of ncnn's wheel (probed once per process, ~0.1 s). ncnn prints each
+    device's capabilities to stderr when it starts Vulkan; that is muted here, so a CLI error
+    stays one line. No ncnn, no Vulkan loader or no driver: an empty list."""
+    global _vulkan_cache
+    with _vulkan_lock:
+        if _vulkan_cache is None:
+            _vulkan_cache = _probe_vulkan() if ncnn_available() else []
+        return list(_vulkan_cache)
+
+
+def _probe_vulkan() -> list[VulkanDevice]:
+    import ncnn
+
+    with _stderr_muted():
+        try:
+            n = int(ncnn.get_gpu_count())
+            out = []
+            for i in range(n):
+                info = ncnn.get_gpu_info(i)
+                heap = int(ncnn.get_gpu_device(i).get_heap_budget())
+                out.append(VulkanDevice(i, str(info.device_name()), _VK_KINDS.get(int(info.type()), "other"), heap))
+        except Exception:  # noqa: BLE001 - a broken driver counts as no device
+            return []
+    return out
+
+
+@contextmanager
+def _stderr_muted():
+    """File descriptor 2 to /dev/null for the duration (C code writes there, not sys.stderr)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def vulkan_gpu() -> Optional[VulkanDevice]:
+    """The Vulkan device ``auto`` and ``vulkan`` use: the first real GPU, discrete before
+    integrated; never a software device."""
+    real = [d for d in vulkan_devices() if not d.software]
+    real.sort(key=lambda d: (d.kind != "discrete", d.index))
+    return real[0] if real else None

@@ -28,8 +28,9 @@ from starlette.concurrency import run_in_threadpool
 from engine import __version__
 from engine.errors import EnhanceError
 from engine.server import wire
-from engine.server.jobs import OWNER, Busy, JobManager
+from engine.server.jobs import Busy, JobManager
 from engine.server.security import Guard, Settings, json_error
+from engine.server.tokens import OWNER
 from engine.server.worker import check_job, estimate_seconds, run_job, scale_of
 
 log = logging.getLogger("enhancelayer.server")
@@ -213,9 +214,9 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
     app.state.settings = settings
 
     @app.exception_handler(Exception)
-    async def _bug(_req: Request, e: Exception):
+    async def _bug(req: Request, e: Exception):
         # a bug, not the client's fault: the traceback goes to engine.log (not only stderr)
-        log.error("internal error on %s %s", _req.method, _req.url.path, exc_info=e)
+        log.error("internal error on %s %s", req.method, req.url.path, exc_info=e)
         return json_error(500, "internal", f"internal error in the engine ({type(e).__name__}) — see its log")
 
     @app.exception_handler(EnhanceError)

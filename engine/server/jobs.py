@@ -39,12 +39,12 @@ from engine.errors import (
     UnknownModel,
     WeightsTampered,
 )
+from engine.server.tokens import OWNER
 
 log = logging.getLogger("enhancelayer.jobs")
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 SENT_GRACE = 60.0           # s a completely sent but unconfirmed result stays for a retry
-OWNER = "owner"             # the client of the engine's own token
 
 
 def error_kind(e: BaseException) -> str:

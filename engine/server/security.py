@@ -16,6 +16,7 @@ from typing import Any, Optional
 from fastapi.responses import JSONResponse
 
 from engine.server import wire
+from engine.server.tokens import OWNER
 
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024          # input: 8192 x 8192
@@ -114,10 +115,10 @@ class Guard:
         raw: dict[str, list[str]] = {}
         for k, v in scope.get("headers") or []:
             raw.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
-        resp = self._check(scope, raw)
+        resp, client = self._check(scope, raw)
         if resp is not None:
             return await resp(scope, receive, send)
-        scope["enhancelayer.client"] = self._client(raw)
+        scope["enhancelayer.client"] = client
         self.s.in_flight += 1
         try:
             await self.app(scope, receive, send)
@@ -125,22 +126,24 @@ class Guard:
             self.s.in_flight -= 1
             self.s.last_activity = time.monotonic()
 
-    def _check(self, scope, h: dict[str, list[str]]) -> Optional[JSONResponse]:
+    def _check(self, scope, h: dict[str, list[str]]) -> tuple[Optional[JSONResponse], Optional[str]]:
+        """(the refusal, or None; the client's name, None for the token-free health call)."""
         hosts = h.get("host", [])
         if len(hosts) != 1 or not _host_ok(self.s, hosts[0]):
             return json_error(403, "forbidden_host", "Host header not allowed: use the engine's URL "
-                               "(127.0.0.1) or start it with --allow-host NAME")
+                               "(127.0.0.1) or start it with --allow-host NAME"), None
         origins = h.get("origin", [])
         if len(origins) > 1 or (origins and not _origin_ok(self.s, origins[0])):
             return json_error(403, "forbidden_origin", "requests from web pages are refused "
-                               "(foreign Origin header)")
+                               "(foreign Origin header)"), None
         path = scope.get("path", "")
         if path == "/v1/health" and scope.get("method") in ("GET", "HEAD"):
-            return None
-        if self._client(h) is None:
+            return None, None
+        client = self._client(h)
+        if client is None:
             return json_error(401, "unauthorized", "missing or wrong token (Authorization: Bearer <token>)",
-                               {"WWW-Authenticate": 'Bearer realm="enhancelayer"'})
-        return None
+                               {"WWW-Authenticate": 'Bearer realm="enhancelayer"'}), None
+        return None, client
 
     def _client(self, h: dict[str, list[str]]) -> Optional[str]:
         """The name of the client whose token the request carries ("owner" for the engine's own
@@ -153,7 +156,7 @@ class Guard:
             if scheme.lower() == "bearer":
                 given = cred.strip().encode("latin-1")      # the header's own bytes, lossless
         found = None
-        for name, tok in (("owner", self.s.token), *self.s.clients.items()):
+        for name, tok in ((OWNER, self.s.token), *self.s.clients.items()):
             if hmac.compare_digest(given, tok.encode("utf-8")) and given and found is None:
                 found = name
         return found

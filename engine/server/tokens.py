@@ -20,6 +20,7 @@ from pathlib import Path
 from engine.errors import BadInput
 
 MIN_BITS = 256
+OWNER = "owner"             # the client name of the engine's own token (reserved in the file)
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits, "-_", string.punctuation)
 
@@ -69,8 +70,8 @@ def read_client_tokens(path: Path, owner_token: str) -> dict[str, str]:
         if len(parts) != 2 or not _NAME.fullmatch(parts[0]):
             raise BadInput(f"{path}, line {n}: write `name token` (name: letters, digits, . _ @ -)")
         name, tok = parts
-        if name in out or name == "owner":
-            raise BadInput(f"{path}, line {n}: the name {name} is used twice (or is the reserved 'owner')")
+        if name in out or name == OWNER:
+            raise BadInput(f"{path}, line {n}: the name {name} is used twice (or is the reserved '{OWNER}')")
         if tok in seen:
             raise BadInput(f"{path}, line {n}: this token is used twice: give every client its own")
         why = weak_reason(tok)

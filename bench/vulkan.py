@@ -57,7 +57,7 @@ def main() -> int:
         ref = np.clip(ref, 0, 1)
         vk16 = ncnn_backend.NcnnModel(spec, param, binary, gpu=dev.index)
         t16, y16 = _best(vk16.run, x)
-        vk32 = _reload_fp32(spec, param, binary, dev.index)
+        vk32 = ncnn_backend.NcnnModel(spec, param, binary, gpu=dev.index, fp16=False)
         t32, y32 = _best(vk32.run, x)
         a16, a32 = np.clip(y16, 0, 1), np.clip(y32, 0, 1)
         rows.append((mid, t_cpu, t16, t32, prepost.psnr(a16, ref), prepost.psnr(a16 @ LUMA, ref @ LUMA),
@@ -89,23 +89,6 @@ def main() -> int:
         out.write_text("\n".join(lines) + "\n")
         print(f"wrote {out}")
     return 0
-
-
-def _reload_fp32(spec, param, binary, gpu: int):
-    """The same model on Vulkan with fp16 off (options must be set before loading)."""
-    import ncnn
-
-    from engine.models.backends import ncnn_backend
-
-    m = ncnn_backend.NcnnModel(spec, param, binary, gpu=gpu)
-    net = ncnn.Net()
-    ncnn_backend.configure(net.opt, m.threads, True)
-    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = False
-    net.set_vulkan_device(gpu)
-    net.load_param(str(param))
-    net.load_model(str(binary))
-    m._net = net
-    return m
 
 
 if __name__ == "__main__":

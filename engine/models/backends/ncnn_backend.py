@@ -61,9 +61,9 @@ def blob_names(spec: ModelSpec, param_text: str) -> tuple[str, str]:
     return in_blob, out_blob
 
 
-def configure(opt, threads: int, gpu: bool = False) -> None:
-    """Speed options at fp32 fidelity on the CPU, fp16 on Vulkan (see the module docstring);
-    set before load_param."""
+def configure(opt, threads: int, gpu: bool = False, fp16: bool = True) -> None:
+    """Speed options at fp32 fidelity on the CPU, fp16 on Vulkan unless ``fp16`` is False (see
+    the module docstring); set before load_param."""
     opt.use_vulkan_compute = gpu
     opt.num_threads = max(1, int(threads))
     # OpenMP workers sleep at once instead of spinning 20 ms after each layer: same speed on an idle
@@ -75,9 +75,10 @@ def configure(opt, threads: int, gpu: bool = False) -> None:
     opt.use_winograd63_convolution = True
     opt.use_sgemm_convolution = True
     opt.use_packing_layout = True
-    opt.use_fp16_packed = gpu
-    opt.use_fp16_storage = gpu
-    opt.use_fp16_arithmetic = gpu
+    half = gpu and fp16
+    opt.use_fp16_packed = half
+    opt.use_fp16_storage = half
+    opt.use_fp16_arithmetic = half
     opt.use_bf16_storage = False
     opt.use_int8_inference = False
 
@@ -86,7 +87,7 @@ class NcnnModel:
     """One loaded ncnn network with the upstream wrapper's pre/post-processing (Contract 1)."""
 
     def __init__(self, spec: ModelSpec, param_path: Path, bin_path: Path, threads: int | None = None,
-                 gpu: int | None = None) -> None:
+                 gpu: int | None = None, fp16: bool = True) -> None:
         if not ncnn_available():
             raise EnhanceError("device 'ncnn' is not available: the ncnn package is missing "
                                "(pip install ncnn), use --device auto or cpu")
@@ -103,11 +104,11 @@ class NcnnModel:
             dev = next((d for d in vulkan_devices() if d.index == gpu), None)
             if dev is None:
                 raise EnhanceError(f"there is no Vulkan device {gpu} here: see 'enhancelayer doctor'")
-            self.providers = [f"ncnn {version} Vulkan fp16 on {dev.name}"]
+            self.providers = [f"ncnn {version} Vulkan {'fp16' if fp16 else 'fp32'} on {dev.name}"]
         try:
             self._in, self._out = blob_names(spec, param_path.read_text(encoding="utf-8"))
             net = ncnn.Net()
-            configure(net.opt, self.threads, gpu is not None)
+            configure(net.opt, self.threads, gpu is not None, fp16)
             if gpu is not None:
                 net.set_vulkan_device(gpu)
             if net.load_param(str(param_path)) != 0:

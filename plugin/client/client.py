@@ -304,10 +304,13 @@ class EngineClient:
         try:
             try:
                 conn.request(method, path, body=body, headers=headers)
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError) as e:
                 # The engine answered early (401/413 ...) and closed while we were still
-                # uploading: its answer is usually readable.
-                pass
+                # uploading: its answer is usually readable. But when the reset came while
+                # CONNECTING (an engine killed with connections pending), there is no socket to
+                # read an answer from: http.client would fail on it with an AttributeError.
+                if conn.sock is None:
+                    raise self._unreachable(e) from None
             resp = conn.getresponse()
             data = resp.read()
             return resp.status, resp.getheader("Content-Type", ""), data

@@ -265,3 +265,19 @@ def test_with_restart_starts_a_killed_local_engine_again_once(tmp_path):
         for pid in pids[1:]:
             if pid:
                 os.kill(pid, signal.SIGTERM)
+
+
+def test_reset_while_connecting_is_unreachable_not_a_crash(monkeypatch):
+    """An engine SIGKILLed with connections pending can reset one while it is being opened
+    (the 15-minute soak met it once): there is then no socket to read an early answer from, and
+    the client must say "unreachable" (which with_restart turns into a silent restart) instead
+    of letting http.client fail with AttributeError on the missing socket."""
+    import http.client
+
+    def reset(self):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", reset)
+    client = elc.EngineClient("http://127.0.0.1:9", "t" * 43)
+    with pytest.raises(elc.EngineUnreachable, match="cannot reach the engine"):
+        client.health(timeout=2)

@@ -136,9 +136,13 @@ def krita_found() -> bool:
 
 
 def gimp3_found() -> bool:
+    """A GIMP 3.x on PATH (gimp-3.0, gimp-console-3.2, ...) or a GIMP 3 profile folder."""
     home = Path.home()
-    return bool(shutil.which("gimp-3.0") or shutil.which("gimp-console-3.0")
-                or (home / ".config/GIMP/3.0").exists())
+    on_path = any(shutil.which(f"gimp{kind}-3{minor}") for kind in ("", "-console") for minor in ("", ".0"))
+    gimp = ROOT / "plugin/gimp/install_gimp.py"
+    if not on_path and gimp.exists():
+        on_path = bool(_load_installer(gimp).gimp_versions_on_path())
+    return bool(on_path or any((home / ".config/GIMP").glob("3.*")))
 
 
 def step_plugins(uninstall: bool = False) -> list[str]:
@@ -153,13 +157,15 @@ def step_plugins(uninstall: bool = False) -> list[str]:
             continue
         mod = _load_installer(path)
         if uninstall:
-            mod.uninstall()
+            mod.uninstall_all() if hasattr(mod, "uninstall_all") else mod.uninstall()
             done.append(name)
             continue
         if not found:
             say(f"- {name} not found: its plug-in is not installed (install {name} and run this again)")
             continue
-        where = mod.install(client_src=client)
+        # GIMP: one copy per GIMP 3 profile (3.0, 3.2, ...); Krita: one profile
+        where = (", ".join(map(str, mod.install_all(client_src=client))) if hasattr(mod, "install_all")
+                 else mod.install(client_src=client))
         if isinstance(where, dict):
             where = where.get("package") or where.get("pykrita")
         say(f"- {name} plug-in installed: {where}")
@@ -168,11 +174,11 @@ def step_plugins(uninstall: bool = False) -> list[str]:
     if gimp.exists():
         mod = _load_installer(gimp)
         if uninstall:
-            mod.uninstall(mod.flatpak_profile_dir())
+            mod.uninstall_all(mod.flatpak_profile_dirs())
             remove_engine_service()
         elif mod.flatpak_installed():
-            where = mod.install(mod.flatpak_profile_dir(), client_src=client, engine_config=str(config_dir()))
-            say(f"- GIMP 3 (Flatpak) plug-in installed: {where}")
+            where = mod.install_all(mod.flatpak_profile_dirs(), client_src=client, engine_config=str(config_dir()))
+            say(f"- GIMP 3 (Flatpak) plug-in installed: {', '.join(map(str, where))}")
             say(f"- {step_engine_service()}")
             done.append("GIMP 3 (Flatpak)")
     return done

@@ -10,12 +10,18 @@ engine runs, so the install also saves the engine's catalog as
 --json`` prints): the model choice and one argument per job option come from it. Without an
 engine (a warning on stderr) the procedure has a plain model-id argument and no options.
 
-Profile folder: ``$GIMP3_DIRECTORY`` if set (GIMP's own override), else
-Linux/BSD ``$XDG_CONFIG_HOME/GIMP/3.0`` (``~/.config/GIMP/3.0``),
-macOS ``~/Library/Application Support/GIMP/3.0``, Windows ``%APPDATA%\\GIMP\\3.0``.
+Profile folder: ``$GIMP3_DIRECTORY`` if set (GIMP's own override), else one per GIMP 3 minor
+version under Linux/BSD ``$XDG_CONFIG_HOME/GIMP/`` (``~/.config/GIMP/3.0``, ``~/.config/GIMP/3.2``),
+macOS ``~/Library/Application Support/GIMP/``, Windows ``%APPDATA%\\GIMP\\``. GIMP 3.2 reads
+``GIMP/3.2``, not ``GIMP/3.0``; at its first start it copies the newest older profile, plug-ins
+included (checked with GIMP 3.2.6), but a later re-install must reach the copy too. So
+:func:`profile_dirs`: every ``GIMP/3.N`` profile that exists, or when none does, the one of the
+newest GIMP 3 on PATH (``gimp-3.N`` / ``gimp-console-3.N``), else ``3.0``. A profile that does
+not exist yet is never made beside an older one: that would stop GIMP from migrating the user's
+settings into it.
 
 GIMP from Flatpak (how most Debian 12 users get GIMP 3) keeps its profile in
-``~/.var/app/org.gimp.GIMP/config/GIMP/3.0`` (:func:`flatpak_profile_dir`) and runs plug-ins
+``~/.var/app/org.gimp.GIMP/config/GIMP/3.N`` (:func:`flatpak_profile_dirs`) and runs plug-ins
 inside its sandbox: they see the home folder and the network (the Flathub manifest grants
 ``--filesystem=host`` and ``--share=network``) but cannot run the engine's venv, which needs the
 host's libraries. So a sandboxed install (``install(..., engine_config=<the user's engine
@@ -43,25 +49,70 @@ CLIENT_SRC = HERE.parent / "client"
 CLIENT_PKG = "enhancelayer_client"
 
 
-def profile_dir() -> Path:
-    """GIMP 3's per-user folder on this system."""
+def _gimp_base() -> Path:
+    """The folder that holds one profile per GIMP version (``GIMP/3.0``, ``GIMP/3.2``, ...)."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "GIMP"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "GIMP"
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
+    return Path(base) / "GIMP"
+
+
+def profile_dir(version: str = "3.0") -> Path:
+    """GIMP 3's per-user folder on this system for one minor ``version``."""
     env = os.environ.get("GIMP3_DIRECTORY")
     if env:
         return Path(env).expanduser()
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "GIMP" / "3.0"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "GIMP" / "3.0"
-    base = os.environ.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
-    return Path(base) / "GIMP" / "3.0"
+    return _gimp_base() / version
+
+
+def _minor(name: str) -> Optional[int]:
+    """3.N -> N for a profile folder or an executable's version suffix; None otherwise."""
+    head, dot, tail = name.partition(".")
+    return int(tail) if head == "3" and dot and tail.isdigit() else None
+
+
+def gimp_versions_on_path(path: Optional[str] = None) -> list[str]:
+    """The GIMP 3 minor versions whose executables (``gimp-3.N``, ``gimp-console-3.N``) are on
+    PATH, oldest first."""
+    found: set[int] = set()
+    for folder in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
+        try:
+            names = os.listdir(folder) if folder else []
+        except OSError:
+            continue
+        for name in names:
+            for prefix in ("gimp-console-", "gimp-"):
+                n = _minor(name[len(prefix):]) if name.startswith(prefix) else None
+                if n is not None:
+                    found.add(n)
+    return [f"3.{n}" for n in sorted(found)]
+
+
+def profile_dirs(base: Optional[Path] = None, on_path: Optional[Sequence[str]] = None) -> list[Path]:
+    """Every GIMP 3 profile the plug-in goes into (see the module docstring), oldest first."""
+    env = os.environ.get("GIMP3_DIRECTORY")
+    if env and base is None:
+        return [Path(env).expanduser()]
+    root = base if base is not None else _gimp_base()
+    found = root.iterdir() if root.is_dir() else iter(())
+    existing = sorted((d for d in found if d.is_dir() and _minor(d.name) is not None),
+                      key=lambda d: _minor(d.name) or 0)
+    if existing:
+        return existing
+    versions = list(on_path) if on_path is not None else gimp_versions_on_path()
+    return [root / (versions[-1] if versions else "3.0")]
 
 
 FLATPAK_APP = "org.gimp.GIMP"
 
 
-def flatpak_profile_dir(home: Optional[Path] = None) -> Path:
-    """GIMP 3's profile when GIMP runs from Flatpak (``~/.var/app/org.gimp.GIMP/...``)."""
-    return (home or Path.home()) / ".var" / "app" / FLATPAK_APP / "config" / "GIMP" / "3.0"
+def flatpak_profile_dirs(home: Optional[Path] = None) -> list[Path]:
+    """GIMP 3's profiles when GIMP runs from Flatpak (``~/.var/app/org.gimp.GIMP/config/GIMP/3.N``):
+    the ones that exist, else ``3.0`` (a Flatpak's version is not on PATH; a later GIMP copies
+    that profile at its first start)."""
+    return profile_dirs((home or Path.home()) / ".var" / "app" / FLATPAK_APP / "config" / "GIMP", on_path=())
 
 
 def flatpak_installed(home: Optional[Path] = None) -> bool:
@@ -158,6 +209,18 @@ def install(profile_dir: str | os.PathLike | None = None,
     return dest
 
 
+def install_all(profiles: Optional[Sequence[Path]] = None, **kw) -> list[Path]:
+    """:func:`install` into every profile of :func:`profile_dirs` (or ``profiles``); the
+    folders written."""
+    return [install(p, **kw) for p in (profile_dirs() if profiles is None else profiles)]
+
+
+def uninstall_all(profiles: Optional[Sequence[Path]] = None) -> list[Path]:
+    """:func:`uninstall` from every profile (or ``profiles``); the folders removed."""
+    gone = [uninstall(p) for p in (profile_dirs() if profiles is None else profiles)]
+    return [g for g in gone if g is not None]
+
+
 def written(folder: str | os.PathLike) -> list:
     """The files an install wrote (relative paths), for reports and tests."""
     root = Path(folder)
@@ -175,9 +238,9 @@ def uninstall(profile_dir: str | os.PathLike | None = None) -> Path | None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "uninstall":
-        print(uninstall() or "not installed")
+        print("\n".join(map(str, uninstall_all())) or "not installed")
     else:
-        d = install(sys.argv[1] if len(sys.argv) > 1 else None)
-        print(d)
-        for f in written(d):
-            print("  ", f)
+        for d in ([install(sys.argv[1])] if len(sys.argv) > 1 else install_all()):
+            print(d)
+            for f in written(d):
+                print("  ", f)

@@ -1,9 +1,11 @@
-"""The GIMP 3 plug-in inside real GIMP 3.0 (gimp-console-3.0, batch mode), against a real
-engine over real HTTP.
+"""The GIMP 3 plug-in inside real GIMP 3.0 and 3.2 (gimp-console-3.N, batch mode), against a
+real engine over real HTTP; every test runs in both.
 
-GIMP 3 comes from Debian trixie: natively on Debian 13+, else from the chroot that
+GIMP 3.0 comes from Debian trixie: natively on Debian 13+, else from the chroot that
 ``.ci/setup-gimp3.sh`` builds (``/var/lib/enhancelayer-ci/trixie``, or
-``$ENHANCELAYER_GIMP_CHROOT``). The chroot shares the network, so the plug-in reaches the
+``$ENHANCELAYER_GIMP_CHROOT``); GIMP 3.2 from the Debian sid chroot of ``setup-gimp3.sh sid``
+(``/var/lib/enhancelayer-ci/sid``, or ``$ENHANCELAYER_SID_CHROOT``). GIMP 3.2 keeps its profile
+in ``GIMP/3.2``, so the plug-in is installed there for it. The chroot shares the network, so the plug-in reaches the
 engine on 127.0.0.1; the engine's config folder (token + discovery) lives under the
 chroot's /tmp, so both sides see it (the plug-in gets ``ENHANCELAYER_CONFIG_DIR``).
 
@@ -34,7 +36,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-CHROOT = Path(os.environ.get("ENHANCELAYER_GIMP_CHROOT", "/var/lib/enhancelayer-ci/trixie"))
+# Debian suite -> (its chroot, the GIMP minor version it ships)
+SUITES = {
+    "trixie": (Path(os.environ.get("ENHANCELAYER_GIMP_CHROOT", "/var/lib/enhancelayer-ci/trixie")), "3.0"),
+    "sid": (Path(os.environ.get("ENHANCELAYER_SID_CHROOT", "/var/lib/enhancelayer-ci/sid")), "3.2"),
+}
 MODEL = "photo-x2"
 UNDO_BROKEN = "left image undo in inconsistent state"
 NP = {"u8": np.uint8, "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
@@ -67,10 +73,13 @@ def _load_installer():
 
 # ----------------------------------------------------------------------------- GIMP 3 host
 class Gimp3:
-    """Where GIMP 3 runs: natively (root = /) or in the trixie chroot (root = CHROOT)."""
+    """Where GIMP 3.N runs: natively (root = None) or in a chroot (root = its folder)."""
 
-    def __init__(self, root: Path | None):
+    def __init__(self, root: Path | None, version: str = "3.0"):
         self.root = root
+        self.version = version                  # "3.0" / "3.2": its binaries' and profile's suffix
+        self.console = f"gimp-console-{version}"
+        self.app = f"gimp-{version}"
         self.work = ((root / "tmp" / f"elci-{uuid.uuid4().hex[:10]}") if root
                      else Path(f"/tmp/elci-{uuid.uuid4().hex[:10]}"))
         self.work.mkdir(parents=True)
@@ -104,7 +113,7 @@ class Gimp3:
     def batch(self, script: Path, env: dict, log: Path, timeout: float = 240.0) -> tuple[int, str]:
         code = f'exec(open("{self.inside(script)}").read())'
         cmd = ["env", "LANG=C.UTF-8", *[f"{k}={v}" for k, v in env.items()],
-               "gimp-console-3.0", "-i", "-n", "--batch-interpreter=python-fu-eval", "-b", code, "--quit"]
+               self.console, "-i", "-n", "--batch-interpreter=python-fu-eval", "-b", code, "--quit"]
         if self.root:
             cmd = ["chroot", str(self.root), *cmd]
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
@@ -113,20 +122,21 @@ class Gimp3:
         return p.returncode, out
 
 
-def _find_gimp() -> Gimp3:
-    if shutil.which("gimp-console-3.0"):
-        return Gimp3(None)
-    if (CHROOT / "usr/bin/gimp-console-3.0").exists():
+def _find_gimp(suite: str) -> Gimp3:
+    root, version = SUITES[suite]
+    if shutil.which(f"gimp-console-{version}"):
+        return Gimp3(None, version)
+    if (root / f"usr/bin/gimp-console-{version}").exists():
         if os.geteuid() != 0:
-            pytest.skip(f"GIMP 3 chroot at {CHROOT} needs root to enter (chroot + mounts)")
-        return Gimp3(CHROOT)
-    pytest.skip("no GIMP 3 found: neither gimp-console-3.0 on PATH nor a trixie chroot at "
-                f"{CHROOT} (run `bash .ci/setup-gimp3.sh` as root)")
+            pytest.skip(f"GIMP {version} chroot at {root} needs root to enter (chroot + mounts)")
+        return Gimp3(root, version)
+    pytest.skip(f"no GIMP {version} found: neither gimp-console-{version} on PATH nor a {suite} chroot at "
+                f"{root} (run `bash .ci/setup-gimp3.sh {suite}` as root)")
 
 
-@pytest.fixture(scope="module")
-def gimp():
-    g = _find_gimp()
+@pytest.fixture(scope="module", params=list(SUITES))
+def gimp(request):
+    g = _find_gimp(request.param)
     try:
         g.mount()
         yield g
@@ -175,8 +185,9 @@ def engine(gimp, models_dir):
 def profile(gimp):
     """The plug-in installed by install_gimp into a GIMP profile of our own."""
     home = gimp.work / "home"
-    dest = _load_installer().install(profile_dir=home / ".config/GIMP/3.0", client_src=REPO / "plugin/client")
-    assert dest == home / ".config/GIMP/3.0/plug-ins/enhancelayer"
+    profile = home / ".config" / "GIMP" / gimp.version      # GIMP 3.2 reads GIMP/3.2 only
+    dest = _load_installer().install(profile_dir=profile, client_src=REPO / "plugin/client")
+    assert dest == profile / "plug-ins" / "enhancelayer"
     main = dest / "enhancelayer.py"
     assert os.access(main, os.X_OK) and main.read_text().startswith("#!/usr/bin/env python3")
     assert (dest / "enhancelayer_client" / "__init__.py").is_file()
@@ -307,9 +318,10 @@ def _check_pixels(out: Path, raw: str, dtype: str, expected: np.ndarray) -> np.n
 
 
 # ----------------------------------------------------------------------------- tests
-def test_registered(results):
+def test_registered(results, gimp):
     _out, _log, res = results
     r = res["u8_masked"]
+    assert r["gimp_version"].startswith(gimp.version + "."), r["gimp_version"]     # the GIMP we meant
     assert r["exists"] is True
     assert r["menu"] == ["<Image>/Filters/Enhance"] and r["label"] == "AI Enhance…"
     for a in ("model", "strength", "grain", "keep-color", "scale", "output-mode", "protect-faces",
@@ -530,7 +542,7 @@ def _gui(gimp, profile, cfg: Path, script_name: str, params: dict, env_extra: Op
     """The full GIMP 3 under an Xvfb of our own, running tests/hosts/gimp/<script_name> as
     batch code. Yields (out dir, xdotool(*args) -> stdout, gimp process)."""
     base = gimp.root or Path("/")
-    for tool in ("usr/bin/Xvfb", "usr/bin/xdotool", "usr/bin/gimp-3.0"):
+    for tool in ("usr/bin/Xvfb", "usr/bin/xdotool", f"usr/bin/{gimp.app}"):
         if not (base / tool).exists():
             pytest.skip(f"/{tool} missing in the GIMP 3 system: run `bash .ci/setup-gimp3.sh` (it adds it)")
     tag = script_name.split(".")[0]
@@ -559,7 +571,7 @@ def _gui(gimp, profile, cfg: Path, script_name: str, params: dict, env_extra: Op
         assert xvfb.poll() is None, (gimp.work / f"xvfb-{tag}.log").read_text()
         env = {"DISPLAY": disp, "HOME": gimp.inside(profile), "LANG": "C.UTF-8",
                "ENHANCELAYER_CONFIG_DIR": gimp.inside(cfg), "ELCI_PARAMS": gimp.inside(pfile), **(env_extra or {})}
-        gui = subprocess.Popen([*pre, "env", *[f"{k}={v}" for k, v in env.items()], "gimp-3.0", "-n",
+        gui = subprocess.Popen([*pre, "env", *[f"{k}={v}" for k, v in env.items()], gimp.app, "-n",
                                 "--no-splash", "--batch-interpreter=python-fu-eval",
                                 "-b", f'exec(open("{gimp.inside(script)}").read())', "--quit"],
                                stdout=glog, stderr=subprocess.STDOUT)

@@ -8,9 +8,10 @@ expected pixels come from the engine directly through the client in this process
 
 kritarunner runs on its own Xvfb display with a window + view of the document, like a user's
 Krita: Krita 5.1 can only make a transparency mask through its view (5.2 has an API call).
-Every Route A test also runs in Krita 5.2.9 from the Debian trixie chroot that
-.ci/setup-gimp3.sh makes (when krita is installed there; skipped with the reason otherwise),
-offscreen and in a private mount namespace, so the GIMP tests' chroot mounts are not touched.
+Every Route A test also runs in Krita 5.2.9 from the Debian trixie chroot and in Krita 5.3
+from the Debian sid chroot that .ci/setup-gimp3.sh makes (`setup-gimp3.sh sid`; when krita is
+installed there; skipped with the reason otherwise), offscreen and in a private mount
+namespace, so the GIMP tests' chroot mounts are not touched.
 The full app (Route B) test checks that the plug-in loads, registers its action and docker,
 and that the docker's own button makes the masked layer; it takes docs/images/krita-docker.png.
 """
@@ -183,7 +184,13 @@ def engine(tmp_path_factory, models_dir: Path):
     log.close()
 
 
-TRIXIE = Path(os.environ.get("ENHANCELAYER_GIMP_CHROOT", "/var/lib/enhancelayer-ci/trixie"))
+# The Krita versions beside the machine's own ("debian": 5.1.5 on Debian 12), each in the chroot
+# .ci/setup-gimp3.sh builds, with the version prefix it must report.
+CHROOTS = {
+    "trixie": Path(os.environ.get("ENHANCELAYER_GIMP_CHROOT", "/var/lib/enhancelayer-ci/trixie")),
+    "sid": Path(os.environ.get("ENHANCELAYER_SID_CHROOT", "/var/lib/enhancelayer-ci/sid")),
+}
+KRITA_VERSION = {"debian": "5.", "trixie": "5.2", "sid": "5.3"}
 
 
 def host_env(**extra: str) -> dict:
@@ -215,28 +222,37 @@ def own_ipc(argv: list) -> list:
     return argv
 
 
-def _trixie_skip() -> str:
-    """Why the Krita 5.2 (Debian trixie chroot) runs cannot happen here, or ""."""
-    if not (TRIXIE / "usr" / "bin" / "kritarunner").exists():
-        return (f"no Krita in the trixie chroot {TRIXIE}: chroot {TRIXIE} apt-get install "
-                "krita python3-pyqt5 python3-pyqt5.sip")
+def _chroot_skip(host: str) -> str:
+    """Why the Krita runs in the ``host`` chroot cannot happen here, or ""."""
+    root = CHROOTS[host]
+    if not (root / "usr" / "bin" / "kritarunner").exists():
+        return (f"no Krita in the {host} chroot {root}: bash .ci/setup-gimp3.sh {host}")
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        return "the trixie chroot runs need root and unshare (private mounts)"
+        return f"the {host} chroot runs need root and unshare (private mounts)"
     return ""
 
 
-@pytest.fixture(scope="module", params=["debian", "trixie"])
+def in_chroot(host: str, inner: list) -> list:
+    """argv that runs ``inner`` inside the ``host`` chroot, in a private mount (and IPC)
+    namespace with /proc, /dev and /tmp mounted there only."""
+    t = shlex.quote(str(CHROOTS[host]))
+    script = (f"mount -t proc proc {t}/proc && mount --bind /dev {t}/dev && "
+              f"mount --bind /tmp {t}/tmp && exec chroot {t} " + " ".join(map(shlex.quote, inner)))
+    return ["unshare", "--mount", "--propagation", "private", "--ipc", "sh", "-c", script]
+
+
+@pytest.fixture(scope="module", params=["debian", "trixie", "sid"])
 def krita_home(request, tmp_path_factory):
     """A throw-away HOME with the plug-in installed by its own installer. "debian": the
-    machine's Krita (5.1.5 on Debian 12); "trixie": Krita 5.2 in the trixie chroot, run in a
-    private mount namespace (nothing the GIMP tests use is mounted or unmounted)."""
-    if request.param == "trixie":
-        why = _trixie_skip()
+    machine's Krita (5.1.5 on Debian 12); "trixie" / "sid": Krita 5.2 / 5.3 in their chroots,
+    run in a private mount namespace (nothing the GIMP tests use is mounted or unmounted)."""
+    if request.param in CHROOTS:
+        why = _chroot_skip(request.param)
         if why:
             pytest.skip(why)
     home = tmp_path_factory.mktemp(f"krita-home-{request.param}")
-    if request.param == "trixie" and not str(home).startswith("/tmp/"):
-        pytest.skip("the trixie chroot runs share /tmp only; pytest's basetemp is elsewhere")
+    if request.param in CHROOTS and not str(home).startswith("/tmp/"):
+        pytest.skip("the chroot runs share /tmp only; pytest's basetemp is elsewhere")
     out = install_krita.install(profile_dir=home / ".local" / "share" / "krita",
                                 kritarc=home / ".config" / "kritarc")
     scripts = home / "scripts"
@@ -275,17 +291,14 @@ def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, tim
     env.pop("XAUTHORITY", None)
     env.pop("ENHANCELAYER_CONFIG_DIR", None)
     argv = ["kritarunner", "-s", "krita_scenarios", "-f", "main", str(sp)]
-    if krita_home["host"] == "trixie":
-        # Krita 5.2 makes masks without a view: offscreen, no window (its kritarunner crashes
-        # opening one). /proc, /dev and /tmp are mounted in a private namespace only.
+    if krita_home["host"] in CHROOTS:
+        # Krita >= 5.2 makes masks without a view: offscreen, no window (5.2's kritarunner
+        # crashes opening one). /proc, /dev and /tmp are mounted in a private namespace only.
         keep = ("HOME", "PYTHONPATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR",
                 "ENHANCELAYER_HOME")
         inner = ["env", "-i", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "QT_QPA_PLATFORM=offscreen",
                  *[f"{k}={env[k]}" for k in keep if k in env], *argv]
-        t = shlex.quote(str(TRIXIE))
-        script = (f"mount -t proc proc {t}/proc && mount --bind /dev {t}/dev && "
-                  f"mount --bind /tmp {t}/tmp && exec chroot {t} " + " ".join(map(shlex.quote, inner)))
-        argv = ["unshare", "--mount", "--propagation", "private", "--ipc", "sh", "-c", script]
+        argv = in_chroot(krita_home["host"], inner)
     else:
         argv = own_ipc(argv)
     log = tmp_path / "krita.log"
@@ -365,7 +378,7 @@ class TestCore:
             "feather": 4, "model": "jpeg-clean-1", "strength": 60}, tmp_path, xserver)
         name = "Enhanced · jpeg-clean-1 · 60%"
         check_common(res, name)
-        assert res["krita_version"].startswith("5.2" if krita_home["host"] == "trixie" else "5.")
+        assert res["krita_version"].startswith(KRITA_VERSION[krita_home["host"]])
         assert res["info"]["whole_layer"] is False
         assert res["children"] == [["Selection", "transparencymask"]]
         assert res["info"]["mask"] == "mask"
@@ -503,11 +516,10 @@ class TestCore:
         ys, xs = np.nonzero(selection)
         assert abs(xs.min() - 2 * sel[0]) <= 10 and abs(ys.min() - 2 * sel[1]) <= 10
 
+    @pytest.mark.parametrize("krita_home", ["debian"], indirect=True)   # >= 5.2 makes the mask without a view
     def test_no_view_krita_51_bakes_selection_into_alpha(self, engine, krita_home, photos, tmp_path, xserver):
         """Krita 5.1 without any view (a script in kritarunner) cannot make a transparency
         mask: the selection goes into the new layer's alpha instead, still pixel-exact."""
-        if krita_home["host"] != "debian":
-            pytest.skip("Krita 5.2 makes the mask without a view")
         sel = [60, 50, 120, 90]
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
@@ -735,13 +747,10 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path):
            "ENHANCELAYER_HOME": str(engine["home"]), "ENHANCELAYER_UNDO_SPEC": str(spec)}
     xs = Xvfb("1280x800x24")
     try:
-        if krita_home["host"] == "trixie":
+        if krita_home["host"] in CHROOTS:
             inner = ["env", "-i", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", f"DISPLAY={xs.display}",
                      *[f"{k}={v}" for k, v in env.items()], "krita", "--nosplash"]
-            t = shlex.quote(str(TRIXIE))
-            script = (f"mount -t proc proc {t}/proc && mount --bind /dev {t}/dev && "
-                      f"mount --bind /tmp {t}/tmp && exec chroot {t} " + " ".join(map(shlex.quote, inner)))
-            argv = ["unshare", "--mount", "--propagation", "private", "--ipc", "sh", "-c", script]
+            argv = in_chroot(krita_home["host"], inner)
             full_env = host_env()
         else:
             argv = own_ipc(["krita", "--nosplash"])
@@ -765,8 +774,8 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path):
     def ours(layers: list) -> list:           # "Selection Mask" is the user's selection, Krita's node
         return [x for x in layers if x[0] != "Selection Mask"]
     assert ours(res["after_run"]) == [["Background", []], ["Enhanced · jpeg-clean-1 · 60%", ["Selection"]]], res
-    if krita_home["host"] == "trixie":
-        assert res["version"].startswith("5.2"), res
+    if krita_home["host"] in CHROOTS:
+        assert res["version"].startswith(KRITA_VERSION[krita_home["host"]]), res
         assert ours(res["after_one_undo"]) == [["Background", []]], f"one Undo left {res['after_one_undo']}"
     else:
         assert res["version"].startswith("5.1"), res

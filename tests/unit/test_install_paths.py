@@ -90,9 +90,37 @@ def test_linux_paths_follow_xdg(bare_env: Path, monkeypatch: pytest.MonkeyPatch)
     assert install_gimp.profile_dir() == bare_env / "g3"
 
 
+def test_gimp_profiles_per_minor_version(bare_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GIMP 3.2 reads GIMP/3.2, not GIMP/3.0: every existing 3.N profile gets the plug-in; with
+    none, the newest GIMP on PATH decides; a newer profile is never made beside an older one
+    (GIMP 3.2 copies the older profile, plug-ins included, at its first start)."""
+    monkeypatch.setattr(sys, "platform", "linux")
+    gimp = bare_env / ".config" / "GIMP"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for exe in ("gimp-3.2", "gimp-console-3.0", "gimp-console-3", "gimp-test-clipboard-3.2", "gimpfoo-3.4"):
+        (bin_dir / exe).write_text("")
+    assert install_gimp.gimp_versions_on_path(str(bin_dir)) == ["3.0", "3.2"]
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert install_gimp.profile_dirs() == [gimp / "3.2"]                  # nothing yet: the newest on PATH
+    assert install_gimp.profile_dirs(on_path=()) == [gimp / "3.0"]        # no GIMP on PATH: 3.0 as before
+    (gimp / "3.0").mkdir(parents=True)
+    assert install_gimp.profile_dirs() == [gimp / "3.0"]                  # 3.2 will migrate it
+    for d in ("3.10", "3.2", "2.10", "3.x"):
+        (gimp / d).mkdir()
+    assert install_gimp.profile_dirs() == [gimp / "3.0", gimp / "3.2", gimp / "3.10"]
+    dests = install_gimp.install_all(client_src=REPO / "plugin" / "client", catalog={"models": [], "options": []})
+    assert dests == [gimp / v / "plug-ins" / "enhancelayer" for v in ("3.0", "3.2", "3.10")]
+    assert all((d / "enhancelayer.py").is_file() for d in dests)
+    assert not (gimp / "2.10" / "plug-ins").exists()
+    assert install_gimp.uninstall_all() == dests and not any(d.exists() for d in dests)
+    monkeypatch.setenv("GIMP3_DIRECTORY", str(bare_env / "g3"))           # GIMP's own override wins
+    assert install_gimp.profile_dirs() == [bare_env / "g3"]
+
+
 def test_flatpak_gimp_install_connects_to_the_users_engine_and_never_starts_one(
         bare_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert install_gimp.flatpak_profile_dir(bare_env) == bare_env / ".var/app/org.gimp.GIMP/config/GIMP/3.0"
+    assert install_gimp.flatpak_profile_dirs(bare_env) == [bare_env / ".var/app/org.gimp.GIMP/config/GIMP/3.0"]
     assert not install_gimp.flatpak_installed(bare_env)
     (bare_env / ".var/app/org.gimp.GIMP").mkdir(parents=True)
     assert install_gimp.flatpak_installed(bare_env)
@@ -100,7 +128,7 @@ def test_flatpak_gimp_install_connects_to_the_users_engine_and_never_starts_one(
     engine_cfg.mkdir(parents=True)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]      # would hang if it were launched
     (engine_cfg / "launcher.json").write_text(json.dumps({"argv": sleeper}))
-    dest = install_gimp.install(install_gimp.flatpak_profile_dir(bare_env), catalog={"models": [], "options": []},
+    dest = install_gimp.install(install_gimp.flatpak_profile_dirs(bare_env)[0], catalog={"models": [], "options": []},
                                 engine_config=str(engine_cfg))
     where = json.loads((dest / "enhancelayer_client" / "engine_location.json").read_text())
     assert where == {"config_dir": str(engine_cfg), "can_start": False}

@@ -47,6 +47,7 @@ def scenario(s):
     res = {"name": s["name"]}
     pdb = Gimp.get_pdb()
     res["exists"] = pdb.procedure_exists("python-fu-enhancelayer")
+    res["gimp_version"] = Gimp.version()
     proc = pdb.lookup_procedure("python-fu-enhancelayer")
     res["args"] = [a.name for a in proc.get_arguments()]
     cfg0 = proc.create_config()

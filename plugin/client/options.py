@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from .catalog import Catalog, Row, model_margin, require_model
 from .errors import UserError
-from .output import output_mode
+from .output import REVIEW_VISIBLE, output_mode
 
 Option = dict[str, Any]
 
@@ -37,12 +37,14 @@ HOST_SCALE_MAX = 8
 @dataclass
 class Request:
     """What the user asked for, host-independent: the model, the host's integer scale, the
-    output mode id (see ``output.OUTPUT_MODES``) and the option values by name (wire units)."""
+    output mode id (see ``output.OUTPUT_MODES``), the option values by name (wire units) and
+    whether a review layer starts visible (``output.REVIEW_VISIBLE`` by default)."""
 
     model: str
     scale: int = 1
     output: str = "masked"
     values: dict[str, Any] = field(default_factory=dict)
+    show_review: bool = REVIEW_VISIBLE
 
 
 # ------------------------------------------------------------------------------ the table
@@ -307,5 +309,5 @@ def plan(catalog: Catalog, request: Request) -> Plan:
     unknown output mode, a scale the model cannot do) and work out what to send."""
     row = require_model(catalog, request.model)
     checked = Request(model=request.model, scale=int(request.scale), output=output_mode(request.output),
-                      values=dict(request.values))
+                      values=dict(request.values), show_review=bool(request.show_review))
     return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked))

@@ -60,10 +60,14 @@ CANCELLED_MESSAGE = "Cancelled: nothing was added."
 FAILED_MESSAGE = "Failed: nothing was added."
 
 
-# The review layer, the same in both hosts: shown (the retoucher asked for it), at this opacity,
+# The review layer, the same in both hosts: shown by default (the retoucher asked for it; the
+# "Show the review layer" setting, Request.show_review, adds it hidden instead), at this opacity,
 # its name saying what red means, or that nothing was flagged, so both layer panels carry the
 # legend and nobody has to guess whether an empty-looking layer means "fine" or "broken".
 REVIEW_VISIBLE = True
+SHOW_REVIEW_LABEL = "Show the review layer"
+SHOW_REVIEW_HELP = ("When a review map is asked for: add its layer visible (red = check here), "
+                    "or hidden, to switch on when you want it")
 REVIEW_OPACITY = 60                     # %
 REVIEW_FLAG = 76     # heat 0.3 in u8 (0.3 x 255 = 76.5, which the engine rounds to even: 76); docs/review.md
 REVIEW_LEGEND = "red = check here"

@@ -243,6 +243,9 @@ SCENARIOS = [
     # restore-color (added after the plug-in core, with no plug-in edit): its options clip and cast
     dict(name="u8_color_layer", precision="u8", select=[40, 40, 400, 380],
          args={"model": "restore-color", "strength": 100, "output-mode": "layer", "clip": 0.5, "cast": 0.6}),
+    # the user's review-visibility setting off: the review layer is added hidden
+    dict(name="u8_review_hidden", precision="u8", select=[170, 50, 140, 150],
+         args={"model": MODEL, "strength": 70, "review": True, "show-review": False}),
 ]
 
 
@@ -325,7 +328,7 @@ def test_registered(results, gimp):
     assert r["exists"] is True
     assert r["menu"] == ["<Image>/Filters/Enhance"] and r["label"] == "AI Enhance…"
     for a in ("model", "strength", "grain", "keep-color", "scale", "output-mode", "protect-faces",
-              "protect-text", "review", "sensitivity", "clip", "cast"):
+              "protect-text", "review", "show-review", "sensitivity", "clip", "cast"):
         assert a in r["args"], a
     assert "tile" not in r["args"] and "feather" not in r["args"], "engineering knobs / host-filled stay out"
     assert r["output_modes"] == ["masked", "layer", "document"]
@@ -428,6 +431,15 @@ def test_review_layer_and_face_protection(results, engine):
     rv = np.frombuffer((out / "u8_review-layer0.raw").read_bytes(), np.uint8).reshape(h, w, 4)
     assert (rv[..., 0] == 255).all() and rv[..., 3].max() >= 76, "review overlay: red, alpha = risk (a face: heat 0.3)"
     assert review["visible"] is True and review["opacity"] == 60.0, review
+
+
+def test_review_layer_hidden_when_the_setting_is_off(results):
+    _out, _log, res = results
+    r = res["u8_review_hidden"]
+    assert r["status"] == "success", r["error"]
+    review, enhanced = r["new_layers"]
+    assert review["name"].startswith("Review · photo-x2 · ") and review["visible"] is False, review
+    assert enhanced["visible"] is True and review["opacity"] == 60.0
 
 
 @pytest.mark.parametrize("name", ["u8_dust_masked", "u8_dust_layer", "u8_dust_sensitive"])

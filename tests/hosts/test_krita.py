@@ -548,15 +548,17 @@ class TestCore:
         assert [n for n in res["source_doc_layers"] if n != "Selection Mask"] == ["Background"]
         assert res["source_unchanged"]
 
-    def test_review_map_layer(self, engine, krita_home, photos, tmp_path, xserver):
+    @pytest.mark.parametrize("show", [True, False])
+    def test_review_map_layer(self, engine, krita_home, photos, tmp_path, xserver, show):
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": [50, 50, 80, 60],
-            "model": "jpeg-clean-1", "strength": 60, "review": True}, tmp_path, xserver)
+            "model": "jpeg-clean-1", "strength": 60, "review": True, "show_review": show}, tmp_path, xserver)
         assert "error" not in res, res.get("error")
-        # shown at 60 % like GIMP's, its name saying what red means (or that nothing was flagged)
+        # at 60 % like GIMP's, its name saying what red means (or that nothing was flagged);
+        # visible unless the user's "Show the review layer" setting is off
         alpha = raw(res, "review.raw", np.uint8, 300, 200)[..., 3]
         name = "Review · jpeg-clean-1 · " + ("red = check here" if alpha.max() >= 76 else "nothing flagged")
-        assert res["review_layer"] == {"name": name, "visible": True, "opacity": 153}, res["review_layer"]
+        assert res["review_layer"] == {"name": name, "visible": show, "opacity": 153}, res["review_layer"]
         assert sorted(new_layers(res)) == sorted(["Enhanced · jpeg-clean-1 · 60%", name])
 
     @pytest.mark.parametrize("output", ["masked", "layer"])

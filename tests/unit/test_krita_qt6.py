@@ -125,6 +125,11 @@ def test_form_task_first_under_qt6(qt6: Any, catalog: dict) -> None:
     assert form.select_model("photo-x2") and "detail pass" in form.scale_note.text()
     req = form.request()
     assert req.model == "photo-x2" and req.values["sensitivity"] == pytest.approx(0.8)
+    assert req.show_review is True and form.show_review.text() == "Show the review layer"
+    form.show_review.setChecked(False)                    # the user's review-visibility setting
+    assert form.request().show_review is False
+    hidden = qt6.form.EnhanceForm(catalog, qt6.core.Request(model="denoise", show_review=False))
+    assert not hidden.show_review.isChecked()
 
 
 def test_docker_and_dialog_construct_under_qt6(qt6: Any, catalog: dict) -> None:

@@ -118,7 +118,9 @@ def request_from_config(procedure: Any, config: Any, catalog: dict) -> Request:
     row = ec.catalog.find_model(catalog, model)
     shown = ec.options.shown_options(catalog, row) if row is not None else []
     values = ec.options.values_from_args(shown, lambda n: g(n) if n in names else None)
-    return ec.options.Request(model=model, scale=int(g("scale")), output=str(g("output-mode")), values=values)
+    show = bool(g("show-review")) if "show-review" in names else ec.output.REVIEW_VISIBLE
+    return ec.options.Request(model=model, scale=int(g("scale")), output=str(g("output-mode")), values=values,
+                              show_review=show)
 
 
 def make_plan(catalog: dict, request: Request) -> Plan:
@@ -438,7 +440,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
     name = ec.output.layer_name(model, plan.request.values)
     if mode == "document":
         for j in jobs:
-            _new_image(image, j, name, model, interactive)
+            _new_image(image, j, name, model, interactive, plan.request.show_review)
         return
     added: list = []
     image.undo_group_start()
@@ -474,7 +476,8 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
             elif masked:
                 new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
             if piece.review is not None:
-                rl = _review_layer(image, ec.output.review_name(model, piece.review), piece.review, ow, oh)
+                rl = _review_layer(image, ec.output.review_name(model, piece.review), piece.review, ow, oh,
+                                   plan.request.show_review)
                 image.insert_layer(rl, parent, image.get_item_position(new))
                 added.append(rl)
                 rl.set_offsets(x, y)
@@ -503,17 +506,19 @@ def _write(layer: Gimp.Drawable, fmt: str, data: bytes, w: int, h: int) -> None:
     layer.update(0, 0, w, h)
 
 
-def _review_layer(image: Gimp.Image, name: str, review: bytes, w: int, h: int) -> Gimp.Layer:
-    """Red where the model changed most / text and faces are; transparent elsewhere."""
+def _review_layer(image: Gimp.Image, name: str, review: bytes, w: int, h: int, visible: bool) -> Gimp.Layer:
+    """Red where the model changed most / text and faces are; transparent elsewhere; hidden
+    when the user's "Show the review layer" is off."""
     lay = Gimp.Layer.new(image, name, w, h, _layer_type(image), float(ec.output.REVIEW_OPACITY),
                          Gimp.LayerMode.NORMAL)
-    lay.set_visible(ec.output.REVIEW_VISIBLE)
+    lay.set_visible(bool(visible))
     gray = image.get_base_type() == Gimp.ImageBaseType.GRAY
     _write(lay, "Y'A u8" if gray else "R'G'B'A u8", ec.pixels.red_overlay(review, "YA" if gray else "RGBA"), w, h)
     return lay
 
 
-def _new_image(src: Gimp.Image, j: dict, name: str, model: str, interactive: bool) -> Gimp.Image:
+def _new_image(src: Gimp.Image, j: dict, name: str, model: str, interactive: bool,
+               show_review: bool) -> Gimp.Image:
     piece = j["piece"]
     _x, _y, ow, oh = piece.box
     img = Gimp.Image.new_with_precision(ow, oh, src.get_base_type(), src.get_precision())
@@ -525,7 +530,7 @@ def _new_image(src: Gimp.Image, j: dict, name: str, model: str, interactive: boo
     img.insert_layer(lay, None, 0)
     _write(lay, j["fmt"], piece.pixels, ow, oh)
     if piece.review is not None:
-        rl = _review_layer(img, ec.output.review_name(model, piece.review), piece.review, ow, oh)
+        rl = _review_layer(img, ec.output.review_name(model, piece.review), piece.review, ow, oh, show_review)
         img.insert_layer(rl, None, 0)
     img.undo_enable()
     if interactive:
@@ -619,6 +624,10 @@ class EnhanceLayer(Gimp.PlugIn):
             modes.add(nick, i, title, "")
         p.add_choice_argument("output-mode", "O_utput", "Where the result goes", modes,
                               output_choices()[0][0], rw)
+        review_label, review_help = ((ec.output.SHOW_REVIEW_LABEL, ec.output.SHOW_REVIEW_HELP) if ec is not None
+                                     else ("Show the review layer", ""))
+        p.add_boolean_argument("show-review", review_label, review_help,
+                               ec.output.REVIEW_VISIBLE if ec is not None else True, rw)
         return p
 
 

@@ -114,7 +114,9 @@ def load_request(cat: dict) -> Request:
     except UserError:
         mode = output.DEFAULT_OUTPUT
     values = options.values_from_text(options.every_shown_option(cat), _read_setting)
-    return options.Request(model=model, scale=scale, output=mode, values=values)
+    shown = _read_setting("show_review")
+    return options.Request(model=model, scale=scale, output=mode, values=values,
+                           show_review=output.REVIEW_VISIBLE if shown is None else shown == "true")
 
 
 def save_request(request: Request) -> None:
@@ -123,6 +125,7 @@ def save_request(request: Request) -> None:
     app.writeSetting(SETTINGS_GROUP, "model", request.model)
     app.writeSetting(SETTINGS_GROUP, "scale", str(int(request.scale)))
     app.writeSetting(SETTINGS_GROUP, "output", request.output)
+    app.writeSetting(SETTINGS_GROUP, "show_review", "true" if request.show_review else "false")
     for name, value in request.values.items():
         app.writeSetting(SETTINGS_GROUP, name, options.to_text(value))
 
@@ -551,7 +554,8 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
             created.append(layer)
         review_layer = None
         if plan.request.values.get("review") and piece.review:
-            review_layer = _add_review(doc, parent, layer, model, piece.review, piece.box)
+            review_layer = _add_review(doc, parent, layer, model, piece.review, piece.box,
+                                       plan.request.show_review)
             created.append(review_layer)
         # the source stays the active layer: the next run enhances the original again, not the
         # enhanced copy (issue 16; GIMP keeps the source selected too)
@@ -569,16 +573,17 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
         raise
 
 
-def _add_review(doc: Any, parent: Any, above: Any, model: str, review: bytes, box: tuple) -> Any:
-    """Red overlay, alpha = how risky the change is there (0..255); shown and named with its
-    legend as GIMP's is (``output.REVIEW_*``)."""
+def _add_review(doc: Any, parent: Any, above: Any, model: str, review: bytes, box: tuple,
+                visible: bool = output.REVIEW_VISIBLE) -> Any:
+    """Red overlay, alpha = how risky the change is there (0..255); named with its legend and
+    shown (unless the user's "Show the review layer" is off) as GIMP's is (``output.REVIEW_*``)."""
     x, y, w, h = box
     lay = doc.createNode(output.review_name(model, review), "paintlayer")
     lay.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
     parent.addChildNode(lay, above)
     lay.setPixelData(pixels.red_overlay(review, "BGRA"), x, y, w, h)
     lay.setOpacity(int(round(output.REVIEW_OPACITY * 255 / 100)))
-    lay.setVisible(output.REVIEW_VISIBLE)
+    lay.setVisible(bool(visible))
     return lay
 
 

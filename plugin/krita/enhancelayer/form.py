@@ -179,6 +179,11 @@ class EnhanceForm(QWidget):
             self.output.addItem(output.OUTPUT_TITLES[key], key)
         self.output.setCurrentIndex(max(0, self.output.findData(request.output)))
         host.addRow("Output", self.output)
+        self.show_review = QCheckBox(output.SHOW_REVIEW_LABEL)
+        self.show_review.setObjectName("show_review")
+        self.show_review.setToolTip(output.SHOW_REVIEW_HELP)
+        self.show_review.setChecked(bool(request.show_review))
+        host.addRow("", self.show_review)
         v.addLayout(host)
         self.scale_note = _hint_label("scale_note")
         v.addWidget(self.scale_note)
@@ -322,4 +327,4 @@ class EnhanceForm(QWidget):
     def request(self) -> core.Request:
         return core.Request(model=self.current_model() or catalog.default_model(self.catalog),
                             scale=self.scale.value(), output=self.output.currentData(),
-                            values=dict(self.values))
+                            values=dict(self.values), show_review=self.show_review.isChecked())

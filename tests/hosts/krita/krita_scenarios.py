@@ -88,7 +88,8 @@ def run(spec, res):
     # what the docker would send: the host's own controls + the option values by name
     opts = core.Request(model=spec["model"], scale=spec.get("scale", 1), output=spec.get("output", "masked"),
                         values={"strength": spec.get("strength", 60), "grain": spec.get("grain", 0),
-                                "review": spec.get("review", False), **spec.get("values", {})})
+                                "review": spec.get("review", False), **spec.get("values", {})},
+                        show_review=spec.get("show_review", True))
     if spec.get("engine_url"):
         client = core.connect(spec["engine_url"], spec.get("token", "x"))
     else:

@@ -72,6 +72,8 @@ def extras_for(args: argparse.Namespace) -> list[str]:
         extras.append("torch")
     if args.with_openvino:
         extras.append("openvino")
+    if args.with_ray:
+        extras.append("cluster")
     return extras
 
 
@@ -429,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-gpu", dest="gpu", action="store_false")
     ap.add_argument("--with-torch", action="store_true", help="also install torch + spandrel for user PyTorch models")
     ap.add_argument("--with-openvino", action="store_true", help="also install OpenVINO")
+    ap.add_argument("--with-ray", action="store_true", help="also install Ray (enhancelayer run --ray)")
     args = ap.parse_args(argv)
     if sys.version_info < (3, 10):  # noqa: UP036 - runs under any python3 before the venv exists
         print("EnhanceLayer needs Python 3.10 or newer", file=sys.stderr)

@@ -20,7 +20,7 @@ import glob
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -129,7 +129,7 @@ def _looks_like_extension(suffix: str) -> bool:
     return re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", suffix) is not None
 
 
-def _prepare_output_folders(items: Sequence[Item]) -> None:
+def prepare_output_folders(items: Sequence[Item]) -> None:
     """Create the output folder(s) once, before any work (one clear line if the disk refuses),
     and remove the temporaries a killed earlier run left for these outputs."""
     for folder in sorted({it.dst.parent for it in items}):
@@ -145,32 +145,52 @@ def _read_mask(path: Path) -> np.ndarray:
     return np.ascontiguousarray(m)
 
 
-def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optional[dict[str, Any]] = None,
-              grain: bool = False, mask: Optional[Path] = None, tile: Optional[int] = None,
-              memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
-              resume: bool = False, review: Optional[Path] = None, quiet: bool = False,
-              defects: Optional[Path] = None) -> int:
-    """Run the batch; returns the exit code. Argument errors raise EnhanceError (exit 2).
+@dataclass
+class BatchJob:
+    """What every image of a batch is enhanced with, the same on this machine or on a Ray
+    worker (picklable: engine/cluster.py ships it once to the cluster)."""
 
-    ``options``: job option values in wire units (``{"strength": 60, "sensitivity": 0.7}``),
-    checked against the option table (engine/options.py + the task's own). ``grain``: the CLI's
-    ``--grain`` (the default amount); ``review``/``defects``: where to write those maps."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    model: str
+    device: str
+    opts: Any                       # engine.pipeline.EnhanceOptions (the mask included)
+    fmt: Optional[str]
+    review: Optional[Path]
+    defects: Optional[Path]
+    count: int                      # images to do: side outputs go to a folder when > 1
 
+
+Runner = Callable[["BatchPlan", Any, bool], "Tally"]     # (plan, console, quiet) -> tally
+
+
+@dataclass
+class BatchPlan:
+    job: BatchJob
+    task: Any
+    items: list[Item]
+    todo: list[Item]
+    skipped: int
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    failed_user: int = 0
+    failed_bug: int = 0
+
+
+def plan_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optional[dict[str, Any]] = None,
+               grain: bool = False, mask: Optional[Path] = None, tile: Optional[int] = None,
+               memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
+               resume: bool = False, review: Optional[Path] = None, defects: Optional[Path] = None,
+               say: Any = print) -> BatchPlan:
+    """Check every argument, plan the outputs and pick what is left to do, before any image is
+    read or anything is written; argument errors raise EnhanceError (exit 2). The runner loads
+    the model, then calls :func:`prepare_output_folders`."""
     from engine import tasks
     from engine.options import by_name, to_pipeline, validate
-    from engine.pipeline import GRAIN_DEFAULT, EnhanceOptions, enhance
+    from engine.pipeline import GRAIN_DEFAULT, EnhanceOptions
     from engine.pipeline.tiling import MIN_TILE
 
-    con = Console(stderr=True, quiet=quiet, soft_wrap=True)
     task = tasks.get(model)                              # UnknownModel before any file is touched
     table = tasks.option_table(task) if task.info.blends else by_name(tasks.all_options())
     given = {k: v for k, v in (options or {}).items() if v is not None}
@@ -185,86 +205,138 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optio
     srcs = expand_inputs(inputs)
     items = plan_outputs(srcs, Path(output), fmt)
     mask_px = _read_mask(Path(mask)) if mask else None
-
-    task.prepare(device)                                 # load once: ModelNotInstalled before the loop
-    loaded = getattr(task, "load", lambda _d: None)(device)
     pipe = to_pipeline(table, values)
     pipe.pop("tile", None)                               # the --tile flag below (0 = whole image)
     if grain:
         pipe["grain"] = GRAIN_DEFAULT
     pipe["review"] = review is not None
     opts = EnhanceOptions(model=model, tile=tile, memory_budget=budget, device=device, **pipe)
-    info = task.info
-
-    _prepare_output_folders(items)
+    if mask_px is not None:
+        opts = opts.replace(mask=mask_px)
     todo = [it for it in items if not (resume and imageio.is_complete(it.dst))]
     skipped = len(items) - len(todo)
     if skipped:
-        con.print(f"resume: {skipped} of {len(items)} outputs already complete, skipped")
+        say(f"resume: {skipped} of {len(items)} outputs already complete, skipped")
+    job = BatchJob(model, device, opts, fmt, review, defects, len(todo))
+    return BatchPlan(job, task, items, todo, skipped)
+
+
+def enhance_one(job: BatchJob, it: Item, loaded: Any, progress: Any = None) -> float:
+    """Read, enhance and write one image (and its side outputs) atomically; the input's
+    megapixels. Raises what went wrong (see :func:`outcome`)."""
+    from engine.pipeline import enhance
+
+    img = imageio.read(it.src, max_mp=job.opts.max_input_mp)
+    res = enhance(img.pixels, job.opts, progress=progress, model=loaded)
+    out_fmt = imageio.format_for(it.dst, job.fmt)
+    imageio.write(it.dst, imageio.Image(res.image, img.icc, img.exif, out_fmt, img.extra), out_fmt)
+    if job.review is not None and res.review is not None:
+        from engine.review import save_review_png
+
+        save_review_png(side_path(job.review, it.dst, "review", job.count), res.review, base=_rgb01(res.image))
+    if job.defects is not None and res.defects is not None:
+        dm = np.clip(np.asarray(res.defects) * 255 + 0.5, 0, 255).astype(np.uint8)
+        imageio.write(side_path(job.defects, it.dst, "defects", job.count), imageio.Image(dm), "png")
+    return img.pixels.shape[0] * img.pixels.shape[1] / 1e6
+
+
+def outcome(e: BaseException, src: Path) -> tuple[str, str]:
+    """("user" | "bug", the one line to print) for an image that failed."""
+    if isinstance(e, EnhanceError):
+        msg = str(e)
+        if msg.startswith(src.name + ": "):
+            msg = msg[len(src.name) + 2:]
+        return "user", f"[red]failed:[/] {src}: {msg}"
+    if isinstance(e, MemoryError):
+        return "user", f"[red]failed:[/] {src}: out of memory: use --memory-budget or --tile"
+    return "bug", f"[red]failed (unexpected error, please report):[/] {src}: {type(e).__name__}: {e}"
+
+
+def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optional[dict[str, Any]] = None,
+              grain: bool = False, mask: Optional[Path] = None, tile: Optional[int] = None,
+              memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
+              resume: bool = False, review: Optional[Path] = None, quiet: bool = False,
+              defects: Optional[Path] = None, runner: Optional[Runner] = None) -> int:
+    """Run the batch; returns the exit code. Argument errors raise EnhanceError (exit 2).
+
+    ``options``: job option values in wire units (``{"strength": 60, "sensitivity": 0.7}``),
+    checked against the option table (engine/options.py + the task's own). ``grain``: the CLI's
+    ``--grain`` (the default amount); ``review``/``defects``: where to write those maps.
+    ``runner``: who runs the planned images (default: this process, one after the other; the
+    CLI's ``--ray`` passes engine/cluster.py's ``run_on_ray``)."""
+    from rich.console import Console
+
+    con = Console(stderr=True, quiet=quiet, soft_wrap=True)
+    plan = plan_batch(inputs, model, output, options=options, grain=grain, mask=mask, tile=tile,
+                      memory_budget=memory_budget, device=device, fmt=fmt, resume=resume, review=review,
+                      defects=defects, say=con.print)
+    t0 = time.monotonic()
+    tally = (runner or _run_here)(plan, con, quiet)
+    dt = time.monotonic() - t0
+    failed = tally.failed_user + tally.failed_bug
+    con.print(f"{tally.done} written, {plan.skipped} skipped, {failed} failed in {_fmt_s(dt)} -> {output}")
+    if tally.failed_bug:
+        return 1
+    return 2 if tally.failed_user else 0
+
+
+def progress_columns() -> tuple:
+    """The progress bar's columns, the same for a local and a Ray batch."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+
+
+def announce_estimate(plan: BatchPlan, con: Any, where: str) -> None:
+    """A time estimate before a long batch (catalog CPU figures)."""
     est = 0.0
-    for it in todo:
+    for it in plan.todo:
         try:
             w, h = imageio.probe(it.src)
-            est += info.estimate_seconds(w, h)
+            est += plan.task.info.estimate_seconds(w, h)
         except EnhanceError:
             pass
     if est > LONG_JOB_S:
-        where = "CPU" if getattr(loaded, "device", "cpu") == "cpu" else "CPU figures; a GPU is faster"
-        con.print(f"{len(todo)} image(s) with {info.id}: estimated {_fmt_s(est)} ({where})")
+        con.print(f"{len(plan.todo)} image(s) with {plan.task.info.id}: estimated {_fmt_s(est)} ({where})")
 
-    failed_user = failed_bug = done = 0
-    t0 = time.monotonic()
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*cols, console=con, transient=False) as prog:
+
+def _run_here(plan: BatchPlan, con: Any, quiet: bool) -> Tally:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    job = plan.job
+    plan.task.prepare(job.device)                        # load once: ModelNotInstalled before the loop
+    loaded = getattr(plan.task, "load", lambda _d: None)(job.device)
+    prepare_output_folders(plan.items)
+    cpu = getattr(loaded, "device", "cpu") == "cpu"
+    announce_estimate(plan, con, "CPU" if cpu else "CPU figures; a GPU is faster")
+    tally = Tally()
+    with Progress(*progress_columns(), console=con, transient=False) as prog:
         report = Console(stderr=True, soft_wrap=True).print if quiet else prog.console.print
-        t_img = prog.add_task("images", total=len(todo))
+        t_img = prog.add_task("images", total=len(plan.todo))
         t_tile = prog.add_task("tiles", total=1)
-        for it in todo:
+        for it in plan.todo:
             prog.update(t_tile, description=f"tiles {it.src.name}", completed=0, total=1)
 
             def cb(done_t: int, total_t: int, msg: str, _t=t_tile) -> None:
                 prog.update(_t, completed=done_t, total=max(1, total_t))
 
             try:
-                img = imageio.read(it.src, max_mp=opts.max_input_mp)
-                o = opts if mask_px is None else opts.replace(mask=mask_px)
-                res = enhance(img.pixels, o, progress=cb, model=loaded)
-                out_fmt = imageio.format_for(it.dst, fmt)
-                imageio.write(it.dst, imageio.Image(res.image, img.icc, img.exif, out_fmt, img.extra), out_fmt)
-                if review is not None and res.review is not None:
-                    from engine.review import save_review_png
-
-                    save_review_png(_side_path(review, it.dst, "review", len(todo)), res.review,
-                                    base=_rgb01(res.image))
-                if defects is not None and res.defects is not None:
-                    dm = np.clip(np.asarray(res.defects) * 255 + 0.5, 0, 255).astype(np.uint8)
-                    imageio.write(_side_path(defects, it.dst, "defects", len(todo)), imageio.Image(dm), "png")
-                done += 1
-            except EnhanceError as e:
-                failed_user += 1
-                msg = str(e)
-                if msg.startswith(it.src.name + ": "):
-                    msg = msg[len(it.src.name) + 2:]
-                report(f"[red]failed:[/] {it.src}: {msg}", highlight=False)
-            except MemoryError:
-                failed_user += 1
-                report(f"[red]failed:[/] {it.src}: out of memory: use --memory-budget or --tile",
-                                   highlight=False)
+                enhance_one(job, it, loaded, cb)
+                tally.done += 1
             except Exception as e:  # noqa: BLE001 - report, skip, go on; exit code says it
-                failed_bug += 1
-                report(f"[red]failed (unexpected error, please report):[/] {it.src}: "
-                                   f"{type(e).__name__}: {e}", highlight=False)
+                kind, line = outcome(e, it.src)
+                if kind == "user":
+                    tally.failed_user += 1
+                else:
+                    tally.failed_bug += 1
+                report(line, highlight=False)
             prog.advance(t_img)
-    dt = time.monotonic() - t0
-    con.print(f"{done} written, {skipped} skipped, {failed_user + failed_bug} failed in {_fmt_s(dt)}"
-              f" -> {output}")
-    if failed_bug:
-        return 1
-    return 2 if failed_user else 0
+    return tally
 
 
-def _side_path(where: Path, dst: Path, kind: str, n: int) -> Path:
+def side_path(where: Path, dst: Path, kind: str, n: int) -> Path:
     """A side output (review map, defect mask): the file given, or <stem>-<kind>.png in a folder."""
     p = Path(where)
     return p / f"{dst.stem}-{kind}.png" if n > 1 or p.is_dir() else p

@@ -221,14 +221,24 @@ def run_cmd(
     defects: Optional[Path] = typer.Option(None, "--defects", help="restore-dust: also write the defect mask PNG "
                                            "(file or folder)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]",
+                                      help="Run on a Ray cluster: --ray alone starts one on this machine; "
+                                      "auto, HOST:PORT or ray://HOST:PORT joins one (cluster extra)."),
+    ray_io: str = typer.Option("auto", "--ray-io", help="With --ray: shared (workers read/write the same "
+                               "paths), store (pixels through Ray's object store) or auto."),
     **options: object,
 ) -> None:
     """Enhance images in batch: progress, resume, originals never overwritten."""
     from engine.batch import run_batch
 
+    runner = None
+    if ray is not None:
+        from engine import cluster
+
+        runner = cluster.runner(ray, ray_io, device)          # before any file is touched
     code = run_batch(inputs, model, output, options=_cli_values(options), grain=grain, mask=mask, tile=tile,
                      memory_budget=memory_budget, device=device, fmt=fmt, resume=resume, review=review,
-                     quiet=quiet, defects=defects)
+                     quiet=quiet, defects=defects, runner=runner)
     raise typer.Exit(code)
 
 
@@ -247,8 +257,24 @@ def _register_run() -> None:
 _register_run()
 
 
+def ray_flag_alone(argv: list[str]) -> list[str]:
+    """``--ray`` takes an optional ADDRESS: alone (followed by another flag, an input path or
+    nothing) it means "start a cluster on this machine" and becomes ``--ray=local``."""
+    from engine.cluster import LOCAL, looks_like_address
+
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--":
+            break
+        if a == "--ray" and (i + 1 == len(out) or not looks_like_address(out[i + 1])):
+            out[i] = f"--ray={LOCAL}"
+    return out
+
+
 def main() -> None:
     """Console entry point: one clear line and exit code 2 for every user-facing error."""
+    if "--ray" in sys.argv:
+        sys.argv[1:] = ray_flag_alone(sys.argv[1:])
     try:
         app()
     except EnhanceError as e:

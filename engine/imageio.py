@@ -470,6 +470,33 @@ def write(path: str | Path, img: Image, fmt: Optional[str] = None) -> Path:
     p = Path(path)
     fmt = format_for(p, fmt)
     data = None if fmt == "tiff" else encode(img, fmt)
+    return _write_atomic(p, data, img)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a file already encoded elsewhere (a Ray worker's output that came back through the
+    object store) by the same atomic rule as :func:`write`."""
+    return _write_atomic(Path(path), bytes(data), None)
+
+
+def file_bytes(img: Image, fmt: str) -> bytes:
+    """The bytes :func:`write` would put in a ``fmt`` file (TIFF goes through a temporary file:
+    tifffile writes to files)."""
+    if fmt != "tiff":
+        return encode(img, fmt)
+    fd, tmp = tempfile.mkstemp(suffix=".tif")
+    os.close(fd)
+    try:
+        _write_tiff(Path(tmp), img)
+        return Path(tmp).read_bytes()
+    finally:
+        with suppress(OSError):
+            os.unlink(tmp)
+
+
+def _write_atomic(p: Path, data: Optional[bytes], img: Optional[Image]) -> Path:
+    """``data`` (or ``img`` as TIFF when ``data`` is None) to a temporary name beside ``p``,
+    fsync, rename over ``p``; see :func:`write`."""
     make_folder(p.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".part", dir=p.parent)
@@ -477,6 +504,7 @@ def write(path: str | Path, img: Image, fmt: Optional[str] = None) -> Path:
         raise write_error(p, e) from None
     try:
         if data is None:
+            assert img is not None, "nothing to write (bug)"
             os.close(fd)
             fd = -1
             _write_tiff(Path(tmp), img)

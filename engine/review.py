@@ -79,15 +79,15 @@ def _text_detector_path() -> Path:
 def _session(path: Path):
     import onnxruntime as ort
 
+    from engine.models.backends.runtimes import cpu_threads
+
     key = str(path)
     with _LOCK:
         s = _SESSIONS.get(key)
         if s is None:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
-            threads = int(os.environ.get("ENHANCELAYER_THREADS", "0") or 0)
-            if threads:
-                opts.intra_op_num_threads = threads
+            opts.intra_op_num_threads = cpu_threads()
             s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             _SESSIONS[key] = s
         return s

@@ -15,7 +15,12 @@ from typing import Optional
 
 
 def cpu_threads() -> int:
-    """The CPU cores this process may use (its affinity mask where the OS has one)."""
+    """The CPU cores this process may use: ``$ENHANCELAYER_THREADS`` when set (a Ray worker
+    gets the CPUs its task reserved, so two tasks on one machine do not fight over the cores),
+    else its affinity mask where the OS has one."""
+    forced = os.environ.get("ENHANCELAYER_THREADS", "").strip()
+    if forced.isdigit() and int(forced) > 0:
+        return int(forced)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:

@@ -1,0 +1,308 @@
+"""``enhancelayer run --ray``: the same batch on a Ray cluster, with the local batch's pipeline.
+
+What stays the same as ``enhancelayer run`` (engine/batch.py): the inputs, outputs, option
+checks, ``--resume``, the atomic ``.part`` + rename writes, the one-line reports of bad files
+and the exit codes; each image goes through :func:`engine.batch.enhance_one`, so an output is
+bit-identical to the local batch's.
+
+How it maps onto Ray (an existing scheduler, not a home-made one):
+
+- one Ray task per image; Ray places it on any worker with a free CPU (or GPU, with
+  ``--device cuda``: ``num_gpus=1``); at most :data:`IN_FLIGHT_PER_CPU` tasks per cluster CPU
+  are in flight, so 20,000 scans are never all queued (or, in store mode, all in memory);
+- a worker process keeps the loaded model (:data:`_LOADED`): a model is loaded once per worker
+  process, not once per image (tasks rather than actors: Ray re-runs a task whose worker died,
+  on another worker, with no pool bookkeeping of ours);
+- a worker uses the CPUs its task reserved (``ENHANCELAYER_THREADS``), so tasks sharing a
+  machine do not fight over its cores;
+- a lost worker: Ray runs its task again (``max_retries``); an output that the lost attempt had
+  already renamed into place during this batch is not written a second time;
+- pixels travel one of two ways (``--ray-io``): ``shared``, the workers read the inputs and write
+  the outputs themselves at the same paths (a local cluster, or NFS/SMB mounted at the same
+  path on every node); ``store``, the driver sends each input file's bytes through Ray's object
+  store and writes the encoded output that comes back (no shared disk needed; the driver's
+  network carries every byte twice). ``auto``: ``shared`` for a cluster started here
+  (``--ray`` alone), ``store`` when joining one;
+- ``--ray`` alone starts a Ray instance on this machine (all its cores as workers) and stops it
+  at the end; ``--ray auto`` joins the cluster this machine is part of (``ray start``);
+  ``--ray HOST:PORT`` or ``ray://HOST:PORT`` joins that one. Ray's usage statistics are
+  switched off (nothing leaves the machine).
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+from engine import imageio
+from engine.batch import (
+    BatchJob,
+    BatchPlan,
+    Item,
+    Tally,
+    announce_estimate,
+    enhance_one,
+    outcome,
+    prepare_output_folders,
+    progress_columns,
+    side_path,
+)
+from engine.errors import BadInput, EnhanceError, ModelNotInstalled
+
+IO_MODES = ("auto", "shared", "store")
+LOCAL = "local"                 # what a bare --ray means: start a Ray instance on this machine
+IN_FLIGHT_PER_CPU = 2           # tasks in flight per cluster CPU: workers never wait, memory stays flat
+MAX_RETRIES = 3                 # Ray re-runs a task whose worker died, this many times
+RAY_MISSING = ("--ray needs Ray: install the cluster extra (.venv/bin/pip install -e '.[cluster]', "
+               "or python3 install.py --with-ray)")
+_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
+# ENHANCELAYER_* settings a local cluster's workers take from the driver (where the models are)
+_PASSED_ENV = ("ENHANCELAYER_HOME", "ENHANCELAYER_MODELS", "ENHANCELAYER_CACHE")
+
+
+def looks_like_address(text: str) -> bool:
+    """``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT`` (what may follow ``--ray``)."""
+    return text in (LOCAL, "auto") or _ADDRESS.fullmatch(text) is not None
+
+
+def check_args(address: str, io: str, device: str) -> None:
+    """Refuse what cannot work before any file is touched (BadInput, exit 2)."""
+    if not looks_like_address(address):
+        raise BadInput(f"--ray {address}: give nothing (a cluster on this machine), auto, HOST:PORT "
+                       "or ray://HOST:PORT")
+    if io not in IO_MODES:
+        raise BadInput(f"--ray-io {io}: choose one of {', '.join(IO_MODES)}")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise BadInput(RAY_MISSING) from None
+
+
+def io_mode(address: str, io: str) -> str:
+    """``shared`` or ``store`` (see the module docstring for ``auto``)."""
+    if io != "auto":
+        return io
+    return "shared" if address == LOCAL else "store"
+
+
+def wants_gpu(device: str) -> bool:
+    return device.split(":")[0] in ("cuda", "tensorrt", "gpu", "rocm", "dml", "vulkan")
+
+
+# ----------------------------------------------------------------------------- on a worker
+
+_LOADED: dict[tuple[str, str], Any] = {}     # (model, device) -> the loaded model, per worker process
+
+
+def _loaded(job: BatchJob) -> tuple[Any, float]:
+    """The worker's copy of the model (loaded on first use); the seconds this call spent loading."""
+    key = (job.model, job.device)
+    if key in _LOADED:
+        return _LOADED[key], 0.0
+    from engine import tasks
+
+    t0 = time.perf_counter()
+    task = tasks.get(job.model)
+    task.prepare(job.device)
+    _LOADED[key] = getattr(task, "load", lambda _d: None)(job.device)
+    return _LOADED[key], time.perf_counter() - t0
+
+
+def probe(job: BatchJob) -> dict:
+    """Run on one worker before the batch: the model loads there (or the one line why not)."""
+    try:
+        _loaded_model, load_s = _loaded(job)
+    except EnhanceError as e:
+        return {"error": str(e), "kind": type(e).__name__}
+    return {"error": "", "pid": os.getpid(), "node": os.uname().nodename, "load_s": load_s}
+
+
+def enhance_remote(job: BatchJob, src: str, dst: str, started: float, data: Optional[bytes] = None) -> dict:
+    """One image on a worker. ``data`` None: shared paths (read ``src``, write ``dst`` here);
+    else the input file's bytes, and the encoded outputs go back to the driver. Never raises
+    for a bad image: returns {"status": "ok" | "user" | "bug", ...}."""
+    it = Item(Path(src), Path(dst))
+    try:
+        loaded, load_s = _loaded(job)
+    except Exception as e:  # noqa: BLE001 - reported by the driver, in its words
+        kind, line = outcome(e, it.src)
+        return {"status": kind, "line": line, "pid": os.getpid()}
+    base = {"pid": os.getpid(), "node": os.uname().nodename, "load_s": load_s}
+    if data is None:
+        if _written_by_this_batch(it.dst, started):
+            return dict(base, status="ok", again=True)     # a retry after the rename: written once
+        try:
+            mp = enhance_one(job, it, loaded)
+        except Exception as e:  # noqa: BLE001 - one bad file is reported and skipped
+            kind, line = outcome(e, it.src)
+            return dict(base, status=kind, line=line)
+        return dict(base, status="ok", mp=mp)
+    with tempfile.TemporaryDirectory(prefix="enhancelayer-ray-") as tmp:
+        here = Item(Path(tmp) / "in" / it.src.name, Path(tmp) / "out" / it.dst.name)
+        here.src.parent.mkdir()
+        here.src.write_bytes(data)
+        side = BatchJob(job.model, job.device, job.opts, job.fmt,
+                        Path(tmp) / "review" if job.review is not None else None,
+                        Path(tmp) / "defects" if job.defects is not None else None, 2)
+        try:
+            mp = enhance_one(side, here, loaded)
+        except Exception as e:  # noqa: BLE001 - one bad file is reported and skipped
+            kind, line = outcome(e, it.src)
+            return dict(base, status=kind, line=line.replace(str(here.src), str(it.src)))
+        files = {"output": here.dst.read_bytes()}
+        for kind in ("review", "defects"):
+            p = Path(tmp) / kind / f"{here.dst.stem}-{kind}.png"
+            if p.exists():
+                files[kind] = p.read_bytes()
+        return dict(base, status="ok", mp=mp, files=files)
+
+
+def _written_by_this_batch(dst: Path, started: float) -> bool:
+    try:
+        st = dst.stat()
+    except OSError:
+        return False
+    return st.st_mtime >= started and imageio.is_complete(dst)
+
+
+# ----------------------------------------------------------------------------- the driver
+
+def _connect(address: str) -> Any:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")      # nothing leaves the machine
+    env = {"ENHANCELAYER_THREADS": "1"}
+    if address == LOCAL:
+        env.update({k: os.environ[k] for k in _PASSED_ENV if k in os.environ})
+    kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                              runtime_env={"env_vars": env})
+    try:
+        if address == LOCAL:
+            ray.init(**kw)
+        else:
+            ray.init(address=address, **kw)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise BadInput(f"--ray {address}: cannot reach a Ray cluster there ({e})") from None
+    return ray
+
+
+def runner(address: str, io: str, device: str) -> Callable[[BatchPlan, Any, bool], Tally]:
+    """engine.batch.run_batch's ``runner`` for ``--ray ADDRESS --ray-io IO``, after the checks
+    that need no file (BadInput)."""
+    check_args(address, io, device)
+    return lambda plan, con, quiet: run_on_ray(plan, address, io, con, quiet)
+
+
+def run_on_ray(plan: BatchPlan, address: str, io: str, con: Any, quiet: bool) -> Tally:
+    """The batch's images as Ray tasks; the same tally and reports as the local batch."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    mode = io_mode(address, io)
+    ray = _connect(address)
+    try:
+        gpu = wants_gpu(plan.job.device)
+        res: dict[str, Any] = dict(num_cpus=1, num_gpus=1 if gpu else 0)
+        first = ray.get(ray.remote(probe).options(**res).remote(plan.job))
+        if first["error"]:
+            raise ModelNotInstalled(first["error"]) if first["kind"] == "ModelNotInstalled" \
+                else BadInput(first["error"])
+        prepare_output_folders(plan.items)
+        cpus = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)) or 1
+        where = f"CPU figures; {cpus} {'GPU' if gpu else 'CPU'} worker slot(s) on Ray"
+        announce_estimate(plan, con, where)
+        task = ray.remote(enhance_remote).options(max_retries=MAX_RETRIES, **res)
+        job_ref = ray.put(plan.job)
+        started = time.time() - 1.0          # mtime granularity: a little before anything ran
+        todo = list(plan.todo)
+        pending: dict[Any, Item] = {}
+        tally = Tally()
+        stats = RayStats()
+        stats.add(first)
+        with Progress(*progress_columns(), console=con, transient=False) as prog:
+            report = Console(stderr=True, soft_wrap=True).print if quiet else prog.console.print
+            t_img = prog.add_task(f"images on Ray ({cpus} slots, {mode})", total=len(todo))
+            while todo or pending:
+                while todo and len(pending) < IN_FLIGHT_PER_CPU * cpus:
+                    it = todo.pop(0)
+                    data = None
+                    if mode == "store":
+                        try:
+                            data = it.src.read_bytes()
+                        except OSError as e:
+                            tally.failed_user += 1
+                            report(f"[red]failed:[/] {it.src}: cannot read it ({e.strerror})", highlight=False)
+                            prog.advance(t_img)
+                            continue
+                    pending[task.remote(job_ref, str(it.src), str(it.dst), started, data)] = it
+                if not pending:
+                    break
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                it = pending.pop(ready[0])
+                _settle(ray, ready[0], it, plan.job, mode, tally, stats, report)
+                prog.advance(t_img)
+        stats.log(con)
+        # a worker killed while writing left its temporary file; Ray ran that image again
+        # elsewhere, and every task of this batch has settled, so the leftovers go now
+        imageio.remove_stale_temps(it.dst for it in plan.items)
+        return tally
+    finally:
+        ray.shutdown()
+
+
+class RayStats:
+    """What the workers reported: model loads (count, seconds) and worker processes used."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+        self.load_s = 0.0
+        self.workers: set[tuple[str, int]] = set()
+        self.again = 0
+
+    def add(self, r: dict) -> None:
+        if r.get("load_s"):
+            self.loads += 1
+            self.load_s += float(r["load_s"])
+        if "pid" in r:
+            self.workers.add((str(r.get("node", "")), int(r["pid"])))
+        self.again += bool(r.get("again"))
+
+    def log(self, con: Any) -> None:
+        con.print(f"Ray: {len(self.workers)} worker process(es), {self.loads} model load(s) "
+                  f"({self.load_s:.1f} s)" + (f", {self.again} retried image(s) already written" if self.again else ""))
+
+
+def _settle(ray: Any, ref: Any, it: Item, job: BatchJob, mode: str, tally: Tally, stats: RayStats,
+            report: Any) -> None:
+    """One finished task: count it, write what came back (store mode), report a failure."""
+    try:
+        r = ray.get(ref)
+    except Exception as e:  # noqa: BLE001 - Ray gave up on it (its workers kept dying)
+        tally.failed_user += 1
+        report(f"[red]failed:[/] {it.src}: the Ray workers running it were lost {MAX_RETRIES + 1} times "
+               f"({type(e).__name__}); run again with --resume", highlight=False)
+        return
+    stats.add(r)
+    if r["status"] != "ok":
+        if r["status"] == "user":
+            tally.failed_user += 1
+        else:
+            tally.failed_bug += 1
+        report(r["line"], highlight=False)
+        return
+    if mode == "store":
+        files = r["files"]
+        try:
+            imageio.write_bytes(it.dst, files["output"])
+            for kind, where in (("review", job.review), ("defects", job.defects)):
+                if where is not None and kind in files:
+                    imageio.write_bytes(side_path(where, it.dst, kind, job.count), files[kind])
+        except EnhanceError as e:
+            tally.failed_user += 1
+            report(f"[red]failed:[/] {it.src}: {e}", highlight=False)
+            return
+    tally.done += 1

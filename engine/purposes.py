@@ -40,6 +40,8 @@ PURPOSES: tuple[Purpose, ...] = (
             "Find specks, hairs and thin scratches on a scanned print or slide and fill them in."),
     Purpose("old-photo", "Restore faded colour",
             "Bring back the colour and contrast of a faded, yellowed or colour-cast print."),
+    Purpose("descreen", "Remove print dots (halftone)",
+            "Scans of magazines, newspapers and printed photos: remove the dot pattern of the print."),
     Purpose("illustration", "Illustration / anime",
             "Enlarge or clean drawings, line art, anime and cartoons (not photographs)."),
     Purpose(CUSTOM, "Your own models",

@@ -257,7 +257,6 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
         produced = task.run(req, opts.device)
         ms = produced.scale
         model_rows = produced.rows
-    info: dict = dict(produced.info) if produced is not None else {}
 
     # --- stream: model rows -> target rows -> blended output rows --------------------
     fmt = src.fmt
@@ -328,6 +327,7 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     result = out[:, :, 0] if fmt.squeeze else out
     rev = _review(src, out, out_h, out_w) if opts.review else None
     layers = dict(produced.layers) if produced is not None else {}
+    info: dict = dict(produced.info) if produced is not None else {}   # a task may add to it while its rows run
     from engine import speed
     speed.book().record(task.info.id, opts.device, h * w / 1e6, time.monotonic() - t_compute,
                         task.info.ms_per_mp_cpu)

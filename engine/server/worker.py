@@ -77,8 +77,10 @@ def run_job(job: Job, progress: Any) -> list:
         out = out[:, :, None]
     if out.dtype != wire.NP_DTYPE[hdr.dtype].newbyteorder("="):
         out = out.astype(wire.NP_DTYPE[hdr.dtype])
-    head = wire.result_header(out, hdr, review, {"seconds": round(time.time() - (job.started or time.time()), 3)},
-                              defects=defects)
+    extra: dict = {"seconds": round(time.time() - (job.started or time.time()), 3)}
+    if res.info.get("note"):
+        extra["note"] = str(res.info["note"])        # the task's word to the user (descreen: none found)
+    head = wire.result_header(out, hdr, review, extra, defects=defects)
     parts = [wire.pack(head), wire.from_array(out, hdr.channel_order)]
     if review is not None:
         parts.append(np.ascontiguousarray(review).tobytes())

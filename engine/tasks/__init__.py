@@ -25,6 +25,7 @@ from engine.tasks.base import Task, TaskInfo, TaskOutput, TaskRequest, WholeImag
 CLASSICAL: tuple[str, ...] = (
     "restore_dust",
     "restore_color",
+    "descreen",
     "identity",
 )
 

@@ -143,7 +143,8 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "description": info.description}
 
 
-WholeImageFn = Callable[[np.ndarray, dict[str, Any]], tuple[np.ndarray, dict[str, np.ndarray]]]
+# fn(rgb, values) -> (rgb, extra layers) or (rgb, extra layers, result info such as {"note": ...})
+WholeImageFn = Callable[[np.ndarray, dict[str, Any]], tuple]
 
 
 @dataclass
@@ -152,7 +153,8 @@ class WholeImageTask:
 
     ``rgb`` is float32 HxWx3 in 0..1; ``values`` holds the job's option values (pipeline units,
     the task's own options included); ``layers`` are extra HxW float maps (0..1) such as a
-    defect mask. Progress is reported as one step."""
+    defect mask; an optional third item is the result's info (``{"note": "..."}``, said to the
+    user). Progress is reported as one step."""
 
     info: TaskInfo
     fn: WholeImageFn
@@ -177,8 +179,11 @@ class WholeImageTask:
             if req.progress:
                 req.progress(0, 1, self.verb)
             rgb = np.clip(req.rgb(0, req.height, 0, req.width), 0.0, 1.0)
-            pixels, layers = self.fn(rgb, req.values)
+            done = self.fn(rgb, req.values)
+            pixels, layers = done[0], done[1]
             out.layers.update(layers)
+            if len(done) > 2:
+                out.info.update(done[2])
             if req.progress:
                 req.progress(1, 1, "done")
             yield 0, np.asarray(pixels, dtype=np.float32)

@@ -218,6 +218,21 @@ def _dusty_photo(gimp) -> Path:
     return p
 
 
+def _printed_photo(gimp) -> Path:
+    """The astronaut printed as a gray halftone of 6 px period (bench/quality_descreen.py's model)."""
+    from PIL import Image
+    from skimage import data
+
+    p = gimp.work / "astronaut-printed.png"
+    if not p.exists():
+        spec = importlib.util.spec_from_file_location("quality_descreen", REPO / "bench" / "quality_descreen.py")
+        q = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(q)
+        printed = q.halftone(data.astronaut().astype(np.float32) / 255.0, 6.0, False)
+        Image.fromarray(np.rint(np.clip(printed, 0, 1) * 255).astype(np.uint8)).save(p)
+    return p
+
+
 # (name, precision, layer offset, selection in image coords, ellipse, procedure arguments;
 # "photo": a named photo of _run's instead of the astronaut)
 SCENARIOS = [
@@ -243,6 +258,9 @@ SCENARIOS = [
     # restore-color (added after the plug-in core, with no plug-in edit): its options clip and cast
     dict(name="u8_color_layer", precision="u8", select=[40, 40, 400, 380],
          args={"model": "restore-color", "strength": 100, "output-mode": "layer", "clip": 0.5, "cast": 0.6}),
+    # descreen (issue 14): a printed photo's screen, as a new layer
+    dict(name="u8_descreen_layer", precision="u8", photo="printed", select=[120, 100, 260, 240],
+         args={"model": "descreen", "strength": 100, "output-mode": "layer"}),
     # the user's review-visibility setting off: the review layer is added hidden
     dict(name="u8_review_hidden", precision="u8", select=[170, 50, 140, 150],
          args={"model": MODEL, "strength": 70, "review": True, "show-review": False}),
@@ -256,7 +274,8 @@ def _run(gimp, profile, cfg_inside: str, scenarios: list, tag: str) -> tuple[Pat
     shutil.copy(HERE / "gimp" / "scenarios.py", script)
     params = gimp.work / f"params-{tag}.json"
     params.write_text(json.dumps({"out": gimp.inside(out), "photo": gimp.inside(_photo(gimp)),
-                                  "photos": {"dusty": gimp.inside(_dusty_photo(gimp))},
+                                  "photos": {"dusty": gimp.inside(_dusty_photo(gimp)),
+                                             "printed": gimp.inside(_printed_photo(gimp))},
                                   "scenarios": scenarios}))
     rc, log = gimp.batch(script, {"HOME": gimp.inside(profile), "ENHANCELAYER_CONFIG_DIR": cfg_inside,
                                   "ELCI_PARAMS": gimp.inside(params)}, gimp.work / f"gimp-{tag}.log")
@@ -503,6 +522,22 @@ def test_restore_color_with_its_own_options_equals_engine(results, engine):
     got = _check_pixels(out, "u8_color_layer-layer0.raw", "u8", expected)
     other, _box, _ = _expected(client, out, dict(s, args=dict(s["args"], clip=5.0)), r)
     assert np.abs(other.astype(int) - got.astype(int)).max() > 8, "clip changes the result: it reached the engine"
+    assert r["src_unchanged"]
+
+
+def test_descreen_layer_equals_engine_and_removes_the_dots(results, engine):
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == "u8_descreen_layer")
+    r = res["u8_descreen_layer"]
+    assert r["status"] == "success", r["error"]
+    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · descreen · 100%"]
+    expected, (x, y, w, h), _ = _expected(client, out, s, r)
+    got = _check_pixels(out, "u8_descreen_layer-layer0.raw", "u8", expected)
+    src = np.frombuffer((out / "u8_descreen_layer-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
+    before = src[y:y + h, x:x + w, :3].astype(float)
+    # the dots are gone: far less pixel-to-pixel variation than the print had
+    assert np.abs(np.diff(got[..., :3].astype(float), axis=1)).mean() < 0.3 * np.abs(np.diff(before, axis=1)).mean()
     assert r["src_unchanged"]
 
 

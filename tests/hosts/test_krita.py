@@ -270,7 +270,14 @@ def photos(tmp_path_factory, coffee, astronaut):
     c = ((c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]) / 4 + 0.5).astype(np.uint8)
     Image.fromarray(c).save(d / "coffee.png")           # 300x200
     Image.fromarray(astronaut[40:200, 160:320]).save(d / "astronaut.png")   # 160x160, a face
-    return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy(), "astronaut_full": astronaut}
+    # the coffee photo printed as a gray halftone of 6 px period (bench/quality_descreen.py's model)
+    spec = importlib.util.spec_from_file_location("quality_descreen", REPO / "bench" / "quality_descreen.py")
+    q = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(q)
+    printed = np.rint(np.clip(q.halftone(c.astype(np.float32) / 255.0, 6.0, False), 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(printed).save(d / "printed.png")
+    return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy(), "astronaut_full": astronaut,
+            "printed": printed}
 
 
 def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, timeout: int = 240) -> dict:
@@ -535,6 +542,26 @@ class TestCore:
         assert comp[selection == 255][:, 3].min() == 255
         part = (selection > 0) & (selection < 255)
         assert np.abs(comp[part][:, 3].astype(int) - selection[part]).max() <= 1   # feather kept
+        assert res["source_unchanged"]
+
+    def test_descreen_layer_equals_engine(self, engine, krita_home, photos, tmp_path, xserver):
+        """descreen (issue 14), a task the plug-in core knew nothing of: the printed photo's
+        region comes back as the engine's own descreened pixels, in a new layer."""
+        W, H = 300, 200
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "printed.png"), "select": [40, 30, 220, 150],
+            "model": "descreen", "strength": 100, "output": "layer"}, tmp_path, xserver)
+        check_common(res, "Enhanced · descreen · 100%")
+        rx, ry, rw, rh = res["info"]["region"]
+        src = np.dstack([photos["printed"], np.full((H, W), 255, np.uint8)])
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="descreen", strength=100, grain=0, scale=1)
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))[ry:ry + rh, rx:rx + rw]
+        bx, by, bw, bh = res["info"]["bbox"]
+        box = (slice(by - ry, by - ry + bh), slice(bx - rx, bx - rx + bw))
+        assert np.abs(got[box].astype(int) - exp[box].astype(int)).max() <= 1
+        before = src[by:by + bh, bx:bx + bw, :3].astype(float)
+        assert np.abs(np.diff(got[box][..., :3].astype(float), axis=1)).mean() < \
+            0.3 * np.abs(np.diff(before, axis=1)).mean(), "the dots are gone"
         assert res["source_unchanged"]
 
     def test_output_new_document(self, engine, krita_home, photos, tmp_path, xserver):

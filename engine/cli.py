@@ -116,6 +116,9 @@ def serve_cmd(
                                   "(a network you trust)."),
     tokens_file: Optional[Path] = typer.Option(None, "--tokens", help="File of `name token` lines: one token "
                                                "per client, scheduled fairly (chmod 600)."),
+    init_tls: bool = typer.Option(False, "--init-tls", help="Without --tls-cert: use the engine's own "
+                                  "self-signed certificate (made once in its config folder) and print its "
+                                  "fingerprint for the plug-ins to pin."),
 ) -> None:
     """Run the local engine server for the Krita and GIMP plug-ins (see docs/api.md)."""
     from engine.server import serve
@@ -124,7 +127,7 @@ def serve_cmd(
                            tls_cert=str(tls_cert) if tls_cert else None, tls_key=str(tls_key) if tls_key else None,
                            max_pixels=max_pixels, max_queued_mb=max_queued_mb, allow_hosts=tuple(allow_host or ()),
                            result_ttl=result_ttl, insecure=insecure,
-                           tokens_file=str(tokens_file) if tokens_file else None))
+                           tokens_file=str(tokens_file) if tokens_file else None, init_tls=init_tls))
 
 
 @app.command("doctor")

@@ -45,6 +45,9 @@ class Health(BaseModel):
     version: str
     api: int
     max_pixels: int
+    queued: int = Field(0, description="jobs waiting (all clients)")
+    running: int = Field(0, description="jobs being computed")
+    clients_waiting: int = Field(0, description="clients with a job waiting")
 
 
 class ErrorBody(BaseModel):
@@ -227,8 +230,8 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
 
     @app.get("/v1/health", response_model=Health, tags=["engine"])
     async def health() -> Health:
-        """Liveness and version; the only call without a token."""
-        return Health(ok=True, version=__version__, api=API_VERSION, max_pixels=settings.max_pixels)
+        """Liveness, version and load (queue lengths); the only call without a token."""
+        return Health(ok=True, version=__version__, api=API_VERSION, max_pixels=settings.max_pixels, **jobs.load())
 
     @app.get("/v1/models", response_model=ModelList, dependencies=_AUTH, responses=_ERR, tags=["engine"])
     async def models() -> ModelList:

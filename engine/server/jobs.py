@@ -165,6 +165,15 @@ class JobManager:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
 
+    def load(self) -> dict[str, int]:
+        """What /v1/health shows: jobs waiting, jobs running, and how many clients have work
+        waiting (no names: health needs no token)."""
+        with self._lock:
+            live = [j for j in self._jobs.values() if j.state in ("queued", "running")]
+            waiting = [j for j in live if j.state == "queued"]
+            return {"queued": len(waiting), "running": len(live) - len(waiting),
+                    "clients_waiting": len({j.client for j in waiting})}
+
     def _release(self, job: Job, keep: int = 0) -> None:
         with self._lock:
             self._reserved -= job.reserved - keep

@@ -141,9 +141,10 @@ def check_remote_mode(host: str, tls: bool, insecure: bool, token: str, token_fr
 def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls_cert: Optional[str] = None,
           tls_key: Optional[str] = None, max_pixels: int = DEFAULT_MAX_PIXELS, max_queued_mb: int = 4096,
           allow_hosts: tuple[str, ...] = (), result_ttl: float = 600.0, insecure: bool = False,
-          tokens_file: Optional[str] = None) -> int:
+          tokens_file: Optional[str] = None, init_tls: bool = False) -> int:
     """Run the engine until stopped (Ctrl+C, SIGTERM) or idle for ``idle_timeout`` s (0 = never).
-    Returns the process exit code."""
+    ``init_tls``: without --tls-cert, use (and make once) the engine's own self-signed
+    certificate (engine/server/tls.py). Returns the process exit code."""
     import uvicorn
 
     from engine import paths
@@ -154,6 +155,13 @@ def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls
     _setup_logging(log_path)
     if bool(tls_cert) != bool(tls_key):
         raise EnhanceError("give both --tls-cert and --tls-key (or neither)")
+    if init_tls and not tls_cert:
+        from engine.server import tls
+
+        cert, key, made = tls.init_tls(cfg, host)
+        tls_cert, tls_key = str(cert), str(key)
+        if made:
+            log.info("made a self-signed TLS certificate %s", cert)
     for f in (tls_cert, tls_key):
         if f and not Path(f).is_file():
             raise EnhanceError(f"TLS file not found: {f}")
@@ -207,12 +215,20 @@ def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls
         info = {"url": url, "pid": os.getpid(), "version": __version__, "api": API_VERSION,
                 "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "host": host, "port": bound_port, "tls": bool(tls_cert), "log": str(log_path)}
+        fingerprint = ""
         if tls_cert:
+            from engine.server.tls import fingerprint_of_file
+
+            fingerprint = fingerprint_of_file(Path(tls_cert))
             info["cert"] = str(Path(tls_cert).resolve())
+            info["fingerprint"] = fingerprint
         _write_private(disc, json.dumps(info, indent=2))
         log.info("engine %s listening on %s (pid %d, idle timeout %s)", __version__, url, os.getpid(),
                  f"{idle_timeout:.0f} s" if idle_timeout else "off")
         print(f"EnhanceLayer engine listening on {url}", file=sys.stderr, flush=True)
+        if fingerprint:
+            print(f"certificate fingerprint (clients pin it in their engine settings): {fingerprint}",
+                  file=sys.stderr, flush=True)
         if not is_loopback(host) and not from_env:
             print(f"clients need the token in {cfg / 'token'}: copy it with `cat {cfg / 'token'}` into the "
                   "plug-in's engine settings (or ENHANCELAYER_TOKEN)", file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ from .errors import (
                      BadRequest,
                      Busy,
                      Cancelled,
+                     CertificateChanged,
                      EngineError,
                      EngineNotInstalled,
                      EngineNotRunning,
@@ -46,5 +47,6 @@ __all__ = [
     "EngineError", "EngineNotInstalled", "EngineNotRunning", "EngineNotStartable", "EngineStartFailed", "EngineStopped",
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
     "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",
+    "CertificateChanged",
     "catalog", "geometry", "messages", "options", "output", "pixels", "timing",
 ]

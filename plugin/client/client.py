@@ -11,6 +11,7 @@ relative imports only (install.py copies this folder as the package ``enhancelay
 """
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -121,7 +122,7 @@ class EngineClient:
 
     def __init__(self, url: str, token: Optional[str], *, ssl_context: Optional[ssl.SSLContext] = None,
                  pid: Optional[int] = None, log_path: Optional[str] = None,
-                 config_dir: Optional[str] = None, timeout: float = 30.0):
+                 config_dir: Optional[str] = None, timeout: float = 30.0, fingerprint: Optional[str] = None):
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise E.EngineError(f"engine URL must look like http://host:port or https://host:port, not {url!r}")
@@ -135,24 +136,29 @@ class EngineClient:
         self.log_path = log_path
         self.config_dir = config_dir
         self.timeout = timeout
+        self.fingerprint = normalize_fingerprint(fingerprint) if fingerprint else None
         self._pid_checks = pid is not None and _pid_alive(pid) is True
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def remote(cls, url: str, token: str, cafile: Optional[str] = None, *, timeout: float = 30.0,
-               insecure_skip_verify: bool = False) -> EngineClient:
+               insecure_skip_verify: bool = False, fingerprint: Optional[str] = None) -> EngineClient:
         """A remote engine (studio GPU box): ``https://host:port`` + its token. ``cafile``
-        trusts a self-signed or studio CA certificate."""
+        trusts a self-signed or studio CA certificate; ``fingerprint`` (``SHA256:AB:CD:...``, what
+        ``enhancelayer serve --init-tls`` prints) pins the engine's own certificate instead: that
+        certificate and no other is accepted, whoever signed it (CertificateChanged otherwise)."""
         ctx = None
         if url.lower().startswith("https:"):
             try:
                 ctx = ssl.create_default_context(cafile=cafile)
             except (OSError, ssl.SSLError) as e:
                 raise E.EngineError(f"cannot read the CA file {cafile}: {e}") from None
-            if insecure_skip_verify:
-                ctx.check_hostname = False
+            if insecure_skip_verify or fingerprint:
+                ctx.check_hostname = False            # the pin below stands in for the CA check
                 ctx.verify_mode = ssl.CERT_NONE
-        return cls(url, token, ssl_context=ctx, timeout=timeout)
+        elif fingerprint:
+            raise E.EngineError("a certificate fingerprint needs an https:// engine URL")
+        return cls(url, token, ssl_context=ctx, timeout=timeout, fingerprint=fingerprint)
 
     @classmethod
     def local(cls, start: bool = True, launcher: str | Sequence[str] | None = None, timeout: float = 60.0,
@@ -269,6 +275,9 @@ class EngineClient:
     def _conn(self, timeout: Optional[float]) -> http.client.HTTPConnection:
         t = self.timeout if timeout is None else timeout
         if self.scheme == "https":
+            if self.fingerprint:
+                return _PinnedHTTPSConnection(self.fingerprint, self.host, self.port, timeout=t,
+                                              context=self.ssl_context)
             return http.client.HTTPSConnection(self.host, self.port, timeout=t, context=self.ssl_context)
         return http.client.HTTPConnection(self.host, self.port, timeout=t)
 
@@ -367,6 +376,19 @@ class EngineClient:
     def health(self, timeout: Optional[float] = None) -> dict:
         """``{"ok": true, "version": ..., "api": 1, "max_pixels": ...}`` (no token needed)."""
         return self._json("GET", API + "/health", auth=False, timeout=timeout)
+
+    def test_connection(self) -> dict:
+        """What a settings panel's "Test connection" shows: the round trip in ms, the engine's
+        version, load, whether a GPU runs it and how many models it has imported (checks the
+        token too). Raises the client's errors in their plain-words kinds."""
+        t0 = time.monotonic()
+        h = self.health(timeout=min(self.timeout, 10.0))
+        ms = (time.monotonic() - t0) * 1000.0
+        cat = self.catalog()
+        rows = cat.get("models") or []
+        return {"latency_ms": round(ms, 1), "version": h.get("version", "?"), "queued": h.get("queued", 0),
+                "running": h.get("running", 0), "gpu": (cat.get("engine") or {}).get("gpu", ""),
+                "models": sum(1 for r in rows if r.get("installed")), "models_total": len(rows)}
 
     def catalog(self) -> dict:
         """What the engine can do, the whole ``GET /v1/models`` body: ``{"models": [row, ...],
@@ -570,6 +592,41 @@ class EngineClient:
             except E.EngineError:
                 pass
             raise
+
+
+def normalize_fingerprint(text: str) -> str:
+    """``SHA256:AB:CD:...`` from what a user pastes (any case, with or without the prefix and
+    colons, spaces around); EngineError when it is not 32 bytes of hex."""
+    t = text.strip().upper()
+    if t.startswith("SHA256:") or t.startswith("SHA-256:"):
+        t = t.split(":", 1)[1]
+    digits = "".join(ch for ch in t if ch not in ": ")
+    if len(digits) != 64 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        raise E.EngineError(f"not a SHA-256 certificate fingerprint: {text.strip()[:80]!r} (the engine prints "
+                            "it as SHA256:AB:CD:...)")
+    return "SHA256:" + ":".join(digits[i:i + 2] for i in range(0, 64, 2))
+
+
+def certificate_fingerprint(der: bytes) -> str:
+    return normalize_fingerprint(hashlib.sha256(der).hexdigest())
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an engine whose certificate is pinned by its SHA-256 fingerprint: checked right
+    after the handshake, before a byte of the request (the token) is sent."""
+
+    def __init__(self, pin: str, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.pin = pin
+
+    def connect(self) -> None:
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True) if self.sock is not None else None
+        got = certificate_fingerprint(der) if der else "none"
+        if got != self.pin:
+            self.close()
+            raise E.CertificateChanged(f"the engine's certificate has the fingerprint {got}, the settings "
+                                       f"expect {self.pin}")
 
 
 class _ResultBody:

@@ -44,6 +44,11 @@ class EngineUnreachable(EngineError):
     timed_out = False
 
 
+class CertificateChanged(EngineError):
+    """The remote engine's TLS certificate is not the one pinned in the settings (a new
+    certificate on the engine, or someone in between)."""
+
+
 class EngineStopped(EngineUnreachable):
     """The engine process died or restarted while a job was running."""
 

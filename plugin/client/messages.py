@@ -42,6 +42,8 @@ UNKNOWN_MODEL = "The engine does not have this model. Pick another one from the 
 BUSY = "The engine is busy with other work. Try again when it is done."
 FAILED = "The enhancement failed. Try again; if it fails again, try another model or a smaller area."
 BUG = "Something went wrong inside EnhanceLayer. Please report it with the details."
+CERTIFICATE = ("The studio engine's certificate is not the one saved in the engine settings. If the engine "
+               "was set up again, paste its new fingerprint there; if not, ask whoever runs it before going on.")
 
 
 def explain(e: BaseException, remote: bool = False) -> Message:
@@ -55,6 +57,7 @@ def explain(e: BaseException, remote: bool = False) -> Message:
         (E.EngineNotRunning, ENGINE_WONT_START), (E.TokenRejected, TOKEN), (E.Forbidden, FORBIDDEN),
         (E.TooLarge, TOO_LARGE), (E.OutOfMemory, OUT_OF_MEMORY), (E.ModelNotInstalled, NOT_IMPORTED),
         (E.UnknownModel, UNKNOWN_MODEL), (E.Busy, BUSY), (E.JobFailed, FAILED), (E.BadRequest, BUG),
+        (E.CertificateChanged, CERTIFICATE),
     )
     if isinstance(e, E.EngineUnreachable):        # EngineStopped too: after the silent restart
         return Message(REMOTE_GONE if remote else ENGINE_GONE, detail)

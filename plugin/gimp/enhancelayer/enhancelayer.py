@@ -102,7 +102,8 @@ def _client(start: bool = True) -> Any:
     url = os.environ.get("ENHANCELAYER_URL")
     if url:
         return ec.EngineClient.remote(url, os.environ.get("ENHANCELAYER_TOKEN", ""),
-                                      os.environ.get("ENHANCELAYER_CAFILE") or None)
+                                      os.environ.get("ENHANCELAYER_CAFILE") or None,
+                                      fingerprint=os.environ.get("ENHANCELAYER_FINGERPRINT") or None)
     return ec.EngineClient.local(start=start)
 
 

@@ -146,15 +146,16 @@ def details_of(e: BaseException) -> str:
     return str(getattr(e, "details", "") or "")
 
 
-def connect(url: str = "", token: str = "", cafile: str = "") -> Any:
-    """The engine client: remote when a URL is configured, else the local engine (started
-    on first use through the launcher install.py wrote)."""
+def connect(url: str = "", token: str = "", cafile: str = "", fingerprint: str = "") -> Any:
+    """The engine client: remote when a URL is configured (its certificate pinned by
+    ``fingerprint`` when one is set, else checked against ``cafile``), else the local engine
+    (started on first use through the launcher install.py wrote)."""
     if EngineClient is None:
         raise PluginError("The EnhanceLayer client is missing from the Krita plug-in: "
                           "run `python3 install.py` again to reinstall the plug-in.")
     try:
         if url:
-            return EngineClient.remote(url, token, cafile or None)
+            return EngineClient.remote(url, token, cafile or None, fingerprint=fingerprint or None)
         return EngineClient.local(start=True)
     except EngineError as e:
         raise plugin_error(e, remote=bool(url)) from None

@@ -49,7 +49,7 @@ def _engine_settings() -> tuple:
     app = Krita.instance()
     g = core.SETTINGS_GROUP
     return (app.readSetting(g, "engine_url", ""), app.readSetting(g, "engine_token", ""),
-            app.readSetting(g, "engine_cafile", ""))
+            app.readSetting(g, "engine_cafile", ""), app.readSetting(g, "engine_fingerprint", ""))
 
 
 class _Worker(QThread):

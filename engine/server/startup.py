@@ -23,29 +23,9 @@ from engine.server.app import API_VERSION, create_app
 from engine.server.jobs import JobManager
 from engine.server.protocol import GuardedH11Protocol
 from engine.server.security import DEFAULT_MAX_PIXELS, LOOPBACK_NAMES, Settings
+from engine.server.tokens import private_dir, write_private
 
 log = logging.getLogger("enhancelayer.server")
-
-
-def _private_dir(d: Path) -> None:
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix":
-        try:
-            if d.stat().st_mode & 0o077:
-                os.chmod(d, 0o700)
-        except OSError:
-            pass
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Atomic write of a 0600 file (created 0600, never world-readable for an instant)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def load_token(cfg: Path) -> str:
@@ -150,7 +130,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls
     from engine import paths
 
     cfg = paths.config_dir()
-    _private_dir(cfg)
+    private_dir(cfg)
     log_path = cfg / "engine.log"
     _setup_logging(log_path)
     if bool(tls_cert) != bool(tls_key):
@@ -222,7 +202,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 0.0, tls
             fingerprint = fingerprint_of_file(Path(tls_cert))
             info["cert"] = str(Path(tls_cert).resolve())
             info["fingerprint"] = fingerprint
-        _write_private(disc, json.dumps(info, indent=2))
+        write_private(disc, json.dumps(info, indent=2))
         log.info("engine %s listening on %s (pid %d, idle timeout %s)", __version__, url, os.getpid(),
                  f"{idle_timeout:.0f} s" if idle_timeout else "off")
         print(f"EnhanceLayer engine listening on {url}", file=sys.stderr, flush=True)

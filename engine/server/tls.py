@@ -63,7 +63,7 @@ def names_for(host: str) -> list[str]:
 def init_tls(cfg: Path, host: str) -> tuple[Path, Path, bool]:
     """The engine's certificate and key in ``cfg``: made once, reused after. Returns
     (cert, key, made_now)."""
-    from engine.server.startup import _private_dir, _write_private
+    from engine.server.tokens import private_dir, write_private
 
     cert, key = cert_paths(cfg)
     if cert.exists() and key.exists():
@@ -93,8 +93,8 @@ def init_tls(cfg: Path, host: str) -> tuple[Path, Path, bool]:
            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
            .sign(k, hashes.SHA256()))
-    _private_dir(cert.parent)
-    _write_private(key, k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    private_dir(cert.parent)
+    write_private(key, k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()).decode("ascii"))
-    _write_private(cert, crt.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+    write_private(cert, crt.public_bytes(serialization.Encoding.PEM).decode("ascii"))
     return cert, key, True

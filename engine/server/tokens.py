@@ -8,6 +8,9 @@ from the length and the character classes used, and not a run of a few repeated 
 
 Why a token file: several retouchers share one engine; each gets a token of their own
 (``name token`` per line), so their jobs are scheduled fairly and their limits are their own.
+
+Also here: how the engine writes what must stay private (its token, TLS key, discovery file):
+0700 folders and files created 0600, never world-readable for an instant.
 """
 from __future__ import annotations
 
@@ -80,3 +83,26 @@ def read_client_tokens(path: Path, owner_token: str) -> dict[str, str]:
         out[name] = tok
         seen.add(tok)
     return out
+
+
+# ------------------------------------------------------------------ private files
+def private_dir(d: Path) -> None:
+    """A folder only this user may enter (0700): the engine's token, TLS key and discovery live there."""
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix":
+        try:
+            if d.stat().st_mode & 0o077:
+                os.chmod(d, 0o700)
+        except OSError:
+            pass
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomic write of a 0600 file (created 0600, never world-readable for an instant)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -15,7 +15,7 @@ it uses relative imports only and no third-party modules (Python 3.10-3.13). Two
   sRGB transfer, review overlay) and ``output`` (output modes, layer names, result pieces).
   Unit-tested without a host in tests/unit/test_plugin_core.py.
 """
-from . import catalog, geometry, messages, options, output, pixels, timing
+from . import catalog, geometry, messages, options, output, pixels, studio, timing
 from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result, is_remote, with_restart
 from .errors import (
                      BadRequest,
@@ -48,5 +48,5 @@ __all__ = [
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
     "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",
     "CertificateChanged",
-    "catalog", "geometry", "messages", "options", "output", "pixels", "timing",
+    "catalog", "geometry", "messages", "options", "output", "pixels", "studio", "timing",
 ]

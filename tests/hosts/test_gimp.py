@@ -541,6 +541,66 @@ def test_descreen_layer_equals_engine_and_removes_the_dots(results, engine):
     assert r["src_unchanged"]
 
 
+@pytest.fixture(scope="module")
+def tls_engine(gimp, models_dir):
+    """A studio engine: another engine, on another port, with its own --init-tls certificate."""
+    home = gimp.work / "studio-home"
+    env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models_dir))
+    env.pop("ENHANCELAYER_CONFIG_DIR", None)
+    log = open(gimp.work / "studio.out", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--init-tls"], cwd=REPO,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    info: dict = {}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None and not info:
+        try:
+            got = json.loads((home / "config" / "engine.json").read_text())
+            info = got if got.get("pid") == proc.pid else {}
+        except (OSError, ValueError):
+            time.sleep(0.3)
+    assert info, (gimp.work / "studio.out").read_text()[-3000:]
+    try:
+        yield dict(info, token=(home / "config" / "token").read_text().strip(), home=home)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+
+
+def test_studio_engine_settings_then_enhance(gimp, profile, engine, tls_engine):
+    """Filters › Enhance › AI Enhance Engine Settings… with a studio engine's URL, token and
+    certificate fingerprint: saved in the profile, tested, and the next AI Enhance runs THERE
+    (its log shows the job); a wrong fingerprint: saved, but the run says in plain words that
+    the certificate is not the saved one, nothing added; http:// is refused; back to This computer."""
+    _client, cfg = engine
+    studio = {"mode": "studio", "url": tls_engine["url"], "token": tls_engine["token"],
+              "fingerprint": tls_engine["fingerprint"]}
+    wrong = dict(studio, fingerprint="SHA256:" + ":".join(["AB"] * 32))
+    base = dict(precision="u8", select=[150, 120, 96, 80], args={"model": "jpeg-clean-1", "strength": 60})
+    scenarios = [dict(base, name="studio_ok", engine=studio),
+                 dict(base, name="studio_wrong", engine=wrong),
+                 dict(base, name="studio_http", engine=dict(studio, url="http://127.0.0.1:1")),
+                 dict(base, name="back_local", engine={"mode": "local"})]
+    saved = profile / ".config" / "GIMP" / gimp.version / "enhancelayer-engine.json"
+    try:
+        out, log = _run(gimp, profile, gimp.inside(cfg), scenarios, "studio")
+        res = {s["name"]: json.loads((out / f"{s['name']}.json").read_text()) for s in scenarios}
+    finally:
+        saved.unlink(missing_ok=True)       # the other tests of this module use the local engine
+    ok, bad, http, local = (res[k] for k in ("studio_ok", "studio_wrong", "studio_http", "back_local"))
+    assert ok["engine_menu"] == [["<Image>/Filters/Enhance"], "AI Enhance Engine Settings…"]
+    assert ok["engine_status"] == "success" and ok["status"] == "success", ok
+    assert [lay["name"] for lay in ok["new_layers"]] == ["Enhanced · jpeg-clean-1 · 60%"]
+    assert "Engine settings saved. Connected in " in log
+    studio_log = (tls_engine["home"] / "config" / "engine.log").read_text()
+    assert studio_log.count("queued (jpeg-clean-1") == 1     # studio_ok's run (a connection test runs no job)
+    assert bad["engine_status"] == "success" and "the test failed: The studio engine's certificate" in log
+    assert bad["status"] != "success" and bad["new_layers"] == [] and not bad["dirty"]
+    assert bad["error"].startswith("The studio engine's certificate is not the one saved"), bad["error"]
+    assert http["engine_status"] != "success" and "needs https://" in http["engine_error"]
+    assert local["engine_status"] == "success" and local["status"] == "success"
+
+
 def test_unknown_and_missing_models_are_reported_before_any_work(gimp, profile, engine):
     """A model the engine does not have: a clear message, nothing added, image clean."""
     _client, cfg = engine

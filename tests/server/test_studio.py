@@ -83,3 +83,19 @@ def test_health_shows_the_load(bare_engine):
     st, _h, body = bare_engine.raw("GET", "/v1/health", auth=False)
     h = json.loads(body)
     assert st == 200 and h["queued"] == 0 and h["running"] == 0 and h["clients_waiting"] == 0
+
+
+def test_the_settings_panels_core_tests_the_connection(tls_engine):
+    """What both hosts' "Test connection" shows, from their stored values."""
+    st = elc.studio
+    good = st.EngineSettings.from_values({"url": tls_engine.url, "token": tls_engine.token,
+                                          "fingerprint": tls_engine.info["fingerprint"]})
+    assert good.mode == st.STUDIO and good.problems() == []
+    ok, line, _details = st.try_connection(good)
+    assert ok and line.startswith("Connected in ") and "models ready" in line, line
+    wrong = st.EngineSettings.from_values(dict(good.values(), fingerprint="SHA256:" + ":".join(["CD"] * 32)))
+    ok, line, details = st.try_connection(wrong)
+    assert not ok and line == elc.messages.CERTIFICATE and tls_engine.info["fingerprint"] in details
+    bad_token = st.EngineSettings.from_values(dict(good.values(), token="x" * 43))
+    ok, line, _details = st.try_connection(bad_token)
+    assert not ok and line == elc.messages.TOKEN

@@ -143,3 +143,34 @@ def test_docker_and_dialog_construct_under_qt6(qt6: Any, catalog: dict) -> None:
     ok = dlg.buttons.button(qt6.qt.QDialogButtonBox.StandardButton.Ok)
     assert ok.text() == "Enhance"
     assert qt6.extension.SHORTCUTS[qt6.extension.ACTION_ID] == "Ctrl+Alt+E"
+
+
+def test_engine_settings_dialog_saves_what_the_user_chose(qt6: Any) -> None:
+    """The docker's ⚙ dialog under PyQt6: studio fields only in studio mode, a refusal in plain
+    words for settings that cannot work (nothing saved), kritarc keys written on Save, and the
+    controller reading them back."""
+    panel = importlib.import_module(f"{NAME}.engine_panel")
+    core, app = qt6.core, sys.modules["krita"]._app
+    app.settings.clear()
+    assert core.read_engine_settings().mode == "local"
+    dlg = panel.EngineSettingsDialog(core.read_engine_settings())
+    assert dlg.mode.currentText() == "This computer" and not dlg.fields["url"].isEnabled()
+    dlg.mode.setCurrentIndex(dlg.mode.findData("studio"))
+    assert dlg.fields["url"].isEnabled()
+    dlg.fields["url"].setText("http://gpu.studio:8443")
+    dlg._save()
+    assert "needs https://" in dlg.answer.text() and app.settings == {}          # refused, nothing saved
+    fp = "SHA256:" + ":".join(["AB"] * 32)
+    dlg.fields["url"].setText("https://gpu.studio:8443")
+    dlg.fields["token"].setText("tok")
+    dlg.fields["fingerprint"].setText(fp)
+    dlg._save()
+    assert app.settings[("enhancelayer", "engine_mode")] == "studio"
+    assert app.settings[("enhancelayer", "engine_fingerprint")] == fp
+    back = core.read_engine_settings()
+    assert (back.mode, back.url, back.token) == ("studio", "https://gpu.studio:8443", "tok")
+    docker = qt6.ui.EnhanceDocker()
+    assert docker.engine.toolTip().startswith("Engine settings")
+    docker.ctl.settings_changed()
+    assert docker.ctl._settings == back and docker.ctl.client is None
+    app.settings.clear()

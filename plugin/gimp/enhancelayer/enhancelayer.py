@@ -94,17 +94,21 @@ def _wire_format(image: Gimp.Image, has_alpha: bool) -> tuple[str, str, int]:
 
 
 # --------------------------------------------------------------------------- engine access
+def _engine() -> Any:
+    """engine_settings.py beside this file: which engine to use, and its settings procedure."""
+    if TYPE_CHECKING:
+        from plugin.gimp.enhancelayer import engine_settings
+    else:
+        import engine_settings  # beside this file (sys.path above)
+    return engine_settings
+
+
 def _client(start: bool = True) -> Any:
-    """The remote engine ``ENHANCELAYER_URL`` names, else the local one (started when
-    ``start``)."""
+    """The engine of the saved engine settings (``ENHANCELAYER_URL`` & co. win): a studio
+    engine, else the local one (started when ``start``)."""
     if ec is None:
         raise UserError(MISSING_CLIENT)
-    url = os.environ.get("ENHANCELAYER_URL")
-    if url:
-        return ec.EngineClient.remote(url, os.environ.get("ENHANCELAYER_TOKEN", ""),
-                                      os.environ.get("ENHANCELAYER_CAFILE") or None,
-                                      fingerprint=os.environ.get("ENHANCELAYER_FINGERPRINT") or None)
-    return ec.EngineClient.local(start=start)
+    return _engine().client(start)
 
 
 def request_from_config(procedure: Any, config: Any, catalog: dict) -> Request:
@@ -387,7 +391,7 @@ def run_enhance(procedure: Any, run_mode: Any, image: Any, drawables: Any, confi
     except Exception as e:  # noqa: BLE001 - in plain words; the technical message after "Details:"
         if ec is None:
             return _fail(procedure, MISSING_CLIENT, interactive)
-        msg = ec.messages.explain(e, remote=bool(os.environ.get("ENHANCELAYER_URL")))
+        msg = ec.messages.explain(e, remote=_engine().current().mode == ec.studio.STUDIO)
         return _fail(procedure, msg.joined(), interactive)
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
@@ -593,9 +597,11 @@ class EnhanceLayer(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self) -> list:
-        return [PROC]
+        return [PROC, _engine().PROC_ENGINE]
 
     def do_create_procedure(self, name: str) -> Any:
+        if name == _engine().PROC_ENGINE:
+            return _engine().create(self, name)
         p = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_enhance, None)
         p.set_image_types("RGB*, GRAY*")
         p.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE

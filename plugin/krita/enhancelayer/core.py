@@ -40,6 +40,7 @@ if TYPE_CHECKING:   # the same package, as the type checker finds it in the repo
         options,
         output,
         pixels,
+        studio,
         timing,
         with_restart,
     )
@@ -58,6 +59,7 @@ else:
             options,
             output,
             pixels,
+            studio,
             timing,  # noqa: F401 - the form reads it from here (one vendored import place)
             with_restart,
         )
@@ -144,6 +146,31 @@ def plugin_error(e: Exception, remote: bool = False) -> PluginError:
 
 def details_of(e: BaseException) -> str:
     return str(getattr(e, "details", "") or "")
+
+
+# kritarc [enhancelayer] keys of the engine settings (studio.EngineSettings fields)
+ENGINE_KEYS = {"mode": "engine_mode", "url": "engine_url", "token": "engine_token",
+               "fingerprint": "engine_fingerprint", "cafile": "engine_cafile"}
+
+
+def read_engine_settings() -> Any:
+    """Which engine to use, from kritarc (GUI thread)."""
+    values = {k: _read_setting(key) or "" for k, key in ENGINE_KEYS.items()}
+    return studio.EngineSettings.from_values(values)
+
+
+def save_engine_settings(settings: Any) -> None:
+    from krita import Krita
+    app = Krita.instance()
+    for k, v in settings.values().items():
+        app.writeSetting(SETTINGS_GROUP, ENGINE_KEYS[k], v)
+
+
+def connect_settings(settings: Any) -> Any:
+    """The client for these engine settings (any thread: reads no Krita object)."""
+    if settings.mode == studio.LOCAL:
+        return connect()
+    return connect(settings.url, settings.token, settings.cafile, settings.fingerprint)
 
 
 def connect(url: str = "", token: str = "", cafile: str = "", fingerprint: str = "") -> Any:

@@ -34,6 +34,7 @@ QDoubleSpinBox = QtWidgets.QDoubleSpinBox
 QFormLayout = QtWidgets.QFormLayout
 QHBoxLayout = QtWidgets.QHBoxLayout
 QLabel = QtWidgets.QLabel
+QLineEdit = QtWidgets.QLineEdit
 QMessageBox = QtWidgets.QMessageBox
 QProgressBar = QtWidgets.QProgressBar
 QProgressDialog = QtWidgets.QProgressDialog
@@ -44,6 +45,7 @@ QVBoxLayout = QtWidgets.QVBoxLayout
 QWidget = QtWidgets.QWidget
 
 __all__ = ["QT6", "QAction", "QCheckBox", "QComboBox", "QCoreApplication", "QDialog", "QDialogButtonBox",
-           "QDoubleSpinBox", "QFormLayout", "QHBoxLayout", "QKeySequence", "QLabel", "QMessageBox", "QObject",
+           "QDoubleSpinBox", "QFormLayout", "QHBoxLayout", "QKeySequence", "QLabel", "QLineEdit", "QMessageBox",
+           "QObject",
            "QProgressBar", "QProgressDialog", "QPushButton", "QSlider", "QSpinBox", "QStandardItem",
            "QStandardItemModel", "QThread", "QTimer", "QVBoxLayout", "QWidget", "Qt", "pyqtSignal"]

@@ -45,11 +45,6 @@ def show_error(parent: Optional[QWidget], text: str, details: str = "") -> None:
     box.exec()
 
 
-def _engine_settings() -> tuple:
-    app = Krita.instance()
-    g = core.SETTINGS_GROUP
-    return (app.readSetting(g, "engine_url", ""), app.readSetting(g, "engine_token", ""),
-            app.readSetting(g, "engine_cafile", ""), app.readSetting(g, "engine_fingerprint", ""))
 
 
 class _Worker(QThread):
@@ -89,7 +84,7 @@ class Controller(QObject):
         self.client: Any = None
         self.catalog: Optional[dict] = None
         self._keep: Optional[_Worker] = None
-        self._settings: tuple = ("", "", "")
+        self._settings: Any = None             # studio.EngineSettings, read on the GUI thread
 
     def busy(self) -> bool:
         return self.worker is not None
@@ -97,7 +92,7 @@ class Controller(QObject):
     def get_client(self) -> Any:
         """The cached client (connect() with the settings last read on the GUI thread)."""
         if self.client is None:
-            self.client = core.connect(*self._settings)
+            self.client = core.connect_settings(self._settings or core.read_engine_settings())
         return self.client
 
     def known_catalog(self) -> dict:
@@ -108,12 +103,18 @@ class Controller(QObject):
     def _reconnect(self) -> Any:
         """The engine stopped since the last run: start it again, silently (any thread: it
         touches no Krita object; the settings were read on the GUI thread)."""
-        self.client = core.connect(*self._settings)
+        self.client = core.connect_settings(self._settings or core.read_engine_settings())
         return self.client
+
+    def settings_changed(self) -> None:
+        """The engine settings were saved: the next call connects anew and reloads the catalog."""
+        self._settings = core.read_engine_settings()
+        self.client = None
+        self.catalog = None
 
     def load_catalog(self, done: Callable[[Optional[dict], str], None]) -> None:
         """Ask the engine for its catalog off the GUI thread; ``done(catalog or None, error)``."""
-        self._settings = _engine_settings()
+        self._settings = core.read_engine_settings()
 
         def work(_w: _Worker) -> dict:
             return core.fetch_catalog(self.get_client(), self._reconnect)
@@ -141,7 +142,7 @@ class Controller(QObject):
         if request is not None:
             core.save_request(request)
         try:
-            self._settings = _engine_settings()       # read on the GUI thread, used by reconnect
+            self._settings = core.read_engine_settings()   # read on the GUI thread, used by reconnect
             client = self.get_client()
             if self.catalog is None:
                 self.catalog = core.fetch_catalog(client, self._reconnect)
@@ -262,9 +263,15 @@ class EnhanceDocker(DockWidget):
         self.refresh.setToolTip("Reload the model list from the engine")
         self.refresh.setFixedWidth(28)
         self.refresh.clicked.connect(self.reload_models)
+        self.engine = QPushButton("⚙")
+        self.engine.setObjectName("engine_settings")
+        self.engine.setToolTip("Engine settings: this computer or a studio engine, Test connection")
+        self.engine.setFixedWidth(28)
+        self.engine.clicked.connect(self.edit_engine)
         buttons.addWidget(self.go, 1)
         buttons.addWidget(self.stop)
         buttons.addWidget(self.refresh)
+        buttons.addWidget(self.engine)
         v.addLayout(buttons)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -294,6 +301,17 @@ class EnhanceDocker(DockWidget):
 
     def request(self) -> core.Request:
         return self.form.request()
+
+    def edit_engine(self) -> None:
+        """The engine settings dialog; after Save the next run uses the engine chosen there."""
+        from .engine_panel import EngineSettingsDialog
+
+        if self.ctl.busy():
+            return
+        dlg = EngineSettingsDialog(core.read_engine_settings(), self)
+        if dlg.exec():
+            self.ctl.settings_changed()
+            self.reload_models()
 
     # ---- models
     def _first_load(self) -> None:

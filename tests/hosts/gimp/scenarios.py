@@ -48,6 +48,16 @@ def scenario(s):
     pdb = Gimp.get_pdb()
     res["exists"] = pdb.procedure_exists("python-fu-enhancelayer")
     res["gimp_version"] = Gimp.version()
+    if s.get("engine") is not None:     # the engine settings procedure first, as a user would
+        ep = pdb.lookup_procedure("python-fu-enhancelayer-engine")
+        ecfg = ep.create_config()
+        ecfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+        for k, v in s["engine"].items():
+            ecfg.set_property(f"engine-{k}", v)
+        erv = ep.run(ecfg)
+        res["engine_status"] = erv.index(0).value_nick
+        res["engine_error"] = pdb.get_last_error() if res["engine_status"] != "success" else ""
+        res["engine_menu"] = [list(ep.get_menu_paths()), ep.get_menu_label()]
     proc = pdb.lookup_procedure("python-fu-enhancelayer")
     res["args"] = [a.name for a in proc.get_arguments()]
     cfg0 = proc.create_config()

@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -714,6 +715,56 @@ class TestCore:
         assert res["boxes"] == []
         assert [n for n in res["layers_after"] if n != "Selection Mask"] == res["layers_before"]
         assert res["doc_size_after"] == [300, 200]
+
+
+@pytest.fixture(scope="module")
+def studio_engine(tmp_path_factory, models_dir):
+    """A second engine on another port with its own --init-tls certificate (a studio engine)."""
+    home = Path(tempfile.mkdtemp(prefix="el-studio-", dir="/tmp"))
+    env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models_dir))
+    env.pop("ENHANCELAYER_CONFIG_DIR", None)
+    log = open(home / "serve.out", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--init-tls"], cwd=REPO,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    info: dict = {}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None and not info:
+        try:
+            got = json.loads((home / "config" / "engine.json").read_text())
+            info = got if got.get("pid") == proc.pid else {}
+        except (OSError, ValueError):
+            time.sleep(0.3)
+    assert info, (home / "serve.out").read_text()[-3000:]
+    try:
+        yield dict(info, token=(home / "config" / "token").read_text().strip(), home=home)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.krita
+def test_studio_engine_from_the_engine_settings(engine, krita_home, photos, tmp_path, xserver, studio_engine):
+    """What the docker's ⚙ dialog saves (a studio engine: URL, token, pinned fingerprint) is what
+    the next run uses: the layer comes from the studio engine (its log has the job); a wrong
+    fingerprint gives one plain-words message and adds nothing (issue 18 item 5)."""
+    studio_log = studio_engine["home"] / "config" / "engine.log"
+    jobs_before = studio_log.read_text().count("queued (jpeg-clean-1")
+    res = run_krita(krita_home, engine, {
+        "scenario": "studio_ui", "png": str(photos["dir"] / "coffee.png"), "select": [60, 40, 120, 90],
+        "model": "jpeg-clean-1", "strength": 60, "studio_url": studio_engine["url"],
+        "studio_token": studio_engine["token"], "fingerprint": studio_engine["fingerprint"]}, tmp_path, xserver)
+    assert res.get("finished"), res
+    (ok, err_ok), (bad, err_bad) = res["finished"]
+    assert ok and err_ok == "", res
+    assert not bad and err_bad.startswith("The studio engine's certificate is not the one saved"), res
+    assert [n for n in res["layers_each"][0] if n.startswith("Enhanced")] == ["Enhanced · jpeg-clean-1 · 60%"]
+    assert res["layers_each"][1] == res["layers_each"][0], "the refused run added nothing"
+    assert len(res["boxes"]) == 1 and res["boxes"][0].startswith("The studio engine's certificate"), res["boxes"]
+    assert res["mode_after"] == "local"
+    assert studio_log.read_text().count("queued (jpeg-clean-1") == jobs_before + 1      # the run went there
 
 
 @pytest.mark.slow

@@ -101,6 +101,8 @@ def run(spec, res):
         return _cancel_ui(spec, res, doc, names_before, opts)
     if spec["scenario"] == "restart_ui":
         return _restart_ui(spec, res, doc, names_before, opts)
+    if spec["scenario"] == "studio_ui":
+        return _studio_ui(spec, res, doc, names_before, opts)
 
     t0 = time.time()
     try:
@@ -244,6 +246,32 @@ def _cancel_ui(spec, res, doc, names_before, opts):
     res["layers_before"] = names_before
     res["layers_after"] = [n.name() for n in doc.rootNode().childNodes()]
     res["doc_size_after"] = [doc.width(), doc.height()]
+
+
+def _studio_ui(spec, res, doc, names_before, opts):
+    """The docker's controller with the engine settings the ⚙ dialog saves: a studio engine
+    (URL, token, pinned fingerprint) -> the layer comes from there; the same with a wrong
+    fingerprint -> one plain message box, nothing added; then back to This computer."""
+    from enhancelayer import core, ui
+    from krita import Krita
+    app = Krita.instance()
+    boxes = _close_message_boxes()
+    src = doc.rootNode().childNodes()[0]
+    done = []
+    for fp in (spec["fingerprint"], "SHA256:" + ":".join(["AB"] * 32)):
+        core.save_engine_settings(core.studio.EngineSettings("studio", spec["studio_url"], spec["studio_token"], fp))
+        ctl = ui.Controller()
+        ctl.finished.connect(lambda info, err: done.append((info, err)))
+        n = len(done)
+        doc.setActiveNode(src)
+        ctl.start(opts, None, doc, src)
+        _spin(app, lambda n=n: len(done) > n, 120)
+        res.setdefault("layers_each", []).append([x.name() for x in doc.rootNode().childNodes()])
+    core.save_engine_settings(core.studio.EngineSettings())
+    res["mode_after"] = core.read_engine_settings().mode
+    res["boxes"] = boxes
+    res["finished"] = [[i is not None, e] for i, e in done]
+    res["layers_before"] = names_before
 
 
 def _restart_ui(spec, res, doc, names_before, opts):

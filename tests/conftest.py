@@ -6,12 +6,49 @@ tokens use their own temporary ENHANCELAYER_HOME and point ENHANCELAYER_MODELS a
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def studio_engine(home: Path, models: Path) -> Iterator[dict]:
+    """A studio engine for the host tests: ``serve --port 0 --init-tls`` with its own HOME;
+    yields its discovery info (url, fingerprint, ...) plus ``token`` and ``home``."""
+    env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models))
+    env.pop("ENHANCELAYER_CONFIG_DIR", None)
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "serve.out", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--init-tls"], cwd=REPO,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        info: dict = {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None and not info:
+            try:
+                got = json.loads((home / "config" / "engine.json").read_text())
+                info = got if got.get("pid") == proc.pid else {}
+            except (OSError, ValueError):
+                time.sleep(0.3)
+        assert info, (home / "serve.out").read_text()[-3000:]
+        yield dict(info, token=(home / "config" / "token").read_text().strip(), home=home)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -544,27 +544,10 @@ def test_descreen_layer_equals_engine_and_removes_the_dots(results, engine):
 @pytest.fixture(scope="module")
 def tls_engine(gimp, models_dir):
     """A studio engine: another engine, on another port, with its own --init-tls certificate."""
-    home = gimp.work / "studio-home"
-    env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models_dir))
-    env.pop("ENHANCELAYER_CONFIG_DIR", None)
-    log = open(gimp.work / "studio.out", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--init-tls"], cwd=REPO,
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    info: dict = {}
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None and not info:
-        try:
-            got = json.loads((home / "config" / "engine.json").read_text())
-            info = got if got.get("pid") == proc.pid else {}
-        except (OSError, ValueError):
-            time.sleep(0.3)
-    assert info, (gimp.work / "studio.out").read_text()[-3000:]
-    try:
-        yield dict(info, token=(home / "config" / "token").read_text().strip(), home=home)
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+    from tests.conftest import studio_engine
+
+    with studio_engine(gimp.work / "studio-home", models_dir) as info:
+        yield info
 
 
 def test_studio_engine_settings_then_enhance(gimp, profile, engine, tls_engine):

@@ -720,27 +720,13 @@ class TestCore:
 @pytest.fixture(scope="module")
 def studio_engine(tmp_path_factory, models_dir):
     """A second engine on another port with its own --init-tls certificate (a studio engine)."""
+    from tests.conftest import studio_engine as start
+
     home = Path(tempfile.mkdtemp(prefix="el-studio-", dir="/tmp"))
-    env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models_dir))
-    env.pop("ENHANCELAYER_CONFIG_DIR", None)
-    log = open(home / "serve.out", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--init-tls"], cwd=REPO,
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    info: dict = {}
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None and not info:
-        try:
-            got = json.loads((home / "config" / "engine.json").read_text())
-            info = got if got.get("pid") == proc.pid else {}
-        except (OSError, ValueError):
-            time.sleep(0.3)
-    assert info, (home / "serve.out").read_text()[-3000:]
     try:
-        yield dict(info, token=(home / "config" / "token").read_text().strip(), home=home)
+        with start(home, models_dir) as info:
+            yield info
     finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -423,9 +423,13 @@ def render_review_overlay(heat: np.ndarray, base: np.ndarray | None = None, *,
 
 
 def save_review_png(path: str | Path, heat: np.ndarray, base: np.ndarray | None = None) -> Path:
-    """Write ``render_review_overlay`` as a PNG (temporary name, then rename)."""
+    """Write ``render_review_overlay`` as a PNG (temporary name, then rename), making its folder
+    when it is missing (``--review reviews/`` for a batch)."""
+    from engine.imageio import make_folder
+
     path = Path(path)
     rgba = render_review_overlay(heat, base)
+    make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     ok = cv2.imwrite(str(tmp), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     if not ok:

@@ -79,3 +79,20 @@ def test_a_bad_image_on_a_worker_is_the_local_batch_line(tmp_path) -> None:
     assert r["status"] == "user" and r["line"].startswith(f"[red]failed:[/] {src}: ")
     stored = cluster.enhance_remote(plan.job, str(src), str(plan.todo[0].dst), 0.0, data=src.read_bytes())
     assert stored["status"] == "user" and stored["line"] == r["line"]    # the user's path, not a temp one
+
+
+def test_store_mode_sends_the_output_and_its_side_maps_back(tmp_path, coffee) -> None:
+    """--ray-io store: the worker gets the input's bytes and returns the encoded output, review
+    map and defect mask; nothing is written at the user's paths by the worker."""
+    from engine import imageio
+    from engine.batch import plan_batch
+
+    src = tmp_path / "in.png"
+    imageio.write(src, imageio.Image(coffee[:96, :128]))
+    out = tmp_path / "out"
+    plan = plan_batch([str(src)], "restore-dust", out, review=tmp_path / "reviews", defects=tmp_path / "masks")
+    r = cluster.enhance_remote(plan.job, str(src), str(plan.todo[0].dst), 0.0, data=src.read_bytes())
+    assert r["status"] == "ok", r
+    assert set(r["files"]) == {"output", "review", "defects"}
+    assert r["files"]["output"].startswith(b"\x89PNG") and r["files"]["review"].startswith(b"\x89PNG")
+    assert not out.exists() and not (tmp_path / "reviews").exists()

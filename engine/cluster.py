@@ -23,6 +23,14 @@ How it maps onto Ray (an existing scheduler, not a home-made one):
   store and writes the encoded output that comes back (no shared disk needed; the driver's
   network carries every byte twice). ``auto``: ``shared`` for a cluster started here
   (``--ray`` alone), ``store`` when joining one;
+- a very large image (over :func:`band_mp` MP, 24 by default) is split into bands of rows, one
+  task each, so one 100 MP scan keeps several workers busy: each band is enhanced with
+  :func:`band_context` rows of context above and below (the model's margin and then some, so the
+  tiles see what they would see in the whole image) and cut back; the driver puts the bands
+  together and writes the image once. Within 1/255 of the whole-image result (the tiler's own
+  tolerance), not bit-identical: the tiles fall elsewhere. Only where the result is local: a
+  tile-invariant network, an integer scale, no review map and no face/text protection (those
+  look at the whole image); other images run whole on one worker;
 - ``--ray`` alone starts a Ray instance on this machine (all its cores as workers) and stops it
   at the end; ``--ray auto`` joins the cluster this machine is part of (``ray start``);
   ``--ray HOST:PORT`` or ``ray://HOST:PORT`` joins that one. Ray's usage statistics are
@@ -37,6 +45,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
 
 from engine import imageio
 from engine.batch import (
@@ -54,6 +64,8 @@ from engine.batch import (
 from engine.errors import BadInput, EnhanceError, ModelNotInstalled
 
 IO_MODES = ("auto", "shared", "store")
+BAND_MP = 24.0                  # images above this many megapixels are split into bands of rows
+BAND_TARGET_MP = 8.0            # ... of about this size each
 LOCAL = "local"                 # what a bare --ray means: start a Ray instance on this machine
 IN_FLIGHT_PER_CPU = 2           # tasks in flight per cluster CPU: workers never wait, memory stays flat
 MAX_RETRIES = 3                 # Ray re-runs a task whose worker died, this many times
@@ -87,6 +99,36 @@ def io_mode(address: str, io: str) -> str:
     if io != "auto":
         return io
     return "shared" if address == LOCAL else "store"
+
+
+def band_mp() -> float:
+    """The size above which an image is split (``ENHANCELAYER_RAY_BAND_MP`` overrides, e.g. for tests)."""
+    try:
+        return float(os.environ.get("ENHANCELAYER_RAY_BAND_MP", "") or BAND_MP)
+    except ValueError:
+        return BAND_MP
+
+
+def band_context(info: Any) -> int:
+    """Rows of context above and below a band: twice the model's margin plus room for the
+    resampling kernels, the grain blur and a feathered mask."""
+    return 2 * int(info.margin) + 32
+
+
+def bands(info: Any, opts: Any, width: int, height: int) -> list[tuple[int, int]]:
+    """Row ranges [y0, y1) to enhance apart, or [] when the image runs whole (see the module
+    docstring for when splitting is safe)."""
+    mp = width * height / 1e6
+    limit = band_mp()
+    values = opts.pipeline_values()
+    target = values.get("scale") or float(info.scale)
+    if mp <= limit or info.kind != "network" or not info.tile_invariant or values.get("review") \
+            or values.get("protect") or not float(target).is_integer():
+        return []
+    rows = max(2 * band_context(info), int(min(BAND_TARGET_MP, limit / 2) * 1e6 / max(1, width)))
+    if rows >= height:
+        return []
+    return [(y, min(height, y + rows)) for y in range(0, height, rows)]
 
 
 def wants_gpu(device: str) -> bool:
@@ -161,6 +203,39 @@ def enhance_remote(job: BatchJob, src: str, dst: str, started: float, data: Opti
         return dict(base, status="ok", mp=mp, files=files, note=note)
 
 
+def enhance_band(job: BatchJob, src: str, y0: int, y1: int, context: int, data: Optional[bytes] = None) -> dict:
+    """Rows [y0, y1) of one image's result on a worker: the band with ``context`` rows around it
+    is enhanced and cut back. Returns the rows (and, for the first band, what the writer needs
+    besides pixels: ICC profile, EXIF, extra tags)."""
+    from engine.pipeline import enhance
+
+    path = Path(src)
+    try:
+        loaded, load_s = _loaded(job)
+        if data is not None:
+            with tempfile.TemporaryDirectory(prefix="enhancelayer-ray-") as tmp:
+                path = Path(tmp) / Path(src).name
+                path.write_bytes(data)
+                img = imageio.read(path, max_mp=job.opts.max_input_mp)
+        else:
+            img = imageio.read(path, max_mp=job.opts.max_input_mp)
+        h = img.pixels.shape[0]
+        c0, c1 = max(0, y0 - context), min(h, y1 + context)
+        opts = job.opts
+        if opts.mask is not None:
+            opts = opts.replace(mask=np.ascontiguousarray(opts.mask[c0:c1]))
+        res = enhance(np.ascontiguousarray(img.pixels[c0:c1]), opts, model=loaded)
+        s = res.image.shape[0] // (c1 - c0)
+        rows = np.ascontiguousarray(res.image[(y0 - c0) * s:(y1 - c0) * s])
+    except Exception as e:  # noqa: BLE001 - reported by the driver, in its words
+        kind, line = outcome(e, Path(src))
+        return {"status": kind, "line": line, "pid": os.getpid()}
+    out = {"status": "ok", "rows": rows, "pid": os.getpid(), "node": os.uname().nodename, "load_s": load_s}
+    if y0 == 0:
+        out["meta"] = (img.icc, img.exif, img.format, img.extra)
+    return out
+
+
 def _written_by_this_batch(dst: Path, started: float) -> bool:
     try:
         st = dst.stat()
@@ -216,42 +291,121 @@ def run_on_ray(plan: BatchPlan, address: str, io: str, con: Any, quiet: bool) ->
         where = f"CPU figures; {cpus} {'GPU' if gpu else 'CPU'} worker slot(s) on Ray"
         announce_estimate(plan, con, where)
         task = ray.remote(enhance_remote).options(max_retries=MAX_RETRIES, **res)
+        band_task = ray.remote(enhance_band).options(max_retries=MAX_RETRIES, **res)
         job_ref = ray.put(plan.job)
         started = time.time() - 1.0          # mtime granularity: a little before anything ran
-        todo = list(plan.todo)
-        pending: dict[Any, Item] = {}
+        # one unit of work per image, or per band of a very large image
+        todo: list[tuple[Item, Optional[tuple[int, int]]]] = []
+        split: dict[Path, BandedImage] = {}
+        for it in plan.todo:
+            try:
+                w, h = imageio.probe(it.src)
+                parts = bands(plan.task.info, plan.job.opts, w, h)
+            except EnhanceError:
+                parts = []                   # unreadable: the worker reports it in its words
+            if parts:
+                split[it.src] = BandedImage(len(parts))
+            todo += [(it, b) for b in parts] if parts else [(it, None)]
+        context = band_context(plan.task.info)
+        pending: dict[Any, tuple[Item, Optional[tuple[int, int]]]] = {}
+        data_of: dict[Path, Optional[bytes]] = {}
         tally = Tally()
         stats = RayStats()
         stats.add(first)
         with Progress(*progress_columns(), console=con, transient=False) as prog:
             report = Console(stderr=True, soft_wrap=True).print if quiet else prog.console.print
-            t_img = prog.add_task(f"images on Ray ({cpus} slots, {mode})", total=len(todo))
+            t_img = prog.add_task(f"images on Ray ({cpus} slots, {mode})", total=len(plan.todo))
             while todo or pending:
                 while todo and len(pending) < IN_FLIGHT_PER_CPU * cpus:
-                    it = todo.pop(0)
+                    it, band = todo.pop(0)
                     data = None
                     if mode == "store":
                         try:
-                            data = it.src.read_bytes()
+                            data = data_of[it.src] if it.src in data_of else it.src.read_bytes()
                         except OSError as e:
                             tally.failed_user += 1
                             report(f"[red]failed:[/] {it.src}: cannot read it ({e.strerror})", highlight=False)
                             prog.advance(t_img)
+                            todo = [(i, b) for i, b in todo if i is not it]
                             continue
-                    pending[task.remote(job_ref, str(it.src), str(it.dst), started, data)] = it
+                        if band is not None:
+                            data_of[it.src] = data      # sent once per band, read once
+                    if band is None:
+                        pending[task.remote(job_ref, str(it.src), str(it.dst), started, data)] = (it, None)
+                    else:
+                        pending[band_task.remote(job_ref, str(it.src), band[0], band[1], context, data)] = (it, band)
                 if not pending:
                     break
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                it = pending.pop(ready[0])
-                _settle(ray, ready[0], it, plan.job, mode, tally, stats, report)
-                prog.advance(t_img)
+                it, band = pending.pop(ready[0])
+                if band is None:
+                    _settle(ray, ready[0], it, plan.job, mode, tally, stats, report)
+                    prog.advance(t_img)
+                    continue
+                whole = split[it.src]
+                if whole.add(ray, ready[0], band, stats):
+                    data_of.pop(it.src, None)
+                    whole.finish(it, plan.job, tally, report)
+                    prog.advance(t_img)
         stats.log(con)
+        if split:
+            con.print(f"Ray: {len(split)} large image(s) split into "
+                      f"{sum(b.count for b in split.values())} bands")
         # a worker killed while writing left its temporary file; Ray ran that image again
         # elsewhere, and every task of this batch has settled, so the leftovers go now
         imageio.remove_stale_temps(it.dst for it in plan.items)
         return tally
     finally:
         ray.shutdown()
+
+
+class BandedImage:
+    """The bands of one large image as they come back; written once, by the driver, when the
+    last one is in (or reported once when a band failed)."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.rows: dict[int, np.ndarray] = {}
+        self.meta: Any = None
+        self.failed: Optional[dict] = None
+        self.seen = 0
+
+    def add(self, ray: Any, ref: Any, band: tuple[int, int], stats: RayStats) -> bool:
+        """Take one band's answer; True when every band is in."""
+        self.seen += 1
+        try:
+            r = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - Ray gave up on it (its workers kept dying)
+            r = {"status": "user", "line": f"the Ray workers running a band were lost {MAX_RETRIES + 1} times "
+                                           f"({type(e).__name__}); run again with --resume"}
+        stats.add(r)
+        if r["status"] != "ok":
+            self.failed = self.failed or r
+        else:
+            self.rows[band[0]] = r["rows"]
+            self.meta = r.get("meta", self.meta)
+        return self.seen == self.count
+
+    def finish(self, it: Item, job: BatchJob, tally: Tally, report: Any) -> None:
+        if self.failed is not None:
+            if self.failed["status"] == "user":
+                tally.failed_user += 1
+            else:
+                tally.failed_bug += 1
+            line = self.failed["line"]
+            report(line if line.startswith("[red]") else f"[red]failed:[/] {it.src}: {line}", highlight=False)
+            return
+        pixels = np.concatenate([self.rows[y] for y in sorted(self.rows)], axis=0)
+        icc, exif, _fmt, extra = self.meta
+        out_fmt = imageio.format_for(it.dst, job.fmt)
+        try:
+            imageio.write(it.dst, imageio.Image(pixels, icc, exif, out_fmt, extra), out_fmt)
+        except EnhanceError as e:
+            tally.failed_user += 1
+            report(f"[red]failed:[/] {it.src}: {e}", highlight=False)
+            return
+        tally.done += 1
+        self.rows.clear()
 
 
 class RayStats:

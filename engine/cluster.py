@@ -308,7 +308,7 @@ def run_on_ray(plan: BatchPlan, address: str, io: str, con: Any, quiet: bool) ->
             todo += [(it, b) for b in parts] if parts else [(it, None)]
         context = band_context(plan.task.info)
         pending: dict[Any, tuple[Item, Optional[tuple[int, int]]]] = {}
-        data_of: dict[Path, Optional[bytes]] = {}
+        data_of: dict[Path, Any] = {}             # a banded image's bytes (their object ref), sent once
         tally = Tally()
         stats = RayStats()
         stats.add(first)
@@ -322,6 +322,8 @@ def run_on_ray(plan: BatchPlan, address: str, io: str, con: Any, quiet: bool) ->
                     if mode == "store":
                         try:
                             data = data_of[it.src] if it.src in data_of else it.src.read_bytes()
+                            if band is not None and it.src not in data_of:
+                                data = ray.put(data)     # the bands share one copy in the object store
                         except OSError as e:
                             tally.failed_user += 1
                             report(f"[red]failed:[/] {it.src}: cannot read it ({e.strerror})", highlight=False)
@@ -329,7 +331,7 @@ def run_on_ray(plan: BatchPlan, address: str, io: str, con: Any, quiet: bool) ->
                             todo = [(i, b) for i, b in todo if i is not it]
                             continue
                         if band is not None:
-                            data_of[it.src] = data      # sent once per band, read once
+                            data_of[it.src] = data      # read and put once for all its bands
                     if band is None:
                         pending[task.remote(job_ref, str(it.src), str(it.dst), started, data)] = (it, None)
                     else:

@@ -22,15 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def studio_engine(home: Path, models: Path) -> Iterator[dict]:
-    """A studio engine for the host tests: ``serve --port 0 --init-tls`` with its own HOME;
-    yields its discovery info (url, fingerprint, ...) plus ``token`` and ``home``."""
+def studio_engine(home: Path, models: Path, *args: str) -> Iterator[dict]:
+    """A studio engine for the host tests: ``serve --port 0 --init-tls`` (+ ``args``) with its own
+    HOME; yields its discovery info (url, fingerprint, ...) plus ``token`` and ``home``."""
     env = dict(os.environ, ENHANCELAYER_HOME=str(home), ENHANCELAYER_MODELS=str(models))
     env.pop("ENHANCELAYER_CONFIG_DIR", None)
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "serve.out", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--init-tls"], cwd=REPO,
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--init-tls", *args],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         info: dict = {}
         deadline = time.monotonic() + 90

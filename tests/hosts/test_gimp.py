@@ -23,6 +23,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -563,6 +564,7 @@ def test_studio_engine_settings_then_enhance(gimp, profile, engine, tls_engine):
     scenarios = [dict(base, name="studio_ok", engine=studio),
                  dict(base, name="studio_wrong", engine=wrong),
                  dict(base, name="studio_http", engine=dict(studio, url="http://127.0.0.1:1")),
+                 dict(base, name="studio_token", engine=dict(studio, token="x" * 43)),
                  dict(base, name="back_local", engine={"mode": "local"})]
     saved = profile / ".config" / "GIMP" / gimp.version / "enhancelayer-engine.json"
     try:
@@ -570,7 +572,8 @@ def test_studio_engine_settings_then_enhance(gimp, profile, engine, tls_engine):
         res = {s["name"]: json.loads((out / f"{s['name']}.json").read_text()) for s in scenarios}
     finally:
         saved.unlink(missing_ok=True)       # the other tests of this module use the local engine
-    ok, bad, http, local = (res[k] for k in ("studio_ok", "studio_wrong", "studio_http", "back_local"))
+    ok, bad, http, token, local = (res[k] for k in ("studio_ok", "studio_wrong", "studio_http", "studio_token",
+                                                    "back_local"))
     assert ok["engine_menu"] == [["<Image>/Filters/Enhance"], "AI Enhance Engine Settings…"]
     assert ok["engine_status"] == "success" and ok["status"] == "success", ok
     assert [lay["name"] for lay in ok["new_layers"]] == ["Enhanced · jpeg-clean-1 · 60%"]
@@ -581,7 +584,76 @@ def test_studio_engine_settings_then_enhance(gimp, profile, engine, tls_engine):
     assert bad["status"] != "success" and bad["new_layers"] == [] and not bad["dirty"]
     assert bad["error"].startswith("The studio engine's certificate is not the one saved"), bad["error"]
     assert http["engine_status"] != "success" and "needs https://" in http["engine_error"]
+    assert token["status"] != "success" and token["new_layers"] == [], token
+    assert token["error"].startswith("The EnhanceLayer engine refused the access token"), token["error"]
     assert local["engine_status"] == "success" and local["status"] == "success"
+
+
+def test_two_users_share_a_studio_engine_fairly(gimp, profile, engine, models_dir):
+    """Two retouchers on one studio engine, each with a token of their own (--tokens): alice's
+    script keeps three photo-x2 jobs waiting at all times while bob's small job comes from real
+    GIMP. The engine takes turns between users, so bob waits for the job that was running when
+    his arrived and no more (first come first served would put him behind alice's three); the
+    wait is measured in jobs and seconds (issue 18 item 5)."""
+    import secrets
+    import threading
+
+    from skimage import data
+
+    from tests.conftest import studio_engine
+
+    alice_tok, bob_tok = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    tokens = gimp.work / "tokens.txt"
+    tokens.write_text(f"alice {alice_tok}\nbob {bob_tok}\n")
+    tokens.chmod(0o600)
+    crop = np.ascontiguousarray(data.astronaut()[:256, :256])
+    with studio_engine(gimp.work / "fair-home", models_dir, "--tokens", str(tokens)) as info:
+        alice = _load_client().EngineClient.remote(info["url"], alice_tok, fingerprint=info["fingerprint"])
+        stop = threading.Event()
+        errors: list = []
+
+        def alice_script() -> None:             # keeps three jobs waiting until told to stop
+            live: list = []
+            try:
+                while not stop.is_set() or live:
+                    while not stop.is_set() and len(live) < 4:
+                        live.append(alice.submit(crop.tobytes(), 256, 256, 3, "u8", model="photo-x2",
+                                                 strength=100))
+                    alice.wait(live.pop(0), poll=0.05)      # fetches (and confirms) the result
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                errors.append(e)
+
+        th = threading.Thread(target=alice_script, daemon=True)
+        th.start()
+        time.sleep(2.0)                          # alice's queue is full before bob starts GIMP
+        studio = {"mode": "studio", "url": info["url"], "token": bob_tok, "fingerprint": info["fingerprint"]}
+        saved = profile / ".config" / "GIMP" / gimp.version / "enhancelayer-engine.json"
+        scen = [dict(name="bob_small", precision="u8", select=[150, 120, 48, 40], engine=studio,
+                     args={"model": "jpeg-clean-1", "strength": 60, "output-mode": "layer"})]
+        try:
+            out, _log = _run(gimp, profile, gimp.inside(engine[1]), scen, "fair")
+        finally:
+            saved.unlink(missing_ok=True)
+            stop.set()
+            th.join(300)
+        bob = json.loads((out / "bob_small.json").read_text())
+        log = (info["home"] / "config" / "engine.log").read_text()
+    assert not errors, errors
+    assert bob["status"] == "success" and len(bob["new_layers"]) == 1, bob
+    events = re.findall(r"(\d\d:\d\d:\d\d,\d+) INFO enhancelayer\.\w+: job (\w+): "
+                        r"(queued \([^,]+, [\d.]+ MiB, client (\w+)\)|done in)", log)
+    client_of = {j: c for _t, j, what, c in events if what.startswith("queued")}
+    bob_job = next(j for j, c in client_of.items() if c == "bob")
+    seq = [(t, j, "queued" if what.startswith("queued") else "done") for t, j, what, _c in events]
+    i_in = next(i for i, (_t, j, k) in enumerate(seq) if j == bob_job and k == "queued")
+    i_out = next(i for i, (_t, j, k) in enumerate(seq) if j == bob_job and k == "done")
+    waiting_ahead = sum(1 for _t, j, k in seq[:i_in] if k == "queued" and client_of[j] == "alice") - \
+        sum(1 for _t, j, k in seq[:i_in] if k == "done" and client_of[j] == "alice")
+    alice_done_meanwhile = sum(1 for _t, j, k in seq[i_in:i_out] if k == "done" and client_of.get(j) == "alice")
+    assert waiting_ahead >= 3, f"alice had only {waiting_ahead} jobs queued or running when bob's arrived"
+    assert alice_done_meanwhile <= 1, f"bob waited for {alice_done_meanwhile} of alice's jobs: {seq[i_in:i_out]}"
+    print(f"bob's job arrived with {waiting_ahead} of alice's jobs ahead and waited for {alice_done_meanwhile} "
+          f"({seq[i_in][0]} -> {seq[i_out][0]})")
 
 
 def test_unknown_and_missing_models_are_reported_before_any_work(gimp, profile, engine):

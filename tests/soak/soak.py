@@ -312,13 +312,18 @@ class Soak:
                 self.fail(f"{sp}: {st}")
                 return
             time.sleep(0.03)
-        s = socket.create_connection((c.host, c.port), timeout=10)
         try:
-            s.sendall(f"GET /v1/jobs/{job}/result HTTP/1.1\r\nHost: {c.host}:{c.port}\r\n"
-                      f"Authorization: Bearer {c.token}\r\n\r\n".encode())
-            s.recv(64)
-        finally:
-            s.close()                         # hang up midway
+            s = socket.create_connection((c.host, c.port), timeout=10)
+            try:
+                s.sendall(f"GET /v1/jobs/{job}/result HTTP/1.1\r\nHost: {c.host}:{c.port}\r\n"
+                          f"Authorization: Bearer {c.token}\r\n\r\n".encode())
+                s.recv(64)
+            finally:
+                s.close()                     # hang up midway
+        except OSError as e:
+            # this harness's own raw socket met a kill (reset / refused): an interruption like
+            # any other, so the job is tried again (the client library is not involved here)
+            raise elc.EngineUnreachable(f"the engine went away during the dropped download: {e}") from None
         self.note(requests=1, dropped_downloads=1)
         self._check(sp, c.result(job))
 

@@ -221,10 +221,10 @@ def plan_batch(inputs: Sequence[str], model: str, output: Path, *, options: Opti
     return BatchPlan(job, task, items, todo, skipped)
 
 
-def enhance_one(job: BatchJob, it: Item, loaded: Any, progress: Any = None) -> tuple[float, str]:
-    """Read, enhance and write one image (and its side outputs) atomically; the input's
-    megapixels and the task's note for the user ("" or e.g. descreen's "no halftone screen
-    found"). Raises what went wrong (see :func:`outcome`)."""
+def enhance_one(job: BatchJob, it: Item, loaded: Any, progress: Any = None) -> str:
+    """Read, enhance and write one image (and its side outputs) atomically; the task's note for
+    the user ("" or e.g. descreen's "no halftone screen found"). Raises what went wrong (see
+    :func:`outcome`)."""
     from engine.pipeline import enhance
 
     img = imageio.read(it.src, max_mp=job.opts.max_input_mp)
@@ -238,7 +238,7 @@ def enhance_one(job: BatchJob, it: Item, loaded: Any, progress: Any = None) -> t
     if job.defects is not None and res.defects is not None:
         dm = np.clip(np.asarray(res.defects) * 255 + 0.5, 0, 255).astype(np.uint8)
         imageio.write(side_path(job.defects, it.dst, "defects", job.count), imageio.Image(dm), "png")
-    return img.pixels.shape[0] * img.pixels.shape[1] / 1e6, str(res.info.get("note", ""))
+    return str(res.info.get("note", ""))
 
 
 def outcome(e: BaseException, src: Path) -> tuple[str, str]:
@@ -324,7 +324,7 @@ def _run_here(plan: BatchPlan, con: Any, quiet: bool) -> Tally:
                 prog.update(_t, completed=done_t, total=max(1, total_t))
 
             try:
-                _mp, note = enhance_one(job, it, loaded, cb)
+                note = enhance_one(job, it, loaded, cb)
                 tally.done += 1
                 if note:
                     report(f"{it.src.name}: {note}", highlight=False)

@@ -178,11 +178,11 @@ def enhance_remote(job: BatchJob, src: str, dst: str, started: float, data: Opti
         if _written_by_this_batch(it.dst, started):
             return dict(base, status="ok", again=True)     # a retry after the rename: written once
         try:
-            mp, note = enhance_one(job, it, loaded)
+            note = enhance_one(job, it, loaded)
         except Exception as e:  # noqa: BLE001 - one bad file is reported and skipped
             kind, line = outcome(e, it.src)
             return dict(base, status=kind, line=line)
-        return dict(base, status="ok", mp=mp, note=note)
+        return dict(base, status="ok", note=note)
     with tempfile.TemporaryDirectory(prefix="enhancelayer-ray-") as tmp:
         here = Item(Path(tmp) / "in" / it.src.name, Path(tmp) / "out" / it.dst.name)
         here.src.parent.mkdir()
@@ -191,7 +191,7 @@ def enhance_remote(job: BatchJob, src: str, dst: str, started: float, data: Opti
                         Path(tmp) / "review" if job.review is not None else None,
                         Path(tmp) / "defects" if job.defects is not None else None, 2)
         try:
-            mp, note = enhance_one(side, here, loaded)
+            note = enhance_one(side, here, loaded)
         except Exception as e:  # noqa: BLE001 - one bad file is reported and skipped
             kind, line = outcome(e, it.src)
             return dict(base, status=kind, line=line.replace(str(here.src), str(it.src)))
@@ -200,7 +200,7 @@ def enhance_remote(job: BatchJob, src: str, dst: str, started: float, data: Opti
             p = Path(tmp) / kind / f"{here.dst.stem}-{kind}.png"
             if p.exists():
                 files[kind] = p.read_bytes()
-        return dict(base, status="ok", mp=mp, files=files, note=note)
+        return dict(base, status="ok", files=files, note=note)
 
 
 def enhance_band(job: BatchJob, src: str, y0: int, y1: int, context: int, data: Optional[bytes] = None) -> dict:

@@ -479,21 +479,6 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return _write_atomic(Path(path), bytes(data), None)
 
 
-def file_bytes(img: Image, fmt: str) -> bytes:
-    """The bytes :func:`write` would put in a ``fmt`` file (TIFF goes through a temporary file:
-    tifffile writes to files)."""
-    if fmt != "tiff":
-        return encode(img, fmt)
-    fd, tmp = tempfile.mkstemp(suffix=".tif")
-    os.close(fd)
-    try:
-        _write_tiff(Path(tmp), img)
-        return Path(tmp).read_bytes()
-    finally:
-        with suppress(OSError):
-            os.unlink(tmp)
-
-
 def _write_atomic(p: Path, data: Optional[bytes], img: Optional[Image]) -> Path:
     """``data`` (or ``img`` as TIFF when ``data`` is None) to a temporary name beside ``p``,
     fsync, rename over ``p``; see :func:`write`."""

@@ -72,11 +72,14 @@ class EngineSettings:
                        "pose as the engine.")
         return out
 
-    def client(self, start: bool = True) -> EngineClient:
-        """The client these settings describe; UserError when they cannot work."""
-        if self.mode == LOCAL:
+    def client(self, start: bool = True, check: bool = True) -> EngineClient:
+        """The client these settings describe (the one rule of both hosts: local engine, or the
+        studio engine at its URL); UserError when they cannot work. ``check=False``: settings
+        stored earlier (typed into kritarc, or the environment) are used as they are, as they
+        were before the panels existed: there the URL decides, and none means this computer."""
+        if self.mode == LOCAL or (not check and not self.url):
             return EngineClient.local(start=start)
-        bad = self.problems()
+        bad = self.problems() if check else []
         if bad:
             raise E.UserError(" ".join(bad))
         return EngineClient.remote(self.url, self.token, self.cafile or None,

@@ -40,10 +40,7 @@ def current() -> Any:
 def client(start: bool = True) -> Any:
     """The client for :func:`current` (a studio engine as configured, checks or not: settings
     written by hand keep working as before)."""
-    s = current()
-    if s.mode == ec.studio.LOCAL:
-        return ec.EngineClient.local(start=start)
-    return ec.EngineClient.remote(s.url, s.token, s.cafile or None, fingerprint=s.fingerprint or None)
+    return current().client(start, check=False)
 
 
 def add_arguments(p: Any) -> None:

@@ -65,7 +65,7 @@ else:
         )
         from .enhancelayer_client.options import Plan, Request
     except ImportError:  # pragma: no cover - a hand-copied plug-in without its client: it loads,
-        EngineClient = Plan = Request = None     # and connect() says to reinstall
+        EngineClient = Plan = Request = studio = None     # and connect() says to reinstall
 
         class EngineError(Exception):
             pass
@@ -154,7 +154,10 @@ ENGINE_KEYS = {"mode": "engine_mode", "url": "engine_url", "token": "engine_toke
 
 
 def read_engine_settings() -> Any:
-    """Which engine to use, from kritarc (GUI thread)."""
+    """Which engine to use, from kritarc (GUI thread); None without the vendored client
+    (connect_settings then says to reinstall)."""
+    if studio is None:
+        return None
     values = {k: _read_setting(key) or "" for k, key in ENGINE_KEYS.items()}
     return studio.EngineSettings.from_values(values)
 
@@ -167,25 +170,24 @@ def save_engine_settings(settings: Any) -> None:
 
 
 def connect_settings(settings: Any) -> Any:
-    """The client for these engine settings (any thread: reads no Krita object)."""
-    if settings.mode == studio.LOCAL:
-        return connect()
-    return connect(settings.url, settings.token, settings.cafile, settings.fingerprint)
-
-
-def connect(url: str = "", token: str = "", cafile: str = "", fingerprint: str = "") -> Any:
-    """The engine client: remote when a URL is configured (its certificate pinned by
-    ``fingerprint`` when one is set, else checked against ``cafile``), else the local engine
-    (started on first use through the launcher install.py wrote)."""
-    if EngineClient is None:
+    """The client for these engine settings (studio.EngineSettings.client: the local engine,
+    started on first use through the launcher install.py wrote, or the studio engine, its
+    certificate pinned by the fingerprint when one is set, else checked against the CA file);
+    errors as messages for the user. Any thread: reads no Krita object."""
+    if EngineClient is None or settings is None:
         raise PluginError("The EnhanceLayer client is missing from the Krita plug-in: "
                           "run `python3 install.py` again to reinstall the plug-in.")
     try:
-        if url:
-            return EngineClient.remote(url, token, cafile or None, fingerprint=fingerprint or None)
-        return EngineClient.local(start=True)
+        return settings.client(start=True, check=False)
     except EngineError as e:
-        raise plugin_error(e, remote=bool(url)) from None
+        raise plugin_error(e, remote=settings.mode == studio.STUDIO and bool(settings.url)) from None
+
+
+def connect(url: str = "", token: str = "", cafile: str = "", fingerprint: str = "") -> Any:
+    """:func:`connect_settings` for a studio engine at ``url``, or the local engine without one."""
+    settings = None if studio is None else \
+        studio.EngineSettings(studio.STUDIO if url else studio.LOCAL, url, token, fingerprint, cafile)
+    return connect_settings(settings)
 
 
 def fetch_catalog(client: Any, reconnect: Optional[Callable[[], Any]] = None) -> dict:

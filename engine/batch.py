@@ -204,6 +204,7 @@ def plan_batch(inputs: Sequence[str], model: str, output: Path, *, options: Opti
     budget = parse_size(memory_budget)
     srcs = expand_inputs(inputs)
     items = plan_outputs(srcs, Path(output), fmt)
+    tasks.require_mask(task.info, bool(mask))
     mask_px = _read_mask(Path(mask)) if mask else None
     pipe = to_pipeline(table, values)
     pipe.pop("tile", None)                               # the --tile flag below (0 = whole image)

@@ -136,6 +136,10 @@ COMMON: tuple[Option, ...] = (
 )
 
 
+# What a blend option is set to for a task that skips it (TaskInfo.skips), in pipeline units.
+NEUTRAL: dict[str, Any] = {"strength": 1.0, "grain": 0.0, "keep_color": False, "protect": ()}
+
+
 def by_name(options: Iterable[Option]) -> dict[str, Option]:
     return {o.name: o for o in options}
 

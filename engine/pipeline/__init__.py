@@ -217,9 +217,16 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
             progress(0, 0, "loading the model")      # not "0 %": loading a big net takes seconds
         task.prepare(opts.device)
     t_compute = time.monotonic()                 # the speed book leaves model loading out
+    if task.info.skips:
+        from engine.options import NEUTRAL
+
+        opts = opts.replace(**{k: NEUTRAL[k] for k in task.info.skips})
     values = opts.pipeline_values()
+    mask01 = _mask01(opts.mask, h, w)
+    tasks.require_mask(task.info, mask01 is not None)
     req = tasks.TaskRequest(rgb=_rgb_reader(src), height=h, width=w, values=values, tile=opts.tile,
-                            memory_budget=opts.memory_budget, progress=progress, cancel=cancel)
+                            memory_budget=opts.memory_budget, progress=progress, cancel=cancel,
+                            mask=mask01 if task.info.needs_mask else None)
     if not task.info.blends:
         direct = task.run(req, opts.device)
         if direct.passthrough:             # identity: the input comes back untouched
@@ -234,14 +241,8 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
 
     # --- per-pixel strength -----------------------------------------------------------
     smap = None
-    if opts.mask is not None:
-        mk = np.asarray(opts.mask)
-        if mk.ndim == 3 and mk.shape[2] == 1:
-            mk = mk[:, :, 0]
-        if mk.shape != (h, w):
-            raise BadInput(f"the mask is {mk.shape[1] if mk.ndim > 1 else '?'}x{mk.shape[0]} px but the "
-                           f"image is {w}x{h}: they must be the same size")
-        smap = _blend.feather_mask(mk, opts.feather)
+    if mask01 is not None:
+        smap = _blend.feather_mask(mask01, opts.feather)
     if opts.protect:
         prot = _protection(src, tuple(opts.protect))
         smap = (smap if smap is not None else np.ones((h, w), np.float32)) * (1.0 - PROTECT_FACTOR * prot)
@@ -334,6 +335,19 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     return EnhanceResult(image=result, review=rev, layers=layers, model=task.info.id, scale=target,
                          tile=produced.tile if produced else 0, tiles=produced.tiles if produced else 0,
                          seconds=time.monotonic() - t_start, info=info)
+
+
+def _mask01(mask: Optional[np.ndarray], h: int, w: int) -> Optional[np.ndarray]:
+    """The job's mask as float32 0..1 of the input size (u8 / u16 / float), or BadInput."""
+    if mask is None:
+        return None
+    mk = np.asarray(mask)
+    if mk.ndim == 3 and mk.shape[2] == 1:
+        mk = mk[:, :, 0]
+    if mk.shape != (h, w):
+        raise BadInput(f"the mask is {mk.shape[1] if mk.ndim > 1 else '?'}x{mk.shape[0]} px but the "
+                       f"image is {w}x{h}: they must be the same size")
+    return _blend.feather_mask(mk, 0.0)
 
 
 def _rgb_reader(src: Source) -> Callable[[int, int, int, int], np.ndarray]:

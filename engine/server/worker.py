@@ -32,6 +32,7 @@ def check_job(hdr: wire.JobFrame) -> None:
         from engine.models import catalog, registry
         raise ModelNotInstalled(registry.missing_hint(catalog.get(hdr.model)))
     try:
+        tasks.require_mask(task.info, hdr.mask)
         task.check(to_pipeline(by_name(wire.OPTIONS), hdr.option_values()))
     except BadInput as e:
         raise wire.FrameError(422, str(e)) from None

@@ -19,18 +19,28 @@ from typing import Any
 from engine import options as _options
 from engine.errors import UnknownModel
 from engine.options import Option
-from engine.tasks.base import Task, TaskInfo, TaskOutput, TaskRequest, WholeImageTask, option_names, option_table
+from engine.tasks.base import (
+    Task,
+    TaskInfo,
+    TaskOutput,
+    TaskRequest,
+    WholeImageTask,
+    option_names,
+    option_table,
+    require_mask,
+)
 
 # One line per classical task: the module under engine/tasks/ that defines TASK.
 CLASSICAL: tuple[str, ...] = (
     "restore_dust",
     "restore_color",
     "descreen",
+    "restore_fill",
     "identity",
 )
 
 __all__ = ["CLASSICAL", "Task", "TaskInfo", "TaskOutput", "TaskRequest", "WholeImageTask", "all_options",
-           "all_tasks", "get", "option_names", "option_table", "published", "USER_PREFIX"]
+           "all_tasks", "get", "option_names", "option_table", "published", "require_mask", "USER_PREFIX"]
 
 USER_PREFIX = "user:"
 _lock = threading.Lock()

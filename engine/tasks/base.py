@@ -49,6 +49,10 @@ class TaskInfo:
     tags: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()    # options only this task has (declared in its module)
     blends: bool = True             # False: the input comes back untouched, no blend options apply
+    needs_mask: bool = False        # True: the job's mask (the host's selection) is the task's input
+    # Blend options that make no sense for it (a filled hole at 60 % strength shows the hole):
+    # not offered, and the pipeline runs them at their neutral value (options.NEUTRAL).
+    skips: tuple[str, ...] = ()
     # What the dialogs show (engine/purposes.py): the retoucher's job it serves ("" = not offered
     # in the dialogs, e.g. identity), its name among that job's choices, one plain sentence.
     purpose: str = ""
@@ -74,6 +78,7 @@ class TaskRequest:
     memory_budget: Optional[int] = None
     progress: Optional[ProgressFn] = None
     cancel: Any = None              # a threading.Event-like object (``is_set()``)
+    mask: Optional[np.ndarray] = None   # HxW float 0..1, unfeathered: only for tasks that need_mask
 
 
 @dataclass
@@ -125,7 +130,7 @@ def option_table(task: Task) -> dict[str, Option]:
     untouched) and its own (``TaskInfo.options``)."""
     from engine.options import COMMON, by_name
 
-    common = COMMON if task.info.blends else ()
+    common = tuple(o for o in COMMON if o.name not in task.info.skips) if task.info.blends else ()
     return by_name((*common, *task.info.options))
 
 
@@ -140,11 +145,22 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "ms_per_mp_cpu": info.ms_per_mp_cpu, "license": info.license, "source": info.source,
             "photo": info.photo, "notes": info.notes, "tags": list(info.tags), "installed": installed,
             "options": option_names, "purpose": info.purpose, "label": info.label or info.title,
-            "description": info.description}
+            "description": info.description, "needs_mask": info.needs_mask}
 
 
-# fn(rgb, values) -> (rgb, extra layers) or (rgb, extra layers, result info such as {"note": ...})
-WholeImageFn = Callable[[np.ndarray, dict[str, Any]], tuple]
+def require_mask(info: TaskInfo, has_mask: bool) -> None:
+    """BadInput for a task that works on the selected area when no mask came with the job:
+    the one wording the server (422), the CLI and the pipeline give."""
+    from engine.errors import BadInput
+
+    if info.needs_mask and not has_mask:
+        raise BadInput(f"{info.id} works on the selected area: select the damage first "
+                       "(CLI: --mask FILE, white where it is)")
+
+
+# fn(rgb, values) -> (rgb, extra layers) or (rgb, extra layers, result info such as {"note": ...});
+# a task that needs_mask gets fn(rgb, values, mask)
+WholeImageFn = Callable[..., tuple]
 
 
 @dataclass
@@ -179,7 +195,11 @@ class WholeImageTask:
             if req.progress:
                 req.progress(0, 1, self.verb)
             rgb = np.clip(req.rgb(0, req.height, 0, req.width), 0.0, 1.0)
-            done = self.fn(rgb, req.values)
+            if self.info.needs_mask:
+                require_mask(self.info, req.mask is not None)
+                done = self.fn(rgb, req.values, req.mask)
+            else:
+                done = self.fn(rgb, req.values)
             pixels, layers = done[0], done[1]
             out.layers.update(layers)
             if len(done) > 2:

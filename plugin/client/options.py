@@ -302,6 +302,7 @@ class Plan:
     row: Row
     margin: int
     submit: dict[str, Any]
+    needs_mask: bool = False        # the task works on the selected area: the selection goes as the mask
 
 
 def plan(catalog: Catalog, request: Request) -> Plan:
@@ -310,4 +311,18 @@ def plan(catalog: Catalog, request: Request) -> Plan:
     row = require_model(catalog, request.model)
     checked = Request(model=request.model, scale=int(request.scale), output=output_mode(request.output),
                       values=dict(request.values), show_review=bool(request.show_review))
-    return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked))
+    return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked),
+                needs_mask=bool(row.get("needs_mask")))
+
+
+def selection_mask(plan: Plan, has_selection: bool, read: Callable[[], bytes]) -> Optional[bytes]:
+    """What goes as the job's mask: nothing, unless the task works on the selected area
+    (``row["needs_mask"]``: restore-fill); then the selection as u8 bytes of the region sent,
+    from the host's ``read()``, and a plain UserError when there is no selection."""
+    if not plan.needs_mask:
+        return None
+    if not has_selection:
+        from .messages import NEEDS_SELECTION
+
+        raise UserError(NEEDS_SELECTION)
+    return bytes(read())

@@ -234,6 +234,23 @@ def _printed_photo(gimp) -> Path:
     return p
 
 
+TORN = (200, 330, 40, 30)      # x, y, w, h of the white hole in the torn astronaut
+
+
+def _torn_photo(gimp) -> Path:
+    """The astronaut with a white rectangular hole (restore-fill's input)."""
+    from PIL import Image
+    from skimage import data
+
+    p = gimp.work / "astronaut-torn.png"
+    if not p.exists():
+        a = data.astronaut().copy()
+        x, y, w, h = TORN
+        a[y:y + h, x:x + w] = 255
+        Image.fromarray(a).save(p)
+    return p
+
+
 # (name, precision, layer offset, selection in image coords, ellipse, procedure arguments;
 # "photo": a named photo of _run's instead of the astronaut)
 SCENARIOS = [
@@ -262,6 +279,10 @@ SCENARIOS = [
     # descreen (issue 14): a printed photo's screen, as a new layer
     dict(name="u8_descreen_layer", precision="u8", photo="printed", select=[120, 100, 260, 240],
          args={"model": "descreen", "strength": 100, "output-mode": "layer"}),
+    # restore-fill (issue 14): the selection is the area to rebuild, sent as the job's mask
+    dict(name="u8_fill_masked", precision="u8", photo="torn", select=[196, 326, 48, 38],
+         args={"model": "restore-fill"}),
+    dict(name="u8_fill_no_selection", precision="u8", photo="torn", args={"model": "restore-fill"}),
     # the user's review-visibility setting off: the review layer is added hidden
     dict(name="u8_review_hidden", precision="u8", select=[170, 50, 140, 150],
          args={"model": MODEL, "strength": 70, "review": True, "show-review": False}),
@@ -276,7 +297,8 @@ def _run(gimp, profile, cfg_inside: str, scenarios: list, tag: str) -> tuple[Pat
     params = gimp.work / f"params-{tag}.json"
     params.write_text(json.dumps({"out": gimp.inside(out), "photo": gimp.inside(_photo(gimp)),
                                   "photos": {"dusty": gimp.inside(_dusty_photo(gimp)),
-                                             "printed": gimp.inside(_printed_photo(gimp))},
+                                             "printed": gimp.inside(_printed_photo(gimp)),
+                                             "torn": gimp.inside(_torn_photo(gimp))},
                                   "scenarios": scenarios}))
     rc, log = gimp.batch(script, {"HOME": gimp.inside(profile), "ENHANCELAYER_CONFIG_DIR": cfg_inside,
                                   "ELCI_PARAMS": gimp.inside(params)}, gimp.work / f"gimp-{tag}.log")
@@ -322,7 +344,11 @@ def _direct(client, out: Path, s: dict, r: dict):
     crop = np.ascontiguousarray(src[cy0:cy1, cx0:cx1])
     scale = int(s["args"].get("scale", 1))
     a = s["args"]
-    extra = {k: float(a[k]) for k in ("sensitivity", "clip", "cast") if k in a}      # tasks' own options
+    extra: dict = {k: float(a[k]) for k in ("sensitivity", "clip", "cast") if k in a}      # tasks' own options
+    if model == "restore-fill":          # the rectangular selection as the job's mask
+        m = np.zeros((512, 512), np.uint8)
+        m[max(0, y - oy):y + sh - oy, max(0, x - ox):x + sw - ox] = 255
+        extra["mask"] = np.ascontiguousarray(m[cy0:cy1, cx0:cx1]).tobytes()
     res = client.enhance(crop.tobytes(), cx1 - cx0, cy1 - cy0, 4, dtype, channel_order="RGBA", model=model,
                          strength=float(a.get("strength", 60)), grain=float(a.get("grain", 0.0)),
                          keep_color=False, scale=float(scale), review=False,
@@ -540,6 +566,28 @@ def test_descreen_layer_equals_engine_and_removes_the_dots(results, engine):
     # the dots are gone: far less pixel-to-pixel variation than the print had
     assert np.abs(np.diff(got[..., :3].astype(float), axis=1)).mean() < 0.3 * np.abs(np.diff(before, axis=1)).mean()
     assert r["src_unchanged"]
+
+
+def test_fill_rebuilds_the_selection_as_the_engine_does(results, engine):
+    """restore-fill: the new layer, masked to the selection, is the engine's fill of the
+    selected area (the selection went as the mask); the white hole is gone from it; with no
+    selection the run fails in plain words and adds nothing."""
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == "u8_fill_masked")
+    r = res["u8_fill_masked"]
+    assert r["status"] == "success", r["error"]
+    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · restore-fill"]
+    assert r["new_layers"][0]["mask_equals_selection"]
+    expected, (x, y, w, h), _ = _expected(client, out, s, r)
+    got = _check_pixels(out, "u8_fill_masked-layer0.raw", "u8", expected)
+    tx, ty, tw, th = TORN
+    hole = got[ty - y:ty - y + th, tx - x:tx - x + tw, :3]
+    assert (hole.min(axis=2) >= 250).mean() < 0.05, "the white hole is still there"
+    assert r["src_unchanged"]
+    r = res["u8_fill_no_selection"]
+    assert r["status"] != "success" and "select the tear or hole first" in r["error"], r
+    assert r["new_layers"] == []
 
 
 @pytest.fixture(scope="module")

@@ -277,8 +277,14 @@ def photos(tmp_path_factory, coffee, astronaut):
     spec.loader.exec_module(q)
     printed = np.rint(np.clip(q.halftone(c.astype(np.float32) / 255.0, 6.0, False), 0, 1) * 255).astype(np.uint8)
     Image.fromarray(printed).save(d / "printed.png")
+    torn = c.copy()
+    torn[TORN[1]:TORN[1] + TORN[3], TORN[0]:TORN[0] + TORN[2]] = 255     # a white hole in the print
+    Image.fromarray(torn).save(d / "torn.png")
     return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy(), "astronaut_full": astronaut,
-            "printed": printed}
+            "printed": printed, "torn": torn}
+
+
+TORN = (120, 80, 40, 30)       # x, y, w, h of the hole in photos["torn"]
 
 
 def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, timeout: int = 240) -> dict:
@@ -564,6 +570,36 @@ class TestCore:
         assert np.abs(np.diff(got[box][..., :3].astype(float), axis=1)).mean() < \
             0.3 * np.abs(np.diff(before, axis=1)).mean(), "the dots are gone"
         assert res["source_unchanged"]
+
+    def test_fill_uses_the_selection_as_its_input(self, engine, krita_home, photos, tmp_path, xserver):
+        """restore-fill (issue 14): the selection goes to the engine as the area to rebuild; the
+        layer holds the engine's own fill of that area, masked to the selection; the
+        source keeps its hole. No selection: a plain message and no layer."""
+        W, H = 300, 200
+        x, y, w, h = TORN
+        sel = [x - 3, y - 3, w + 6, h + 6]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "torn.png"), "select": sel,
+            "model": "restore-fill", "strength": 60}, tmp_path, xserver)
+        check_common(res, "Enhanced · restore-fill")
+        assert res["info"]["mask"] == "mask" and res["source_unchanged"]
+        rx, ry, rw, rh = res["info"]["region"]
+        src = np.dstack([photos["torn"], np.full((H, W), 255, np.uint8)])
+        mask = np.zeros((H, W), np.uint8)
+        mask[sel[1]:sel[1] + sel[3], sel[0]:sel[0] + sel[2]] = 255
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="restore-fill",
+                     mask=np.ascontiguousarray(mask[ry:ry + rh, rx:rx + rw]).tobytes())
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))
+        box = (slice(sel[1], sel[1] + sel[3]), slice(sel[0], sel[0] + sel[2]))
+        ebox = (slice(sel[1] - ry, sel[1] - ry + sel[3]), slice(sel[0] - rx, sel[0] - rx + sel[2]))
+        assert np.abs(got[box].astype(int) - exp[ebox].astype(int)).max() <= 1
+        hole = got[y:y + h, x:x + w, :3].astype(int)
+        assert (hole.min(axis=2) >= 250).mean() < 0.05, "the white hole is still there"
+        (tmp_path / "none").mkdir()
+        res = run_krita(krita_home, engine, {"scenario": "core", "png": str(photos["dir"] / "torn.png"),
+                                             "model": "restore-fill"}, tmp_path / "none", xserver)
+        assert "select the tear or hole first" in res.get("error", ""), res
+        assert new_layers(res) == [] and res["source_unchanged"]
 
     def test_output_new_document(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [40, 40, 64, 48]

@@ -416,7 +416,10 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             cx, cy, cw, ch = region
             buf = layer.get_buffer()
             pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
-            res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, plan.submit)
+            # the selection itself is the input of a task that repairs the selected area (restore-fill)
+            mask = ec.options.selection_mask(plan, has_sel, lambda: _selection_bytes(image, layer, region))
+            submit = plan.submit if mask is None else {**plan.submit, "mask": mask}
+            res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, submit)
             ec.output.check_result(res, region, scale, channels, dtype)
             # keep only the selection's box: the margin was context for the model
             piece = ec.output.split_result(res, region, box, scale)
@@ -424,6 +427,14 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
     finally:
         progress.close()
     return jobs
+
+
+def _selection_bytes(image: Gimp.Image, layer: Gimp.Drawable, region: tuple) -> bytes:
+    """The selection (u8) under ``region`` (layer coordinates)."""
+    _ok, lx, ly = layer.get_offsets()
+    cx, cy, cw, ch = region
+    return bytes(image.get_selection().get_buffer().get(
+        Gegl.Rectangle.new(lx + cx, ly + cy, cw, ch), 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
 
 
 def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, interactive: bool) -> None:
@@ -442,7 +453,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
 
     # write: one undo group; on any failure the new layers go again
     model, mode, scale = plan.request.model, plan.request.output, plan.request.scale
-    name = ec.output.layer_name(model, plan.request.values)
+    name = ec.output.layer_name(model, plan.submit)   # the options the task took
     if mode == "document":
         for j in jobs:
             _new_image(image, j, name, model, interactive, plan.request.show_review)

@@ -289,6 +289,9 @@ def read_source(doc: Any, node: Any, plan: Plan) -> Source:
         bbox = (0, 0, doc.width(), doc.height())
     region = geometry.context_region(bbox, plan.margin, doc.width(), doc.height())
     rx, ry, rw, rh = region
+    # the selection itself is the input of a task that repairs the selected area (restore-fill)
+    mask = options.selection_mask(plan, selection is not None,
+                                  lambda: selection.pixelData(rx, ry, rw, rh))   # type: ignore[union-attr]
     # pixelData takes document coordinates: a moved layer's offset is taken care of by Krita
     raw = bytes(node.pixelData(rx, ry, rw, rh))
     if len(raw) != rw * rh * pixels.bytes_per_pixel(4, sample):
@@ -299,7 +302,7 @@ def read_source(doc: Any, node: Any, plan: Plan) -> Source:
         data = pixels.srgb_transfer(data, wire, encode=True)
     return Source(doc=doc, node=node, depth=depth, profile=node.colorProfile(), wire_dtype=wire,
                   order=order, region=region, bbox=bbox, pixels=data,
-                  selection=selection, extra={"linear": linear})
+                  selection=selection, extra={"linear": linear, "mask": mask})
 
 
 # --------------------------------------------------------------------------- step 2
@@ -327,7 +330,7 @@ def run_job(client: Any, src: Source, plan: Plan,
     _, _, rw, rh = src.region
 
     def work(c: Any) -> Any:
-        job = c.submit(src.pixels, rw, rh, 4, src.wire_dtype, channel_order=src.order, mask=None,
+        job = c.submit(src.pixels, rw, rh, 4, src.wire_dtype, channel_order=src.order, mask=src.extra.get("mask"),
                        **plan.submit)
         if on_job is not None:
             on_job(job)
@@ -515,7 +518,7 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
     from krita import Selection
     doc, node, s = src.doc, src.node, plan.request.scale
     mode, model = plan.request.output, plan.request.model
-    name = output.layer_name(model, plan.request.values)
+    name = output.layer_name(model, plan.submit)   # the options the task took
     info: dict = {"name": name, "region": list(src.region), "bbox": list(src.bbox), "scale": s,
                   "output": mode, "depth": src.depth, "whole_layer": src.selection is None,
                   "linear_profile": bool(src.extra.get("linear"))}

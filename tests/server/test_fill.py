@@ -1,0 +1,30 @@
+"""restore-fill over real HTTP: the selection travels as the job's mask; without one the engine
+refuses the job (422, plain words) before it reads a pixel."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.pipeline import EnhanceOptions, enhance
+
+from .conftest import elc
+
+
+def test_the_engine_refuses_a_fill_without_a_selection_before_reading_pixels(shared_engine):
+    c = shared_engine.client()
+    w, h = 48, 40
+    with pytest.raises(elc.errors.BadRequest, match="works on the selected area"):
+        c.enhance(bytes(w * h * 3), w, h, 3, "u8", model="restore-fill")
+
+
+def test_the_engine_fills_the_selection_it_is_sent(shared_engine, astronaut):
+    img = np.ascontiguousarray(astronaut[300:380, 200:300])
+    h, w = img.shape[:2]
+    sel = np.zeros((h, w), np.uint8)
+    sel[30:50, 40:70] = 255
+    c = shared_engine.client()
+    r = c.enhance(img.tobytes(), w, h, 3, "u8", model="restore-fill", mask=sel.tobytes())
+    ref = enhance(img, EnhanceOptions(model="restore-fill", mask=sel))
+    got = np.frombuffer(r.pixels, np.uint8).reshape(h, w, 3)
+    assert np.array_equal(got, ref.image)
+    assert np.array_equal(got[sel == 0], img[sel == 0]) and not np.array_equal(got[sel > 0], img[sel > 0])

@@ -28,6 +28,7 @@ Why these choices:
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -417,8 +418,7 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             buf = layer.get_buffer()
             pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
             # the selection itself is the input of a task that repairs the selected area (restore-fill)
-            mask = ec.options.selection_mask(plan, has_sel,
-                                             lambda lay=layer, reg=region: _selection_bytes(image, lay, reg))
+            mask = ec.options.selection_mask(plan, has_sel, functools.partial(_selection_bytes, image, layer, region))
             submit = plan.submit if mask is None else {**plan.submit, "mask": mask}
             res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, submit)
             ec.output.check_result(res, region, scale, channels, dtype)

@@ -145,6 +145,15 @@ def _read_mask(path: Path) -> np.ndarray:
     return np.ascontiguousarray(m)
 
 
+def _read_hints(path: Path) -> np.ndarray:
+    """colorize's hints: an RGBA image (an image without alpha has no way to say where the hints are)."""
+    px = imageio.read(path).pixels
+    if px.ndim != 3 or px.shape[2] != 4:
+        raise BadInput(f"{path}: the hints image must have an alpha channel (its opaque pixels are the hints): "
+                       "save the hints layer alone, as PNG with transparency")
+    return np.ascontiguousarray(px)
+
+
 @dataclass
 class BatchJob:
     """What every image of a batch is enhanced with, the same on this machine or on a Ray
@@ -182,7 +191,7 @@ def plan_batch(inputs: Sequence[str], model: str, output: Path, *, options: Opti
                grain: bool = False, mask: Optional[Path] = None, tile: Optional[int] = None,
                memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
                resume: bool = False, review: Optional[Path] = None, defects: Optional[Path] = None,
-               say: Any = print) -> BatchPlan:
+               say: Any = print, hints: Optional[Path] = None) -> BatchPlan:
     """Check every argument, plan the outputs and pick what is left to do, before any image is
     read or anything is written; argument errors raise EnhanceError (exit 2). The runner loads
     the model, then calls :func:`prepare_output_folders`."""
@@ -204,8 +213,9 @@ def plan_batch(inputs: Sequence[str], model: str, output: Path, *, options: Opti
     budget = parse_size(memory_budget)
     srcs = expand_inputs(inputs)
     items = plan_outputs(srcs, Path(output), fmt)
-    tasks.require_mask(task.info, bool(mask))
+    tasks.require_inputs(task.info, bool(mask), bool(hints))
     mask_px = _read_mask(Path(mask)) if mask else None
+    hints_px = _read_hints(Path(hints)) if hints else None
     pipe = to_pipeline(table, values)
     pipe.pop("tile", None)                               # the --tile flag below (0 = whole image)
     if grain:
@@ -214,6 +224,8 @@ def plan_batch(inputs: Sequence[str], model: str, output: Path, *, options: Opti
     opts = EnhanceOptions(model=model, tile=tile, memory_budget=budget, device=device, **pipe)
     if mask_px is not None:
         opts = opts.replace(mask=mask_px)
+    if hints_px is not None:
+        opts = opts.replace(hints=hints_px)
     todo = [it for it in items if not (resume and imageio.is_complete(it.dst))]
     skipped = len(items) - len(todo)
     if skipped:
@@ -258,7 +270,7 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optio
               grain: bool = False, mask: Optional[Path] = None, tile: Optional[int] = None,
               memory_budget: Optional[str] = None, device: str = "auto", fmt: Optional[str] = None,
               resume: bool = False, review: Optional[Path] = None, quiet: bool = False,
-              defects: Optional[Path] = None, runner: Optional[Runner] = None) -> int:
+              defects: Optional[Path] = None, runner: Optional[Runner] = None, hints: Optional[Path] = None) -> int:
     """Run the batch; returns the exit code. Argument errors raise EnhanceError (exit 2).
 
     ``options``: job option values in wire units (``{"strength": 60, "sensitivity": 0.7}``),
@@ -271,7 +283,7 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optio
     con = Console(stderr=True, quiet=quiet, soft_wrap=True)
     plan = plan_batch(inputs, model, output, options=options, grain=grain, mask=mask, tile=tile,
                       memory_budget=memory_budget, device=device, fmt=fmt, resume=resume, review=review,
-                      defects=defects, say=con.print)
+                      defects=defects, say=con.print, hints=hints)
     t0 = time.monotonic()
     tally = (runner or _run_here)(plan, con, quiet)
     dt = time.monotonic() - t0

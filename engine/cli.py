@@ -214,6 +214,8 @@ def run_cmd(
     output: Path = typer.Option(..., "-o", "--output", help="Output file (one input) or folder."),
     grain: bool = typer.Option(False, "--grain", help="Re-inject the original's fine texture (the default amount)."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Gray image (8-bit/16-bit/float) of the input size."),
+    hints: Optional[Path] = typer.Option(None, "--hints", help="colorize: an RGBA image of the input size whose "
+                                         "opaque pixels are colour hints."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Tile size in px (0 = whole image; default: from memory)."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget",
                                                 help="e.g. 1.5GB (default: half the free RAM)."),
@@ -241,7 +243,7 @@ def run_cmd(
         runner = cluster.runner(ray, ray_io, device)          # before any file is touched
     code = run_batch(inputs, model, output, options=_cli_values(options), grain=grain, mask=mask, tile=tile,
                      memory_budget=memory_budget, device=device, fmt=fmt, resume=resume, review=review,
-                     quiet=quiet, defects=defects, runner=runner)
+                     quiet=quiet, defects=defects, runner=runner, hints=hints)
     raise typer.Exit(code)
 
 

@@ -42,6 +42,9 @@ PURPOSES: tuple[Purpose, ...] = (
             "Select a tear, a hole or a missing corner of an old print: it is rebuilt from the photo around it."),
     Purpose("old-photo", "Restore faded colour",
             "Bring back the colour and contrast of a faded, yellowed or colour-cast print."),
+    Purpose("colorize", "Colorize",
+            "Give a black-and-white photo colour: paint a few colour strokes on a separate layer; "
+            "they spread along the photo's edges."),
     Purpose("descreen", "Remove print dots (halftone)",
             "Scans of magazines, newspapers and printed photos: remove the dot pattern of the print."),
     Purpose("illustration", "Illustration / anime",

@@ -51,7 +51,8 @@ class EnhanceOptions:
     """
 
     def __init__(self, model: str = "photo-x2", *, mask: Optional[np.ndarray] = None,
-                 tile: Optional[int] = None, memory_budget: Optional[int] = None, device: str = "auto",
+                 hints: Optional[np.ndarray] = None, tile: Optional[int] = None,
+                 memory_budget: Optional[int] = None, device: str = "auto",
                  max_input_mp: float = 100.0, max_output_mp: float = 400.0, **values: Any):
         from engine import tasks
         from engine.options import by_name, validate
@@ -62,6 +63,7 @@ class EnhanceOptions:
         table = {k: o for k, o in by_name(tasks.all_options()).items() if k != "tile"}
         self.model = model
         self.mask = mask                  # HxW (or HxWx1) u8 / u16 / float of the INPUT size
+        self.hints = hints                # HxWx4 RGBA of the INPUT size: colorize's colour strokes
         self.tile = tile                  # None = from memory budget, 0 = whole image
         self.memory_budget = memory_budget   # bytes
         self.device = device
@@ -87,7 +89,7 @@ class EnhanceOptions:
 
     def replace(self, **changes: Any) -> EnhanceOptions:
         """A copy with some fields or option values changed (pipeline units)."""
-        fields = {k: getattr(self, k) for k in ("model", "mask", "tile", "memory_budget", "device",
+        fields = {k: getattr(self, k) for k in ("model", "mask", "hints", "tile", "memory_budget", "device",
                                                "max_input_mp", "max_output_mp")}
         vals = self.pipeline_values()
         for k, v in changes.items():
@@ -200,6 +202,11 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     """
     t_start = time.monotonic()
     opts = opts or EnhanceOptions()
+    if model is None and isinstance(image, np.ndarray) and (image.ndim == 2 or image.shape[-1] == 1):
+        from engine import tasks as _tasks
+
+        if _tasks.get(opts.model).info.colour_output:        # colorize: a gray photo comes back in colour
+            image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
     src = Source(image)
     h, w = src.h, src.w
     _check((h, w), opts)
@@ -223,10 +230,10 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
         opts = opts.replace(**{k: NEUTRAL[k] for k in task.info.skips})
     values = opts.pipeline_values()
     mask01 = _mask01(opts.mask, h, w)
-    tasks.require_mask(task.info, mask01 is not None)
+    tasks.require_inputs(task.info, mask01 is not None, opts.hints is not None)
     req = tasks.TaskRequest(rgb=_rgb_reader(src), height=h, width=w, values=values, tile=opts.tile,
                             memory_budget=opts.memory_budget, progress=progress, cancel=cancel,
-                            mask=mask01 if task.info.needs_mask else None)
+                            mask=mask01 if task.info.needs_mask else None, hints=opts.hints)
     if not task.info.blends:
         direct = task.run(req, opts.device)
         if direct.passthrough:             # identity: the input comes back untouched

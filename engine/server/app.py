@@ -287,16 +287,18 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
             raise wire.FrameError(413, f"the result would be {out_w}x{out_h}, over the engine's limit of "
                                        f"{settings.max_out_pixels / 1e6:.0f} megapixels")
         check_job(hdr)                           # 404 unknown, 409 not installed, 422 cannot run
-        expected = 4 + n + hdr.pixel_bytes() + hdr.mask_bytes()
+        expected = 4 + n + hdr.input_bytes()
         if length != expected:
             raise wire.FrameError(400, f"body is {length} bytes but a {hdr.width}x{hdr.height}x{hdr.channels} "
-                                       f"{hdr.dtype} frame{' with mask' if hdr.mask else ''} is {expected}")
+                                       f"{hdr.dtype} frame{' with mask' if hdr.mask else ''}"
+                                       f"{' with hints' if hdr.hints else ''} is {expected}")
         out_bytes = out_w * out_h * hdr.channels * wire.DTYPE_SIZE[hdr.dtype]
-        reserve = hdr.pixel_bytes() * (2 if hdr.channels == 2 else 1) + hdr.mask_bytes() + out_bytes
+        reserve = hdr.pixel_bytes() * (2 if hdr.channels == 2 else 1) + hdr.mask_bytes() + hdr.hints_bytes() \
+            + out_bytes
         client = str(request.scope.get("enhancelayer.client") or OWNER)
         jobs.reserve(reserve, client)
         try:
-            data = bytearray(hdr.pixel_bytes() + hdr.mask_bytes())
+            data = bytearray(hdr.input_bytes())
             await body.into(data)
 
             def convert():
@@ -306,14 +308,18 @@ def create_app(settings: Settings, manager: Optional[JobManager] = None) -> Guar
                 if hdr.mask:
                     m8 = np.frombuffer(data, np.uint8, offset=hdr.pixel_bytes()).reshape(hdr.height, hdr.width)
                     mask = m8.astype(np.float32) / 255.0
-                return img, mask
+                hints: Optional[np.ndarray] = None
+                if hdr.hints:
+                    hints = np.frombuffer(data, np.uint8, offset=hdr.pixel_bytes() + hdr.mask_bytes()).reshape(
+                        hdr.height, hdr.width, 4)
+                return img, mask, hints
 
-            img, mask = await run_in_threadpool(convert)
+            img, mask, hints = await run_in_threadpool(convert)
         except BaseException:
             jobs.unreserve(reserve, client)
             raise
         limits = (settings.max_pixels, settings.max_out_pixels)
-        job = jobs.submit(model=hdr.model, device="auto", reserved=reserve, payload=(hdr, img, mask, limits),
+        job = jobs.submit(model=hdr.model, device="auto", reserved=reserve, payload=(hdr, img, mask, hints, limits),
                           estimate_s=estimate_seconds(hdr.model, hdr.width, hdr.height), client=client)
         return JSONResponse(job.public(), status_code=202)
 

@@ -60,12 +60,21 @@ class JobFrame(BaseModel):
     channel_order: Literal["RGBA", "BGRA"] = Field(
         "RGBA", description="BGRA: Krita's byte order; the result comes back in the same order")
     mask: bool = Field(False, description="true: width*height u8 bytes follow the pixels")
+    hints: bool = Field(False, description="true: width*height*4 u8 RGBA bytes follow (after the mask): "
+                                           "colorize's colour strokes, opaque pixels are hints")
 
     def pixel_bytes(self) -> int:
         return self.width * self.height * self.channels * DTYPE_SIZE[self.dtype]
 
     def mask_bytes(self) -> int:
         return self.width * self.height if self.mask else 0
+
+    def hints_bytes(self) -> int:
+        return 4 * self.width * self.height if self.hints else 0
+
+    def input_bytes(self) -> int:
+        """Everything after the header: pixels, mask, hints."""
+        return self.pixel_bytes() + self.mask_bytes() + self.hints_bytes()
 
     def option_values(self) -> dict[str, Any]:
         """The job options as given (wire units); absent or null ones get the table's default."""

@@ -32,7 +32,9 @@ def check_job(hdr: wire.JobFrame) -> None:
         from engine.models import catalog, registry
         raise ModelNotInstalled(registry.missing_hint(catalog.get(hdr.model)))
     try:
-        tasks.require_mask(task.info, hdr.mask)
+        tasks.require_inputs(task.info, hdr.mask, hdr.hints)
+        if task.info.colour_output and hdr.channels < 3:
+            raise BadInput(f"{task.info.id} makes colour: send the image as RGB or RGBA (channels 3 or 4)")
         task.check(to_pipeline(by_name(wire.OPTIONS), hdr.option_values()))
     except BadInput as e:
         raise wire.FrameError(422, str(e)) from None
@@ -55,14 +57,14 @@ def run_job(job: Job, progress: Any) -> list:
     from engine.pipeline import EnhanceOptions, enhance
 
     hdr: wire.JobFrame
-    hdr, img, mask, limits = job.payload
+    hdr, img, mask, hints, limits = job.payload
     two = hdr.channels == 2
     if two:
         img = wire.gray_alpha_to_rgba(img)
     values = hdr.option_values()
     table = by_name(wire.OPTIONS)
     tile = values.pop("tile")
-    res = enhance(img, EnhanceOptions(model=hdr.model, mask=mask, tile=tile, max_input_mp=limits[0] / 1e6,
+    res = enhance(img, EnhanceOptions(model=hdr.model, mask=mask, hints=hints, tile=tile, max_input_mp=limits[0] / 1e6,
                                       max_output_mp=limits[1] / 1e6, **to_pipeline(table, values)),
                   progress=progress, cancel=job.cancel)
     out = res.image

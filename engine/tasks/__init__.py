@@ -27,7 +27,7 @@ from engine.tasks.base import (
     WholeImageTask,
     option_names,
     option_table,
-    require_mask,
+    require_inputs,
 )
 
 # One line per classical task: the module under engine/tasks/ that defines TASK.
@@ -36,11 +36,12 @@ CLASSICAL: tuple[str, ...] = (
     "restore_color",
     "descreen",
     "restore_fill",
+    "colorize",
     "identity",
 )
 
 __all__ = ["CLASSICAL", "Task", "TaskInfo", "TaskOutput", "TaskRequest", "WholeImageTask", "all_options",
-           "all_tasks", "get", "option_names", "option_table", "published", "require_mask", "USER_PREFIX"]
+           "all_tasks", "get", "option_names", "option_table", "published", "require_inputs", "USER_PREFIX"]
 
 USER_PREFIX = "user:"
 _lock = threading.Lock()

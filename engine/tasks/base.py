@@ -50,6 +50,8 @@ class TaskInfo:
     options: tuple[Option, ...] = ()    # options only this task has (declared in its module)
     blends: bool = True             # False: the input comes back untouched, no blend options apply
     needs_mask: bool = False        # True: the job's mask (the host's selection) is the task's input
+    needs_hints: bool = False       # True: the job's hints image (RGBA, colour strokes) is its input
+    colour_output: bool = False     # True: a gray input comes back as RGB (colorize)
     # Blend options that make no sense for it (a filled hole at 60 % strength shows the hole):
     # not offered, and the pipeline runs them at their neutral value (options.NEUTRAL).
     skips: tuple[str, ...] = ()
@@ -79,6 +81,7 @@ class TaskRequest:
     progress: Optional[ProgressFn] = None
     cancel: Any = None              # a threading.Event-like object (``is_set()``)
     mask: Optional[np.ndarray] = None   # HxW float 0..1, unfeathered: only for tasks that need_mask
+    hints: Optional[np.ndarray] = None  # HxWx4 RGBA (u8/u16/float): only for tasks that need_hints
 
 
 @dataclass
@@ -145,21 +148,28 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "ms_per_mp_cpu": info.ms_per_mp_cpu, "license": info.license, "source": info.source,
             "photo": info.photo, "notes": info.notes, "tags": list(info.tags), "installed": installed,
             "options": option_names, "purpose": info.purpose, "label": info.label or info.title,
-            "description": info.description, "needs_mask": info.needs_mask}
+            "description": info.description, "needs_mask": info.needs_mask,
+            "needs_hints": info.needs_hints}
 
 
-def require_mask(info: TaskInfo, has_mask: bool) -> None:
-    """BadInput for a task that works on the selected area when no mask came with the job:
-    the one wording the server (422), the CLI and the pipeline give."""
+def require_inputs(info: TaskInfo, has_mask: bool, has_hints: bool) -> None:
+    """BadInput for a job without an input its task needs (the selection as mask, a hints
+    image), or with a hints image its task does not take: the one wording the server (422),
+    the CLI and the pipeline give."""
     from engine.errors import BadInput
 
     if info.needs_mask and not has_mask:
         raise BadInput(f"{info.id} works on the selected area: select the damage first "
                        "(CLI: --mask FILE, white where it is)")
+    if info.needs_hints and not has_hints:
+        raise BadInput(f"{info.id} needs colour hints: paint a few strokes of colour on a separate layer and "
+                       "choose it as the hints (CLI: --hints FILE, an RGBA image)")
+    if has_hints and not info.needs_hints:
+        raise BadInput(f"{info.id} takes no colour hints (only colorize does)")
 
 
 # fn(rgb, values) -> (rgb, extra layers) or (rgb, extra layers, result info such as {"note": ...});
-# a task that needs_mask gets fn(rgb, values, mask)
+# a task that needs_mask / needs_hints gets them as keywords: fn(rgb, values, mask=..., hints=...)
 WholeImageFn = Callable[..., tuple]
 
 
@@ -195,11 +205,13 @@ class WholeImageTask:
             if req.progress:
                 req.progress(0, 1, self.verb)
             rgb = np.clip(req.rgb(0, req.height, 0, req.width), 0.0, 1.0)
+            inputs: dict[str, Any] = {}
             if self.info.needs_mask:
-                require_mask(self.info, req.mask is not None)
-                done = self.fn(rgb, req.values, req.mask)
-            else:
-                done = self.fn(rgb, req.values)
+                inputs["mask"] = req.mask
+            if self.info.needs_hints:
+                inputs["hints"] = req.hints
+            require_inputs(self.info, req.mask is not None, req.hints is not None)
+            done = self.fn(rgb, req.values, **inputs)
             pixels, layers = done[0], done[1]
             out.layers.update(layers)
             if len(done) > 2:

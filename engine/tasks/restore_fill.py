@@ -55,9 +55,9 @@ _rng_seed = 1234          # fills are deterministic (the same selection gives th
 
 def hole_of(mask: Optional[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """The hole (bool HxW) from the job's mask, or BadInput with what to do instead."""
-    from engine.tasks.base import require_mask
+    from engine.tasks.base import require_inputs
 
-    require_mask(TASK.info, mask is not None)
+    require_inputs(TASK.info, mask is not None, False)
     assert mask is not None
     m = np.asarray(mask, dtype=np.float32)
     if m.ndim == 3:

@@ -413,10 +413,11 @@ class EngineClient:
 
     def submit(self, pixels, width: int, height: int, channels: int, dtype: str,
                channel_order: str = "RGBA", model: str = DEFAULT_MODEL, mask: Optional[bytes] = None,
-               **options: Any) -> str:
+               hints: Optional[bytes] = None, **options: Any) -> str:
         """Queue a job; returns its id. ``pixels``: bytes-like, row-major interleaved,
         little-endian for u16/f32, ``channel_order`` "RGBA" (GIMP) or "BGRA" (Krita).
         ``mask``: optional width*height u8 bytes (selection, 255 = fully enhanced).
+        ``hints``: optional width*height*4 u8 RGBA bytes (colorize's colour strokes; opaque = hint).
         ``options``: job options by name in wire units (strength=60, scale=2, sensitivity=0.5,
         ...; see :meth:`catalog`), sent as given: an absent one gets the engine's default, an
         unknown name or a value out of range is refused by the engine (BadRequest, its message)."""
@@ -437,6 +438,8 @@ class EngineClient:
         header: dict[str, Any] = dict(options)
         header.update(model=model, width=int(width), height=int(height), channels=int(channels),
                       dtype=dtype, channel_order=channel_order, mask=mask is not None)
+        if hints is not None:
+            header["hints"] = True           # only when sent: an older engine refuses the unknown field
         try:
             prefix = frame_prefix(header)
         except (TypeError, ValueError) as e:
@@ -448,6 +451,12 @@ class EngineClient:
                 raise E.BadRequest(f"mask has {mm.nbytes} bytes; a {width}x{height} mask needs "
                                    f"{int(width) * int(height)} (u8, one byte per pixel)")
             parts.append(mm)
+        if hints is not None:
+            hm = memoryview(hints).cast("B")
+            if hm.nbytes != 4 * int(width) * int(height):
+                raise E.BadRequest(f"hints have {hm.nbytes} bytes; {width}x{height} RGBA hints need "
+                                   f"{4 * int(width) * int(height)} (u8)")
+            parts.append(hm)
         total = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts)
         status, _c, data = self._request("POST", API + "/jobs", body=parts, length=total,
                                          timeout=max(self.timeout, 120.0))

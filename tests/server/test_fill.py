@@ -1,4 +1,5 @@
-"""restore-fill over real HTTP: the selection travels as the job's mask; without one the engine
+"""restore-fill and colorize over real HTTP: the selection travels as the job's mask, the colour
+hints after it; without them the engine
 refuses the job (422, plain words) before it reads a pixel."""
 from __future__ import annotations
 
@@ -28,3 +29,23 @@ def test_the_engine_fills_the_selection_it_is_sent(shared_engine, astronaut):
     got = np.frombuffer(r.pixels, np.uint8).reshape(h, w, 3)
     assert np.array_equal(got, ref.image)
     assert np.array_equal(got[sel == 0], img[sel == 0]) and not np.array_equal(got[sel > 0], img[sel > 0])
+
+
+def test_the_engine_colours_from_the_hints_it_is_sent(shared_engine):
+    """colorize's hints travel after the pixels (header ``hints``), and a job without them
+    is refused before a pixel is read."""
+    h, w = 40, 48
+    img = np.full((h, w, 3), 90, np.uint8)
+    img[20:] = 170
+    hints = np.zeros((h, w, 4), np.uint8)
+    hints[5:8, 5:40] = (255, 0, 0, 255)
+    hints[30:33, 5:40] = (0, 0, 255, 255)
+    c = shared_engine.client()
+    r = c.enhance(img.tobytes(), w, h, 3, "u8", model="colorize", strength=100, hints=hints.tobytes())
+    ref = enhance(img, EnhanceOptions(model="colorize", hints=hints, strength=1.0))
+    got = np.frombuffer(r.pixels, np.uint8).reshape(h, w, 3)
+    assert np.array_equal(got, ref.image) and got[:15, :, 0].mean() > got[:15, :, 2].mean() + 20
+    with pytest.raises(elc.errors.BadRequest, match="needs colour hints"):
+        c.enhance(img.tobytes(), w, h, 3, "u8", model="colorize")
+    with pytest.raises(elc.errors.BadRequest, match="RGBA hints need"):
+        c.enhance(img.tobytes(), w, h, 3, "u8", model="colorize", hints=b"\0" * 10)

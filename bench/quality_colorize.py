@@ -112,7 +112,7 @@ def run(names: tuple[str, ...]) -> tuple[list[dict], dict[str, float]]:
         res["colorize"] = cz.colorize(gray, colours, where)
         secs["colorize"] += time.perf_counter() - t
         mps += gray.shape[0] * gray.shape[1] / 1e6
-        row = {"photo": name, "size": f"{gray.shape[1]}x{gray.shape[0]}", "hint_px": int(where.sum())}
+        row: dict = {"photo": name, "size": f"{gray.shape[1]}x{gray.shape[0]}", "hint_px": int(where.sum())}
         row.update({k: metrics(v, truth) for k, v in res.items()})
         rows.append(row)
         print(name, "  ".join(f"{k} dE {row[k][0]:.2f} ab {row[k][1]:.2f} rgb {row[k][2]:.2f}" for k in res),

@@ -52,6 +52,7 @@ class TaskInfo:
     needs_mask: bool = False        # True: the job's mask (the host's selection) is the task's input
     needs_hints: bool = False       # True: the job's hints image (RGBA, colour strokes) is its input
     colour_output: bool = False     # True: a gray input comes back as RGB (colorize)
+    layer_blend: str = "normal"     # the hosts' blend mode for its layer ("color": colorize)
     # Blend options that make no sense for it (a filled hole at 60 % strength shows the hole):
     # not offered, and the pipeline runs them at their neutral value (options.NEUTRAL).
     skips: tuple[str, ...] = ()
@@ -149,7 +150,8 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "photo": info.photo, "notes": info.notes, "tags": list(info.tags), "installed": installed,
             "options": option_names, "purpose": info.purpose, "label": info.label or info.title,
             "description": info.description, "needs_mask": info.needs_mask,
-            "needs_hints": info.needs_hints}
+            "needs_hints": info.needs_hints, "layer_blend": info.layer_blend,
+            "colour_output": info.colour_output}
 
 
 def require_inputs(info: TaskInfo, has_mask: bool, has_hints: bool) -> None:

@@ -168,7 +168,8 @@ def _task():
 
     info = TaskInfo(id="colorize", title="Colorize from colour hints", group="restore", kind="classical",
                     scale=1, margin=0, license="MIT (EnhanceLayer code)", source="engine/tasks/colorize.py",
-                    ms_per_mp_cpu=8000.0, tile_invariant=False, needs_hints=True, colour_output=True,
+                    ms_per_mp_cpu=8000.0, tile_invariant=False,
+                    needs_hints=True, colour_output=True, layer_blend="color",
                     notes="Spreads the colours of a hints image over the photo along its own edges "
                           "(Levin et al. 2004); the photo's brightness is kept.",
                     skips=("grain", "keep_color", "protect"),

@@ -72,17 +72,6 @@ def is_installed(row: Row) -> bool:
     return row.get("installed", True) is not False
 
 
-def offered(row: Row) -> bool:
-    """Whether the plug-ins can run this task: they send the pixels and, for a task that
-    ``needs_mask``, the selection; a task that needs a hints image (colorize's colour strokes)
-    waits until the hosts have a way to pick the hints layer, and is not listed meanwhile."""
-    return row.get("needs_hints") is not True
-
-
-HINTS_NOT_YET = ("Colorize needs a layer of colour strokes, which this plug-in cannot send yet: use the "
-                 "command line (`enhancelayer run photo.png -m colorize --hints strokes.png -o out.png`).")
-
-
 def require_model(catalog: Catalog, model_id: str) -> Row:
     """The row of a model that can run now; UserError (saying what to do) before any work
     starts when the engine does not know it or its weights are not imported."""
@@ -90,8 +79,6 @@ def require_model(catalog: Catalog, model_id: str) -> Row:
     if row is None:
         raise UserError(f"The engine has no model '{model_id}': pick one from the list "
                         "(`enhancelayer models` lists them).")
-    if not offered(row):
-        raise UserError(HINTS_NOT_YET)
     if not is_installed(row):
         raise UserError(f"The model '{model_id}' is not imported yet: run `enhancelayer import` "
                         "(or `python3 install.py` in the EnhanceLayer folder) and try again.")
@@ -118,7 +105,7 @@ def groups(catalog: Catalog) -> list[tuple[str, str, list[Row]]]:
     """``[(group id, title, rows)]``: the known groups first in :data:`GROUP_TITLES` order,
     then any other group in the order the engine lists it; rows keep the engine's order."""
     found: dict[str, list[Row]] = {}
-    for row in filter(offered, models_of(catalog)):
+    for row in models_of(catalog):
         found.setdefault(str(row.get("task") or "other"), []).append(row)
     order = [g for g in GROUP_TITLES if g in found] + [g for g in found if g not in GROUP_TITLES]
     return [(g, group_title(g), found[g]) for g in order]
@@ -147,7 +134,7 @@ def purposes(catalog: Catalog) -> list[dict[str, Any]]:
     included so they can be shown greyed with the fix). A purpose without rows is left out
     (its task has not landed), and rows with no purpose (``identity``) are offered nowhere.
     An engine without purposes: one entry per group (:func:`groups`)."""
-    rows = [r for r in models_of(catalog) if offered(r)]
+    rows = models_of(catalog)
     declared = catalog.get("purposes") if isinstance(catalog, dict) else None
     if not isinstance(declared, list) or not declared:
         return [{"id": g, "title": t, "description": "", "advanced": g == "user", "rows": members}

@@ -41,6 +41,8 @@ NOT_IMPORTED = ("This model is not imported yet. Run `python3 install.py` in the
 UNKNOWN_MODEL = "The engine does not have this model. Pick another one from the list."
 NEEDS_SELECTION = ("This repairs the selected area: select the tear or hole first (a little beyond its "
                    "edges), then try again.")
+NEEDS_HINTS = ("Colorize needs your colour strokes: paint a few strokes of colour on a new layer, choose it "
+               "as “Colour hints”, then try again.")
 BUSY = "The engine is busy with other work. Try again when it is done."
 FAILED = "The enhancement failed. Try again; if it fails again, try another model or a smaller area."
 BUG = "Something went wrong inside EnhanceLayer. Please report it with the details."

@@ -45,6 +45,7 @@ class Request:
     output: str = "masked"
     values: dict[str, Any] = field(default_factory=dict)
     show_review: bool = REVIEW_VISIBLE
+    hints_layer: str = ""           # the host's id of the colour-hints layer (colorize), "" = none chosen
 
 
 # ------------------------------------------------------------------------------ the table
@@ -303,6 +304,7 @@ class Plan:
     margin: int
     submit: dict[str, Any]
     needs_mask: bool = False        # the task works on the selected area: the selection goes as the mask
+    needs_hints: bool = False       # the task colours from a hints layer: its pixels go as the hints
 
 
 def plan(catalog: Catalog, request: Request) -> Plan:
@@ -310,9 +312,10 @@ def plan(catalog: Catalog, request: Request) -> Plan:
     unknown output mode, a scale the model cannot do) and work out what to send."""
     row = require_model(catalog, request.model)
     checked = Request(model=request.model, scale=int(request.scale), output=output_mode(request.output),
-                      values=dict(request.values), show_review=bool(request.show_review))
+                      values=dict(request.values), show_review=bool(request.show_review),
+                      hints_layer=str(request.hints_layer or ""))
     return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked),
-                needs_mask=bool(row.get("needs_mask")))
+                needs_mask=bool(row.get("needs_mask")), needs_hints=bool(row.get("needs_hints")))
 
 
 def selection_mask(plan: Plan, has_selection: bool, read: Callable[[], bytes]) -> Optional[bytes]:
@@ -325,4 +328,17 @@ def selection_mask(plan: Plan, has_selection: bool, read: Callable[[], bytes]) -
         from .messages import NEEDS_SELECTION
 
         raise UserError(NEEDS_SELECTION)
+    return bytes(read())
+
+
+def hints_input(plan: Plan, read: Optional[Callable[[], bytes]]) -> Optional[bytes]:
+    """What goes as the job's hints: nothing, unless the task colours from a hints layer
+    (``row["needs_hints"]``: colorize); then that layer as RGBA u8 bytes of the region sent,
+    from the host's ``read`` (None: no layer chosen, a plain UserError)."""
+    if not plan.needs_hints:
+        return None
+    if read is None:
+        from .messages import NEEDS_HINTS
+
+        raise UserError(NEEDS_HINTS)
     return bytes(read())

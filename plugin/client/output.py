@@ -39,6 +39,12 @@ def percent(value: Any) -> str:
     return str(int(v)) if v.is_integer() else f"{v:g}"
 
 
+def layer_blend(row: dict[str, Any]) -> str:
+    """The new layer's blend mode: "color" for a task whose result is colour on the original's
+    brightness (colorize: the retoucher can regrade it as a colour layer), else "normal"."""
+    return "color" if row.get("layer_blend") == "color" else "normal"
+
+
 def layer_name(model: str, values: dict[str, Any]) -> str:
     """The enhanced layer's name: ``Enhanced · photo-x2 · 60%`` (no strength, no percent)."""
     strength = values.get("strength")

@@ -237,6 +237,17 @@ def _printed_photo(gimp) -> Path:
 TORN = (200, 330, 40, 30)      # x, y, w, h of the white hole in the torn astronaut
 
 
+# colorize's strokes in image coordinates: (x, y, w, h, RGB)
+HINTS = [(200, 300, 40, 6, (230, 90, 30)), (300, 400, 30, 6, (40, 60, 200)), (170, 240, 6, 30, (20, 160, 60))]
+
+
+def _hints_array(shape: tuple[int, int]) -> np.ndarray:
+    a = np.zeros((*shape, 4), np.uint8)
+    for x, y, w, h, rgb in HINTS:
+        a[y:y + h, x:x + w] = (*rgb, 255)
+    return a
+
+
 def _torn_photo(gimp) -> Path:
     """The astronaut with a white rectangular hole (restore-fill's input)."""
     from PIL import Image
@@ -283,6 +294,11 @@ SCENARIOS = [
     dict(name="u8_fill_masked", precision="u8", photo="torn", select=[196, 326, 48, 38],
          args={"model": "restore-fill"}),
     dict(name="u8_fill_no_selection", precision="u8", photo="torn", args={"model": "restore-fill"}),
+    # colorize (issue 14): a layer of colour strokes chosen as the hints; the result in HSL Color mode
+    dict(name="u8_colorize", precision="u8", select=[150, 220, 240, 200], hints=HINTS,
+         args={"model": "colorize", "strength": 100}),
+    dict(name="u8_colorize_no_hints", precision="u8", select=[150, 220, 240, 200],
+         args={"model": "colorize", "strength": 100}),
     # the user's review-visibility setting off: the review layer is added hidden
     dict(name="u8_review_hidden", precision="u8", select=[170, 50, 140, 150],
          args={"model": MODEL, "strength": 70, "review": True, "show-review": False}),
@@ -345,6 +361,8 @@ def _direct(client, out: Path, s: dict, r: dict):
     scale = int(s["args"].get("scale", 1))
     a = s["args"]
     extra: dict = {k: float(a[k]) for k in ("sensitivity", "clip", "cast") if k in a}      # tasks' own options
+    if model == "colorize" and s.get("hints"):   # the strokes layer under the crop (no layer offset here)
+        extra["hints"] = np.ascontiguousarray(_hints_array((512, 512))[cy0:cy1, cx0:cx1]).tobytes()
     if model == "restore-fill":          # the rectangular selection as the job's mask
         m = np.zeros((512, 512), np.uint8)
         m[max(0, y - oy):y + sh - oy, max(0, x - ox):x + sw - ox] = 255
@@ -587,6 +605,28 @@ def test_fill_rebuilds_the_selection_as_the_engine_does(results, engine):
     assert r["src_unchanged"]
     r = res["u8_fill_no_selection"]
     assert r["status"] != "success" and "select the tear or hole first" in r["error"], r
+    assert r["new_layers"] == []
+
+
+def test_colorize_from_a_hints_layer_as_the_engine_does(results, engine):
+    """colorize: the chosen hints layer's strokes go with the pixels; the new layer is the
+    engine's answer for the same crop and hints, in HSL Color mode, masked to the selection;
+    with no hints layer chosen the run fails in plain words and adds nothing."""
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == "u8_colorize")
+    r = res["u8_colorize"]
+    assert r["status"] == "success", r["error"]
+    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · colorize · 100%"]
+    assert r["new_layers"][0]["mode"] == "hsl-color" and r["new_layers"][0]["mask_equals_selection"]
+    expected, _box, _ = _expected(client, out, s, r)
+    got = _check_pixels(out, "u8_colorize-layer0.raw", "u8", expected)
+    x0, y0 = s["select"][:2]
+    red = got[300 - y0:306 - y0, 200 - x0:240 - x0, :3].reshape(-1, 3).mean(0)
+    assert red[0] > red[2] + 60, red                   # the red stroke's colour is there
+    assert r["src_unchanged"]
+    r = res["u8_colorize_no_hints"]
+    assert r["status"] != "success" and "Colour hints" in r["error"], r
     assert r["new_layers"] == []
 
 

@@ -100,13 +100,17 @@ def test_cli_takes_hints_and_refuses_hints_without_alpha(tmp_path):
     assert out.ndim == 3 and out[5:25, :, 0].mean() > out[5:25, :, 2].mean() + 20
 
 
-def test_the_plugins_do_not_offer_colorize_until_they_can_send_hints():
-    from plugin.client import catalog, errors
+def test_the_plugins_send_the_hints_layer_only_for_colorize():
+    from plugin.client import errors, messages, options, output
 
-    cat = {"models": [{"id": "colorize", "installed": True, "needs_hints": True, "purpose": "colorize"},
-                      {"id": "photo-x2", "installed": True, "purpose": "enlarge"}],
-           "purposes": [{"id": "enlarge", "title": "Enlarge"}, {"id": "colorize", "title": "Colorize"}]}
-    assert [p["id"] for p in catalog.purposes(cat)] == ["enlarge"]
-    assert [r["id"] for _g, _t, rows in catalog.groups(cat) for r in rows] == ["photo-x2"]
-    with pytest.raises(errors.UserError, match="command line"):
-        catalog.require_model(cat, "colorize")
+    cat = {"models": [{"id": "colorize", "installed": True, "needs_hints": True, "layer_blend": "color",
+                       "options": []}, {"id": "photo-x2", "installed": True, "options": []}], "options": []}
+    plan = options.plan(cat, options.Request(model="colorize", hints_layer="7"))
+    assert plan.needs_hints and plan.request.hints_layer == "7"
+    assert options.hints_input(plan, lambda: b"\x01\x02") == b"\x01\x02"
+    with pytest.raises(errors.UserError) as e:
+        options.hints_input(plan, None)
+    assert str(e.value) == messages.NEEDS_HINTS
+    other = options.plan(cat, options.Request(model="photo-x2"))
+    assert options.hints_input(other, None) is None
+    assert output.layer_blend(cat["models"][0]) == "color" and output.layer_blend(cat["models"][1]) == "normal"

@@ -125,8 +125,9 @@ def request_from_config(procedure: Any, config: Any, catalog: dict) -> Request:
     shown = ec.options.shown_options(catalog, row) if row is not None else []
     values = ec.options.values_from_args(shown, lambda n: g(n) if n in names else None)
     show = bool(g("show-review")) if "show-review" in names else ec.output.REVIEW_VISIBLE
+    hints = g(HINTS_ARG) if HINTS_ARG in names else None
     return ec.options.Request(model=model, scale=int(g("scale")), output=str(g("output-mode")), values=values,
-                              show_review=show)
+                              show_review=show, hints_layer=str(hints.get_id()) if hints is not None else "")
 
 
 def make_plan(catalog: dict, request: Request) -> Plan:
@@ -273,6 +274,7 @@ def _boxes(image: Gimp.Image, drawable: Gimp.Drawable, margin: int) -> tuple[boo
 # --------------------------------------------------------------------------- the procedure
 # Arguments GIMP's dialog does not show as plain widgets: the image procedure's own, the model
 # (the task chooser replaces it) and the custom model id (under "Advanced").
+HINTS_ARG = "hints-layer"        # colorize's colour strokes: a layer of the same image
 _NOT_FILLED = ("run-mode", "image", "drawables", "model", "custom-model")
 
 
@@ -299,8 +301,11 @@ def _dialog(procedure: Any, config: Any, image: Any = None, drawables: Any = Non
         dialog.fill(filled)
 
         def show_options_of(row: Optional[dict]) -> None:
-            """Only the options the chosen model's task takes are shown (as in Krita)."""
+            """Only the options the chosen model's task takes are shown (as in Krita), and the
+            colour-hints layer only for a task that colours from one."""
             hidden = ec.options.args_not_taken(cat, row)
+            if row is None or not row.get("needs_hints"):
+                hidden = hidden | {HINTS_ARG}
             for name in filled:
                 widget = dialog.get_widget(name, GObject.TYPE_NONE)
                 if widget is not None:
@@ -419,7 +424,9 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
             # the selection itself is the input of a task that repairs the selected area (restore-fill)
             mask = ec.options.selection_mask(plan, has_sel, functools.partial(_selection_bytes, image, layer, region))
-            submit = plan.submit if mask is None else {**plan.submit, "mask": mask}
+            hints = ec.options.hints_input(plan, _hints_reader(image, layer, region, plan))
+            submit = dict(plan.submit, **({"mask": mask} if mask is not None else {}),
+                          **({"hints": hints} if hints is not None else {}))
             res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, submit)
             ec.output.check_result(res, region, scale, channels, dtype)
             # keep only the selection's box: the margin was context for the model
@@ -428,6 +435,24 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
     finally:
         progress.close()
     return jobs
+
+
+def _hints_reader(image: Gimp.Image, layer: Gimp.Drawable, region: tuple, plan: Plan) -> Optional[Any]:
+    """Reads the chosen colour-hints layer (RGBA u8) under ``region`` of ``layer``, where the
+    two layers overlap in the image (transparent elsewhere); None when none is chosen."""
+    if not plan.request.hints_layer:
+        return None
+    hints = Gimp.Item.get_by_id(int(plan.request.hints_layer))
+    if not isinstance(hints, Gimp.Drawable) or hints.get_image().get_id() != image.get_id():
+        return None
+
+    def read() -> bytes:
+        _ok, lx, ly = layer.get_offsets()
+        _ok, hx, hy = hints.get_offsets()
+        cx, cy, cw, ch = region
+        rect = Gegl.Rectangle.new(lx + cx - hx, ly + cy - hy, cw, ch)
+        return bytes(hints.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+    return read
 
 
 def _selection_bytes(image: Gimp.Image, layer: Gimp.Drawable, region: tuple) -> bytes:
@@ -450,6 +475,8 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
         plan = make_plan(live, request_from_config(procedure, config, live))
     except ec.UserError as e:
         raise UserError(str(e)) from None
+    if plan.row.get("colour_output") and image.get_base_type() == Gimp.ImageBaseType.GRAY:
+        raise UserError("colour cannot go into a grayscale image: use Image > Mode > RGB first, then try again")
     jobs = _read_all(image, layers, client, plan, interactive)
 
     # write: one undo group; on any failure the new layers go again
@@ -472,7 +499,8 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
             x, y = lx + px, ly + py
             parent = layer.get_parent()
             pos = image.get_item_position(layer)
-            new = Gimp.Layer.new(image, name, ow, oh, _layer_type(image), 100.0, Gimp.LayerMode.NORMAL)
+            blend = Gimp.LayerMode.HSL_COLOR if ec.output.layer_blend(plan.row) == "color" else Gimp.LayerMode.NORMAL
+            new = Gimp.Layer.new(image, name, ow, oh, _layer_type(image), 100.0, blend)
             image.insert_layer(new, parent, pos)
             added.append(new)
             new.set_offsets(x, y)
@@ -645,6 +673,8 @@ class EnhanceLayer(Gimp.PlugIn):
                               output_choices()[0][0], rw)
         review_label, review_help = ((ec.output.SHOW_REVIEW_LABEL, ec.output.SHOW_REVIEW_HELP) if ec is not None
                                      else ("Show the review layer", ""))
+        p.add_layer_argument(HINTS_ARG, "Colour _hints layer", "Colorize: a layer with a few strokes of colour "
+                             "(its opaque pixels); the colours spread over the photo along its edges", True, rw)
         p.add_boolean_argument("show-review", review_label, review_help,
                                ec.output.REVIEW_VISIBLE if ec is not None else True, rw)
         return p

@@ -22,7 +22,8 @@ def layer_bytes(d, fmt):
 def describe(layer, fmt):
     ok, x, y = layer.get_offsets()
     info = {"name": layer.get_name(), "x": x, "y": y, "w": layer.get_width(), "h": layer.get_height(),
-            "mask": None, "visible": layer.get_visible(), "opacity": layer.get_opacity()}
+            "mask": None, "visible": layer.get_visible(), "opacity": layer.get_opacity(),
+            "mode": layer.get_mode().value_nick}
     m = layer.get_mask()
     if m is not None:
         mb = layer_bytes(m, "Y u8")
@@ -90,6 +91,17 @@ def scenario(s):
             img.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
     with open(os.path.join(OUT, f"{s['name']}-source.raw"), "wb") as f:
         f.write(layer_bytes(src, fmt))
+    if s.get("hints"):    # colorize's colour strokes: a layer of the image, chosen as hints-layer
+        W, H = img.get_width(), img.get_height()
+        hl = Gimp.Layer.new(img, "Hints", W, H, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+        img.insert_layer(hl, None, 0)
+        px = bytearray(W * H * 4)
+        for x, y, w, h, rgb in s["hints"]:
+            for yy in range(y, y + h):
+                row = bytes(list(rgb) + [255]) * w
+                px[(yy * W + x) * 4:(yy * W + x + w) * 4] = row
+        hl.get_buffer().set(Gegl.Rectangle.new(0, 0, W, H), "R'G'B'A u8", bytes(px))
+        s["args"] = dict(s["args"], **{"hints-layer": hl})
     n_images = len(Gimp.get_images())
     ids_before = [lay.get_id() for lay in img.get_layers()]
     img.clean_all()

@@ -72,6 +72,22 @@ def alpha_times(data: bytes, dtype: str, selection: bytes, channels: int = 4) ->
     return _little_bytes(arr)
 
 
+def to_rgba8(data: bytes, dtype: str, order: str = "RGBA") -> bytes:
+    """4-channel pixels of any host depth (u8 / u16 / f16 / f32, RGBA or Krita's BGRA) as RGBA
+    u8: what a colour-hints layer is sent as (hints are colours a retoucher painted, so 8
+    bits are plenty)."""
+    if dtype == "u8":
+        out = bytearray(data)
+    elif dtype == "u16":
+        out = bytearray((v * 255 + 32767) // 65535 for v in _native_array("H", data))
+    else:
+        vals = struct.unpack(f"<{len(data) // 2}e", data) if dtype == "f16" else _native_array("f", data)
+        out = bytearray(min(255, max(0, int(v * 255.0 + 0.5))) if v == v else 0 for v in vals)
+    if order == "BGRA":
+        out[0::4], out[2::4] = out[2::4], out[0::4]
+    return bytes(out)
+
+
 def f16_to_f32(data: bytes) -> bytes:
     """Half floats -> 32-bit floats (little-endian both)."""
     n = len(data) // 2

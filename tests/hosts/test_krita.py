@@ -601,6 +601,38 @@ class TestCore:
         assert "select the tear or hole first" in res.get("error", ""), res
         assert new_layers(res) == [] and res["source_unchanged"]
 
+    def test_colorize_from_a_hints_layer(self, engine, krita_home, photos, tmp_path, xserver):
+        """colorize (issue 14): the chosen paint layer's strokes go as the hints; the new layer
+        is the engine's answer for the same region and hints, in Krita's "color" blend mode;
+        with no hints layer chosen: a plain message, no layer."""
+        W, H = 300, 200
+        sel = [60, 40, 180, 120]
+        strokes = [[100, 60, 40, 5, [230, 90, 30]], [150, 130, 30, 5, [40, 60, 200]]]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel, "hints": strokes,
+            "model": "colorize", "strength": 100, "output": "layer"}, tmp_path, xserver)
+        check_common(res, "Enhanced · colorize · 100%")
+        assert res["blending_mode"] == "color" and res["source_unchanged"]
+        rx, ry, rw, rh = res["info"]["region"]
+        hints = np.zeros((H, W, 4), np.uint8)
+        for x, y, w, h, rgb in strokes:
+            hints[y:y + h, x:x + w] = (*rgb, 255)
+        src = np.dstack([photos["coffee"], np.full((H, W), 255, np.uint8)])
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="colorize", strength=100,
+                     hints=np.ascontiguousarray(hints[ry:ry + rh, rx:rx + rw]).tobytes())
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))
+        bx, by, bw, bh = res["info"]["bbox"]
+        box = (slice(by - ry, by - ry + bh), slice(bx - rx, bx - rx + bw))
+        assert np.abs(got[by:by + bh, bx:bx + bw].astype(int) - exp[box].astype(int)).max() <= 1
+        red = got[60:65, 100:140, :3].reshape(-1, 3).mean(0)
+        assert red[0] > red[2] + 60, red
+        (tmp_path / "none").mkdir()
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel, "hints": strokes,
+            "choose_hints": False, "model": "colorize", "strength": 100}, tmp_path / "none", xserver)
+        assert "Colour hints" in res.get("error", ""), res
+        assert new_layers(res) == [] and res["source_unchanged"]
+
     def test_output_new_document(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [40, 40, 64, 48]
         res = run_krita(krita_home, engine, {

@@ -118,7 +118,8 @@ def load_request(cat: dict) -> Request:
     values = options.values_from_text(options.every_shown_option(cat), _read_setting)
     shown = _read_setting("show_review")
     return options.Request(model=model, scale=scale, output=mode, values=values,
-                           show_review=output.REVIEW_VISIBLE if shown is None else shown == "true")
+                           show_review=output.REVIEW_VISIBLE if shown is None else shown == "true",
+                           hints_layer=_read_setting("hints_layer") or "")
 
 
 def save_request(request: Request) -> None:
@@ -128,6 +129,8 @@ def save_request(request: Request) -> None:
     app.writeSetting(SETTINGS_GROUP, "scale", str(int(request.scale)))
     app.writeSetting(SETTINGS_GROUP, "output", request.output)
     app.writeSetting(SETTINGS_GROUP, "show_review", "true" if request.show_review else "false")
+    # colorize's hints layer (a layer id of this session's documents: "Again" reuses it)
+    app.writeSetting(SETTINGS_GROUP, "hints_layer", request.hints_layer)
     for name, value in request.values.items():
         app.writeSetting(SETTINGS_GROUP, name, options.to_text(value))
 
@@ -270,6 +273,28 @@ def region_size(doc: Any, row: Optional[dict]) -> Optional[tuple[int, int, bool]
     return region[2], region[3], whole
 
 
+def layer_choices(doc: Any) -> list[tuple[str, str]]:
+    """(name, unique id) of the document's paint layers, top first: what the form offers as
+    colorize's "Colour hints" layer."""
+    if doc is None:
+        return []
+    return [(n.name(), str(n.uniqueId())) for n in reversed(_all_nodes(doc.rootNode())) if n.type() == "paintlayer"]
+
+
+def _hints_reader(doc: Any, layer_id: str, region: tuple) -> Optional[Callable[[], bytes]]:
+    """Reads the chosen colour-hints layer under ``region`` as RGBA u8; None when none is
+    chosen or it is gone."""
+    node = next((n for n in _all_nodes(doc.rootNode()) if str(n.uniqueId()) == layer_id), None) if layer_id else None
+    if node is None:
+        return None
+    if node.colorModel() != "RGBA" or node.colorDepth() not in DEPTHS:
+        raise PluginError("The colour hints layer must be an RGB/Alpha paint layer: paint the strokes on a "
+                          "new paint layer, then try again.")
+    sample, _wire, order = DEPTHS[node.colorDepth()]
+    rx, ry, rw, rh = region
+    return lambda: pixels.to_rgba8(bytes(node.pixelData(rx, ry, rw, rh)), sample, order)
+
+
 def read_source(doc: Any, node: Any, plan: Plan) -> Source:
     """Read the pixels to send; raises PluginError for what the user must change first."""
     if doc is None:
@@ -292,6 +317,7 @@ def read_source(doc: Any, node: Any, plan: Plan) -> Source:
     # the selection itself is the input of a task that repairs the selected area (restore-fill)
     mask = options.selection_mask(plan, selection is not None,
                                   lambda: selection.pixelData(rx, ry, rw, rh))   # type: ignore[union-attr]
+    hints = options.hints_input(plan, _hints_reader(doc, plan.request.hints_layer, region))
     # pixelData takes document coordinates: a moved layer's offset is taken care of by Krita
     raw = bytes(node.pixelData(rx, ry, rw, rh))
     if len(raw) != rw * rh * pixels.bytes_per_pixel(4, sample):
@@ -302,7 +328,7 @@ def read_source(doc: Any, node: Any, plan: Plan) -> Source:
         data = pixels.srgb_transfer(data, wire, encode=True)
     return Source(doc=doc, node=node, depth=depth, profile=node.colorProfile(), wire_dtype=wire,
                   order=order, region=region, bbox=bbox, pixels=data,
-                  selection=selection, extra={"linear": linear, "mask": mask})
+                  selection=selection, extra={"linear": linear, "mask": mask, "hints": hints})
 
 
 # --------------------------------------------------------------------------- step 2
@@ -331,6 +357,7 @@ def run_job(client: Any, src: Source, plan: Plan,
 
     def work(c: Any) -> Any:
         job = c.submit(src.pixels, rw, rh, 4, src.wire_dtype, channel_order=src.order, mask=src.extra.get("mask"),
+                       **({"hints": src.extra["hints"]} if src.extra.get("hints") is not None else {}),
                        **plan.submit)
         if on_job is not None:
             on_job(job)
@@ -559,6 +586,8 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
             if not off_tree:
                 parent.addChildNode(layer, node)   # directly above the source layer
                 created.append(layer)
+        if output.layer_blend(plan.row) == "color":
+            layer.setBlendingMode("color")     # colorize: colour over the original's brightness
         if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != \
                 ("RGBA", src.depth, src.profile):
             layer.setColorSpace("RGBA", src.depth, src.profile)

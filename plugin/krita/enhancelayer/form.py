@@ -167,6 +167,14 @@ class EnhanceForm(QWidget):
         self.options_form.setContentsMargins(0, 0, 0, 0)
         v.addWidget(self.options_box)
         host = QFormLayout()
+        # colorize's colour strokes: a paint layer of the document (shown only for such a task)
+        self.hints_layer = QComboBox()
+        self.hints_layer.setObjectName("hints_layer")
+        self.hints_layer.setToolTip("The layer with your colour strokes: paint a few strokes of colour on a new "
+                                    "paint layer; the colours spread over the photo along its edges")
+        self._hints_label = QLabel("Colour hints")
+        host.addRow(self._hints_label, self.hints_layer)
+        self._wanted_hints = request.hints_layer
         self.scale = QSpinBox()
         self.scale.setObjectName("scale")
         self.scale.setSuffix(" ×")
@@ -292,6 +300,9 @@ class EnhanceForm(QWidget):
             layout.replaceWidget(old, self.options_box)
         old.hide()
         old.deleteLater()
+        needs_hints = bool(row is not None and row.get("needs_hints"))
+        self.hints_layer.setVisible(needs_hints)
+        self._hints_label.setVisible(needs_hints)
         self.help.setText(catalog.model_help(row) if row is not None else "")
         self.help.setToolTip(catalog.model_details(row) if row is not None else "")
         self._hints()
@@ -303,6 +314,21 @@ class EnhanceForm(QWidget):
         """The value of an option's widget (None when the chosen model does not show it)."""
         control = self.controls.get(name)
         return control.value() if control is not None else None
+
+    def set_layers(self, layers: list[tuple[str, str]]) -> None:
+        """The document's paint layers (name, id) for the "Colour hints" choice, keeping the
+        current choice (or the one last used) when it is still there."""
+        keep = self.hints_layer.currentData() or self._wanted_hints
+        if [(self.hints_layer.itemText(i), self.hints_layer.itemData(i)) for i in range(self.hints_layer.count())] \
+                == list(layers):
+            return
+        self.hints_layer.blockSignals(True)
+        self.hints_layer.clear()
+        for name, uid in layers:
+            self.hints_layer.addItem(name, uid)
+        i = self.hints_layer.findData(keep) if keep else -1
+        self.hints_layer.setCurrentIndex(i if i >= 0 else (0 if layers else -1))
+        self.hints_layer.blockSignals(False)
 
     # ---- hints
     def set_region(self, region: Optional[tuple[int, int]], whole_layer: bool = False) -> None:
@@ -327,4 +353,5 @@ class EnhanceForm(QWidget):
     def request(self) -> core.Request:
         return core.Request(model=self.current_model() or catalog.default_model(self.catalog),
                             scale=self.scale.value(), output=self.output.currentData(),
-                            values=dict(self.values), show_review=self.show_review.isChecked())
+                            values=dict(self.values), show_review=self.show_review.isChecked(),
+                            hints_layer=str(self.hints_layer.currentData() or ""))

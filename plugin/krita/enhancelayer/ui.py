@@ -225,8 +225,10 @@ REGION_POLL_MS = 1000       # how often the docker re-reads the selection's size
 
 def update_region(form: EnhanceForm) -> None:
     """Tell ``form`` the size the engine would get from the active document's selection."""
-    got = core.region_size(Krita.instance().activeDocument(), form.current_row())
+    doc = Krita.instance().activeDocument()
+    got = core.region_size(doc, form.current_row())
     form.set_region(got[:2] if got else None, whole_layer=bool(got and got[2]))
+    form.set_layers(core.layer_choices(doc))
 
 
 class EnhanceDocker(DockWidget):

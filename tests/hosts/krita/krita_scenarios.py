@@ -78,6 +78,17 @@ def run(spec, res):
     res["doc_size_before"] = [W, H]
     res["depth"] = src_node.colorDepth()
     res["profile"] = src_node.colorProfile()
+    hints_id = ""
+    if spec.get("hints"):     # colorize's colour strokes on a paint layer above the source (8-bit BGRA)
+        hl = doc.createNode("Hints", "paintlayer")
+        px = bytearray(W * H * 4)
+        for x, y, w, h, rgb in spec["hints"]:
+            for yy in range(y, y + h):
+                px[(yy * W + x) * 4:(yy * W + x + w) * 4] = bytes([rgb[2], rgb[1], rgb[0], 255]) * w
+        hl.setPixelData(bytes(px), 0, 0, W, H)
+        doc.rootNode().addChildNode(hl, src_node)
+        doc.waitForDone()
+        hints_id = str(hl.uniqueId()) if spec.get("choose_hints", True) else ""
     before_bytes = bytes(src_node.pixelData(0, 0, W, H))
     _w(os.path.join(out, "source_before.raw"), before_bytes)
     names_before = [n.name() for n in doc.rootNode().childNodes()]
@@ -89,7 +100,7 @@ def run(spec, res):
     opts = core.Request(model=spec["model"], scale=spec.get("scale", 1), output=spec.get("output", "masked"),
                         values={"strength": spec.get("strength", 60), "grain": spec.get("grain", 0),
                                 "review": spec.get("review", False), **spec.get("values", {})},
-                        show_review=spec.get("show_review", True))
+                        show_review=spec.get("show_review", True), hints_layer=hints_id)
     if spec.get("engine_url"):
         client = core.connect(spec["engine_url"], spec.get("token", "x"))
     else:
@@ -139,6 +150,7 @@ def run(spec, res):
     res["layer_index"] = [n.uniqueId() for n in kids].index(layer.uniqueId())
     res["source_index"] = [n.uniqueId() for n in kids].index(src_node.uniqueId())
     res["layer_name"] = layer.name()
+    res["blending_mode"] = layer.blendingMode()
     res["layer_depth"] = layer.colorDepth()
     res["children"] = [(c.name(), c.type()) for c in layer.childNodes()]
     _w(os.path.join(out, "layer.raw"), bytes(layer.pixelData(0, 0, W2, H2)))

@@ -7,6 +7,7 @@ tokens use their own temporary ENHANCELAYER_HOME and point ENHANCELAYER_MODELS a
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +20,17 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def bench_module(name: str):
+    """A benchmark script of bench/ as a module: tests reuse its damage / printing models and
+    metrics (``bench_module("quality_fill").case(...)``), so a test and the figure it guards
+    measure the same thing."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @contextlib.contextmanager

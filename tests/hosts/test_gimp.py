@@ -35,6 +35,8 @@ from typing import Optional
 import numpy as np
 import pytest
 
+from tests.conftest import bench_module
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 # Debian suite -> (its chroot, the GIMP minor version it ships)
@@ -226,9 +228,7 @@ def _printed_photo(gimp) -> Path:
 
     p = gimp.work / "astronaut-printed.png"
     if not p.exists():
-        spec = importlib.util.spec_from_file_location("quality_descreen", REPO / "bench" / "quality_descreen.py")
-        q = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(q)
+        q = bench_module("quality_descreen")
         printed = q.halftone(data.astronaut().astype(np.float32) / 255.0, 6.0, False)
         Image.fromarray(np.rint(np.clip(printed, 0, 1) * 255).astype(np.uint8)).save(p)
     return p

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import bench_module
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent / "krita"
 VENV_PY = REPO / ".venv" / "bin" / "python"
@@ -272,9 +274,7 @@ def photos(tmp_path_factory, coffee, astronaut):
     Image.fromarray(c).save(d / "coffee.png")           # 300x200
     Image.fromarray(astronaut[40:200, 160:320]).save(d / "astronaut.png")   # 160x160, a face
     # the coffee photo printed as a gray halftone of 6 px period (bench/quality_descreen.py's model)
-    spec = importlib.util.spec_from_file_location("quality_descreen", REPO / "bench" / "quality_descreen.py")
-    q = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(q)
+    q = bench_module("quality_descreen")
     printed = np.rint(np.clip(q.halftone(c.astype(np.float32) / 255.0, 6.0, False), 0, 1) * 255).astype(np.uint8)
     Image.fromarray(printed).save(d / "printed.png")
     torn = c.copy()

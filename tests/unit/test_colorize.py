@@ -3,7 +3,6 @@ hint strokes (CIEDE2000 far below the gray image's, no worse than the paper's me
 its brightness, and every bad hints input is refused in words; the CLI takes --hints."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +14,14 @@ from engine import imageio
 from engine.errors import BadInput
 from engine.pipeline import EnhanceOptions, enhance
 from engine.tasks import colorize as cz
+from tests.conftest import bench_module
 
 REPO = Path(__file__).resolve().parents[2]
 EXE = Path(sys.executable).parent / "enhancelayer"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("quality_colorize", REPO / "bench" / "quality_colorize.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module("quality_colorize")
 
 
 def test_hints_bring_the_colours_back_and_the_brightness_stays(chelsea):

@@ -4,7 +4,6 @@ screen than both the scan and the Gaussian blur that leaves as much screen; a ph
 a screen is left exactly as it is and the user is told; the CLI and the server say so too."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,16 +15,14 @@ import pytest
 from engine import imageio
 from engine.pipeline import EnhanceOptions, enhance
 from engine.tasks import descreen as ds
+from tests.conftest import bench_module
 
 REPO = Path(__file__).resolve().parents[2]
 EXE = Path(sys.executable).parent / "enhancelayer"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("quality_descreen", REPO / "bench" / "quality_descreen.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module("quality_descreen")
 
 
 @pytest.mark.parametrize("colour, period", [(False, 6.0), (True, 4.0)])

@@ -5,7 +5,6 @@ tests/server/test_fill.py),
 and every way of asking without one is refused in plain words."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +16,14 @@ from engine import imageio
 from engine.errors import BadInput
 from engine.pipeline import EnhanceOptions, enhance
 from engine.tasks import restore_fill as rf
+from tests.conftest import bench_module
 
 REPO = Path(__file__).resolve().parents[2]
 EXE = Path(sys.executable).parent / "enhancelayer"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("quality_fill", REPO / "bench" / "quality_fill.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module("quality_fill")
 
 
 @pytest.mark.parametrize("photo, shape, size", [("brick", "tear", "M"), ("gravel", "hole", "L")])

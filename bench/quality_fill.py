@@ -9,11 +9,11 @@ across the crop) and a *corner* (a triangle cut off a corner), each at three siz
 sends it.
 
 Against OpenCV's Telea and Navier-Stokes diffusion inpainting (radius 5). Inside the damage:
-PSNR on RGB and on luma (BT.601 Y) against the undamaged photo, and *texture*: the energy of
-the high frequencies (the photo minus its Gaussian blur, sigma 1.5 px) inside the damage,
-relative to the undamaged photo's there (1.0 = as textured as the original; diffusion fills
-are far below it). PSNR rewards a smooth average guess, so it alone would crown the blur:
-the two are read together.
+PSNR on RGB and on luma (BT.601 Y) against the undamaged photo, SSIM (luma; the mean of the
+SSIM map over the damage), and *texture*: the energy of the high frequencies (the photo minus
+its Gaussian blur, sigma 1.5 px) inside the damage, relative to the undamaged photo's there
+(1.0 = as textured as the original; diffusion fills are far below it). PSNR and SSIM reward a
+smooth average guess, so alone they would crown the blur: they are read with the texture.
 
 Development photos (the parameters of engine/tasks/restore_fill.py were chosen on them):
 camera, stereo_motorcycle (its left view). Test photos (reported; nothing fitted on them):
@@ -99,6 +99,14 @@ def texture(img: np.ndarray, ref: np.ndarray, m: np.ndarray) -> float:
     return float(np.mean(hf(img)[m] ** 2)) / max(e_ref, 1e-12)
 
 
+def ssim(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
+    """Mean SSIM (luma, 7 px windows) over the damaged pixels."""
+    from skimage.metrics import structural_similarity
+
+    _, smap = structural_similarity(_y(a), _y(b), data_range=1.0, full=True)
+    return float(smap[m].mean())
+
+
 def baselines(damaged: np.ndarray, m: np.ndarray) -> dict[str, np.ndarray]:
     u8 = np.clip(damaged * 255 + 0.5, 0, 255).astype(np.uint8)
     mk = m.astype(np.uint8)
@@ -129,7 +137,7 @@ def run(names: tuple[str, ...]) -> tuple[list[dict], float]:
                 res = {"fill": out, **baselines(damaged, m)}
                 row: dict = {"photo": name, "shape": shape, "size": sz_name, "px": int(m.sum())}
                 for meth, o in res.items():
-                    row[meth] = (psnr(o, img, m), psnr(_y(o), _y(img), m), texture(o, img, m))
+                    row[meth] = (psnr(o, img, m), psnr(_y(o), _y(img), m), texture(o, img, m), ssim(o, img, m))
                 rows.append(row)
                 print(f"{name:18s} {shape:6s} {sz_name} " + "  ".join(
                     f"{meth} {row[meth][0]:5.2f}/{row[meth][1]:5.2f} tex {row[meth][2]:.2f}" for meth in res),
@@ -137,8 +145,8 @@ def run(names: tuple[str, ...]) -> tuple[list[dict], float]:
     return rows, secs / max(px, 1) * 1e6
 
 
-def summary(rows: list[dict]) -> dict[str, tuple[float, float, float]]:
-    return {meth: tuple(float(np.mean([r[meth][i] for r in rows])) for i in range(3))   # type: ignore[misc]
+def summary(rows: list[dict]) -> dict[str, tuple[float, float, float, float]]:
+    return {meth: tuple(float(np.mean([r[meth][i] for r in rows])) for i in range(4))   # type: ignore[misc]
             for meth in ("fill", "telea", "ns")}
 
 
@@ -162,10 +170,10 @@ def sheet(names: tuple[str, ...], out: Path) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| photo | damage | px | restore-fill RGB / Y dB | texture | Telea RGB / Y dB | texture | "
-             "NS RGB / Y dB | texture |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| photo | damage | px | restore-fill RGB / Y dB, SSIM | texture | Telea RGB / Y dB, SSIM | texture | "
+             "NS RGB / Y dB, SSIM | texture |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        cells = [f"{r[m][0]:.2f} / {r[m][1]:.2f} | {r[m][2]:.2f}" for m in ("fill", "telea", "ns")]
+        cells = [f"{r[m][0]:.2f} / {r[m][1]:.2f}, {r[m][3]:.3f} | {r[m][2]:.2f}" for m in ("fill", "telea", "ns")]
         lines.append(f"| {r['photo']} | {r['shape']} {r['size']} | {r['px']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -192,8 +200,8 @@ def main() -> None:
         "# restore-fill quality (bench/quality_fill.py)", "",
         __doc__.split("\n\n", 1)[1].strip(), "",
         "## Summary (test photos, mean over every damage)", "",
-        "| method | PSNR RGB (dB) | PSNR Y (dB) | texture (1 = original) |", "|---|---|---|---|",
-        *[f"| {meth} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} |" for meth, v in s.items()], "",
+        "| method | PSNR RGB (dB) | PSNR Y (dB) | SSIM (luma) | texture (1 = original) |", "|---|---|---|---|---|",
+        *[f"| {meth} | {v[0]:.2f} | {v[1]:.2f} | {v[3]:.3f} | {v[2]:.2f} |" for meth, v in s.items()], "",
         f"- restore-fill within 1 dB (RGB) of Telea or better: {within} of {len(rows)} cases; "
         f"texture within 0.5-1.5x the original's: {in_band} of {len(rows)} "
         f"(Telea: {sum(1 for r in rows if 0.5 <= r['telea'][2] <= 1.5)}).",

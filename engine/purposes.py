@@ -38,6 +38,8 @@ PURPOSES: tuple[Purpose, ...] = (
             "Bring back crispness lost to slightly missed focus or a soft lens."),
     Purpose("dust", "Repair dust & scratches",
             "Find specks, hairs and thin scratches on a scanned print or slide and fill them in."),
+    Purpose("restore", "Restore old photo",
+            "A scanned print in one go: dust & scratches, faded colour and noise (sharpness if you tick it)."),
     Purpose("damage", "Repair tears & holes",
             "Select a tear, a hole or a missing corner of an old print: it is rebuilt from the photo around it."),
     Purpose("old-photo", "Restore faded colour",

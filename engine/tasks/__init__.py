@@ -37,6 +37,7 @@ CLASSICAL: tuple[str, ...] = (
     "descreen",
     "restore_fill",
     "colorize",
+    "restore_chain",
     "identity",
 )
 

@@ -299,6 +299,10 @@ SCENARIOS = [
          args={"model": "colorize", "strength": 100}),
     dict(name="u8_colorize_no_hints", precision="u8", select=[150, 220, 240, 200],
          args={"model": "colorize", "strength": 100}),
+    # restore (issue 14): the "Restore old photo" chain, its steps as check boxes (a multi option)
+    dict(name="u8_restore_chain", precision="u8", photo="dusty", select=[100, 110, 300, 260],
+         args={"model": "restore", "strength": 100, "output-mode": "layer", "steps-dust": True, "steps-color": True,
+               "steps-denoise": False, "steps-sharpen": False}),
     # the user's review-visibility setting off: the review layer is added hidden
     dict(name="u8_review_hidden", precision="u8", select=[170, 50, 140, 150],
          args={"model": MODEL, "strength": 70, "review": True, "show-review": False}),
@@ -361,6 +365,8 @@ def _direct(client, out: Path, s: dict, r: dict):
     scale = int(s["args"].get("scale", 1))
     a = s["args"]
     extra: dict = {k: float(a[k]) for k in ("sensitivity", "clip", "cast") if k in a}      # tasks' own options
+    if model == "restore":               # the chain's steps, from their check-box arguments
+        extra["steps"] = [n for n in ("dust", "color", "denoise", "sharpen") if a.get(f"steps-{n}")]
     if model == "colorize" and s.get("hints"):   # the strokes layer under the crop (no layer offset here)
         extra["hints"] = np.ascontiguousarray(_hints_array((512, 512))[cy0:cy1, cx0:cx1]).tobytes()
     if model == "restore-fill":          # the rectangular selection as the job's mask
@@ -628,6 +634,22 @@ def test_colorize_from_a_hints_layer_as_the_engine_does(results, engine):
     r = res["u8_colorize_no_hints"]
     assert r["status"] != "success" and "Colour hints" in r["error"], r
     assert r["new_layers"] == []
+
+
+def test_restore_chain_runs_the_ticked_steps_as_the_engine_does(results, engine):
+    """The "Restore old photo" chain from GIMP: the ticked steps only (dust, colour), one new
+    layer equal to the engine's answer for the same crop and steps."""
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == "u8_restore_chain")
+    r = res["u8_restore_chain"]
+    assert r["status"] == "success", r["error"]
+    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · restore · 100%"]
+    expected, _box, _ = _expected(client, out, s, r)
+    got = _check_pixels(out, "u8_restore_chain-layer0.raw", "u8", expected)
+    only_dust, _b, _ = _expected(client, out, dict(s, args=dict(s["args"], **{"steps-color": False})), r)
+    assert np.abs(only_dust.astype(int) - got.astype(int)).max() > 8, "the colour step ran: the steps reached it"
+    assert r["src_unchanged"]
 
 
 @pytest.fixture(scope="module")

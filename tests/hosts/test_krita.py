@@ -633,6 +633,25 @@ class TestCore:
         assert "Colour hints" in res.get("error", ""), res
         assert new_layers(res) == [] and res["source_unchanged"]
 
+    def test_restore_chain_runs_the_chosen_steps(self, engine, krita_home, photos, tmp_path, xserver):
+        """The "Restore old photo" chain: the steps chosen in the form (a multi option) reach
+        the engine; the layer is the engine's answer for the same region and steps."""
+        W, H = 300, 200
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": [50, 40, 160, 120],
+            "model": "restore", "strength": 100, "output": "layer", "values": {"steps": ["color", "denoise"]}},
+            tmp_path, xserver)
+        check_common(res, "Enhanced · restore · 100%")
+        rx, ry, rw, rh = res["info"]["region"]
+        src = np.dstack([photos["coffee"], np.full((H, W), 255, np.uint8)])
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="restore", strength=100,
+                     steps=["color", "denoise"])
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))
+        bx, by, bw, bh = res["info"]["bbox"]
+        box = (slice(by - ry, by - ry + bh), slice(bx - rx, bx - rx + bw))
+        assert np.abs(got[by:by + bh, bx:bx + bw].astype(int) - exp[box].astype(int)).max() <= 1
+        assert res["source_unchanged"]
+
     def test_output_new_document(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [40, 40, 64, 48]
         res = run_krita(krita_home, engine, {

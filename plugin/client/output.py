@@ -51,13 +51,16 @@ def layer_name(model: str, values: dict[str, Any]) -> str:
     return f"Enhanced · {model}" if strength is None else f"Enhanced · {model} · {percent(strength)}%"
 
 
-def done_message(name: str, whole_layer: bool) -> str:
+def done_message(name: str, whole_layer: bool, note: str = "") -> str:
     """What the host says after a run: the new layer's name, and plainly when there was no
     selection, so the whole layer was enhanced (a retoucher who forgot to select must not
-    have to discover that from the result)."""
+    have to discover that from the result); then what the task said of its result, if
+    anything (descreen: "no halftone screen found: left as it is")."""
+    text = f"Added layer “{name}”."
     if whole_layer:
-        return f"Added layer “{name}”. There was no selection, so the whole layer was enhanced."
-    return f"Added layer “{name}”."
+        text += " There was no selection, so the whole layer was enhanced."
+    note = note.strip()
+    return f"{text} {note[:1].upper()}{note[1:]}." if note else text
 
 
 # Shown before a run when nothing is selected (both hosts' dialogs).

@@ -569,6 +569,8 @@ class TestCore:
         before = src[by:by + bh, bx:bx + bw, :3].astype(float)
         assert np.abs(np.diff(got[box][..., :3].astype(float), axis=1)).mean() < \
             0.3 * np.abs(np.diff(before, axis=1)).mean(), "the dots are gone"
+        # what the docker shows after "Added layer …"
+        assert res["info"]["note"].startswith("screen of 6.0 px per period removed"), res["info"]
         assert res["source_unchanged"]
 
     def test_fill_uses_the_selection_as_its_input(self, engine, krita_home, photos, tmp_path, xserver):

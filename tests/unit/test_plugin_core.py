@@ -504,6 +504,8 @@ def test_done_message_says_when_the_whole_layer_was_used() -> None:
     whole = output.done_message(name, whole_layer=True)
     assert whole.startswith(f"Added layer “{name}”.") and "no selection" in whole and "whole layer" in whole
     assert "nothing was added" in output.CANCELLED_MESSAGE and "nothing was added" in output.FAILED_MESSAGE
+    said = output.done_message("Enhanced · descreen · 100%", False, "no halftone screen found: left as it is")
+    assert said == "Added layer “Enhanced · descreen · 100%”. No halftone screen found: left as it is."
 
 
 def _result(width: int, height: int, channels: int = 4, dtype: str = "u8", **kw: Any) -> Any:

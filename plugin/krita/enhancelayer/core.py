@@ -548,7 +548,8 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
     name = output.layer_name(model, plan.submit)   # the options the task took
     info: dict = {"name": name, "region": list(src.region), "bbox": list(src.bbox), "scale": s,
                   "output": mode, "depth": src.depth, "whole_layer": src.selection is None,
-                  "linear_profile": bool(src.extra.get("linear"))}
+                  "linear_profile": bool(src.extra.get("linear")),
+                  "note": str((getattr(result, "info", None) or {}).get("note") or "")}
     if src.order != DEPTHS[src.depth][2]:  # pragma: no cover - guarded by DEPTHS
         raise PluginError("internal: channel order mismatch")
 

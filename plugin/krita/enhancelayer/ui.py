@@ -359,7 +359,8 @@ class EnhanceDocker(DockWidget):
         if info:
             self.bar.setValue(1000)
             self.bar.setFormat("Done")
-            self.status.setText(output.done_message(info["name"], bool(info.get("whole_layer"))))
+            self.status.setText(output.done_message(info["name"], bool(info.get("whole_layer")),
+                                                    str(info.get("note") or "")))
         elif not error:
             self.bar.setFormat("Cancelled")
             self.status.setText(output.CANCELLED_MESSAGE)   # never the previous run's "Added layer…"

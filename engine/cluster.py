@@ -224,6 +224,8 @@ def enhance_band(job: BatchJob, src: str, y0: int, y1: int, context: int, data: 
         opts = job.opts
         if opts.mask is not None:
             opts = opts.replace(mask=np.ascontiguousarray(opts.mask[c0:c1]))
+        if opts.hints is not None:
+            opts = opts.replace(hints=np.ascontiguousarray(opts.hints[c0:c1]))
         res = enhance(np.ascontiguousarray(img.pixels[c0:c1]), opts, model=loaded)
         s = res.image.shape[0] // (c1 - c0)
         rows = np.ascontiguousarray(res.image[(y0 - c0) * s:(y1 - c0) * s])

@@ -83,6 +83,8 @@ def run_job(job: Job, progress: Any) -> list:
     extra: dict = {"seconds": round(time.time() - (job.started or time.time()), 3)}
     if res.info.get("note"):
         extra["note"] = str(res.info["note"])        # the task's word to the user (descreen: none found)
+        if res.info.get("notice"):
+            extra["notice"] = True                    # ...and worth a message box (the result is not the expected one)
     head = wire.result_header(out, hdr, review, extra, defects=defects)
     parts = [wire.pack(head), wire.from_array(out, hdr.channel_order)]
     if review is not None:

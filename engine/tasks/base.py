@@ -95,7 +95,7 @@ class TaskOutput:
     layers: dict[str, np.ndarray] = field(default_factory=dict)
     tile: int = 0
     tiles: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)   # "note": said to the user; "notice": worth a message
     passthrough: bool = False       # True: the caller returns the input as it is (identity)
 
 

@@ -159,7 +159,8 @@ def _run_task(rgb: np.ndarray, values: dict[str, Any], hints: Optional[np.ndarra
     out = colorize(rgb, colours, where)
     note = f"colour spread from {int(where.sum())} hint px"
     if is_colour(rgb):
-        note += "; the photo already had colour: it was treated as black and white (its brightness kept)"
+        note = "the photo already had colour: it was treated as black and white (its brightness kept); " + note
+        return out, {}, {"note": note, "notice": True}
     return out, {}, {"note": note}
 
 

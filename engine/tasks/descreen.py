@@ -148,7 +148,7 @@ def descreen(rgb: np.ndarray, peaks: np.ndarray) -> np.ndarray:
 def _run_task(rgb: np.ndarray, values: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
     peaks = find_peaks(rgb)
     if len(peaks) == 0:
-        return rgb, {}, {"note": "no halftone screen found: left as it is"}
+        return rgb, {}, {"note": "no halftone screen found: left as it is", "notice": True}
     fs = screen_frequency(peaks)
     return descreen(rgb, peaks), {}, {
         "note": f"screen of {1 / fs:.1f} px per period removed ({len(peaks)} peaks)",

@@ -39,6 +39,14 @@ def percent(value: Any) -> str:
     return str(int(v)) if v.is_integer() else f"{v:g}"
 
 
+def notice(info: dict[str, Any]) -> str:
+    """The task's note when it flags it as worth a message box (``notice``: the result is not
+    what the retoucher may expect - descreen found no screen, colorize was given a colour
+    photo); "" otherwise. Krita's docker shows every note in its status line anyway."""
+    note = str(info.get("note") or "").strip() if isinstance(info, dict) else ""
+    return f"{note[:1].upper()}{note[1:]}." if note and info.get("notice") is True else ""
+
+
 def layer_blend(row: dict[str, Any]) -> str:
     """The new layer's blend mode: "color" for a task whose result is colour on the original's
     brightness (colorize: the retoucher can regrade it as a colour layer), else "normal"."""

@@ -45,6 +45,11 @@ def test_the_engine_colours_from_the_hints_it_is_sent(shared_engine):
     ref = enhance(img, EnhanceOptions(model="colorize", hints=hints, strength=1.0))
     got = np.frombuffer(r.pixels, np.uint8).reshape(h, w, 3)
     assert np.array_equal(got, ref.image) and got[:15, :, 0].mean() > got[:15, :, 2].mean() + 20
+    assert "note" in r.info and "notice" not in r.info
+    colour = img.copy()
+    colour[..., 0] = 220                       # a colour photo: coloured anyway, and the result says so
+    r = c.enhance(colour.tobytes(), w, h, 3, "u8", model="colorize", strength=100, hints=hints.tobytes())
+    assert r.info["notice"] is True and r.info["note"].startswith("the photo already had colour")
     with pytest.raises(elc.errors.BadRequest, match="needs colour hints"):
         c.enhance(img.tobytes(), w, h, 3, "u8", model="colorize")
     with pytest.raises(elc.errors.BadRequest, match="RGBA hints need"):

@@ -56,11 +56,11 @@ def test_the_pipeline_colours_along_edges_and_says_when_the_photo_had_colour():
     res = enhance(img, EnhanceOptions(model="colorize", hints=_hints(64, 48), strength=1.0))
     top, bottom = res.image[5:25].reshape(-1, 3).mean(0), res.image[40:60].reshape(-1, 3).mean(0)
     assert top[0] > top[2] + 20 and bottom[2] > bottom[0] + 20, (top, bottom)
-    assert "the photo already had colour" not in res.info["note"]
+    assert "the photo already had colour" not in res.info["note"] and not res.info.get("notice")
     colour = img.copy()
     colour[..., 0] = 200
     res = enhance(colour, EnhanceOptions(model="colorize", hints=_hints(64, 48, np.uint16), strength=1.0))
-    assert "the photo already had colour" in res.info["note"]
+    assert "the photo already had colour" in res.info["note"] and res.info["notice"] is True
 
 
 @pytest.mark.parametrize("hints, words", [

@@ -48,6 +48,7 @@ def test_a_photo_without_a_screen_is_left_as_it_is(astronaut):
     rgb = astronaut[100:356, 100:356].astype(np.float32) / 255.0
     out, layers, info = ds._run_task(rgb, {})
     assert out is rgb and layers == {} and info["note"].startswith("no halftone screen found")
+    assert info["notice"] is True            # GIMP says so in a message (Krita's docker shows every note)
     res = enhance((rgb * 65535).astype(np.uint16), EnhanceOptions(model="descreen", strength=1.0))
     assert res.info["note"].startswith("no halftone screen found")
 

@@ -504,6 +504,9 @@ def test_done_message_says_when_the_whole_layer_was_used() -> None:
     whole = output.done_message(name, whole_layer=True)
     assert whole.startswith(f"Added layer “{name}”.") and "no selection" in whole and "whole layer" in whole
     assert "nothing was added" in output.CANCELLED_MESSAGE and "nothing was added" in output.FAILED_MESSAGE
+    assert output.notice({"note": "no halftone screen found: left as it is", "notice": True}) == \
+        "No halftone screen found: left as it is."
+    assert output.notice({"note": "1200 px filled"}) == "" and output.notice({}) == ""
     said = output.done_message("Enhanced · descreen · 100%", False, "no halftone screen found: left as it is")
     assert said == "Added layer “Enhanced · descreen · 100%”. No halftone screen found: left as it is."
 

@@ -389,7 +389,9 @@ def run_enhance(procedure: Any, run_mode: Any, image: Any, drawables: Any, confi
         except Exception:  # noqa: BLE001 - no GimpUi (batch): the run needs none
             pass
     try:
-        _enhance(image, list(drawables), procedure, config, interactive)
+        notices = _enhance(image, list(drawables), procedure, config, interactive)
+        if interactive and notices:      # the layer is added; say once why it may look unchanged
+            Gimp.message("\n".join(notices))
     except UserCancelled:
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except UserError as e:
@@ -431,7 +433,8 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             ec.output.check_result(res, region, scale, channels, dtype)
             # keep only the selection's box: the margin was context for the model
             piece = ec.output.split_result(res, region, box, scale)
-            jobs.append(dict(layer=layer, has_sel=has_sel, piece=piece, fmt=fmt))
+            jobs.append(dict(layer=layer, has_sel=has_sel, piece=piece, fmt=fmt,
+                             notice=ec.output.notice(getattr(res, "info", None) or {})))
     finally:
         progress.close()
     return jobs
@@ -463,7 +466,9 @@ def _selection_bytes(image: Gimp.Image, layer: Gimp.Drawable, region: tuple) -> 
         Gegl.Rectangle.new(lx + cx, ly + cy, cw, ch), 1.0, "Y u8", Gegl.AbyssPolicy.NONE))
 
 
-def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, interactive: bool) -> None:
+def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, interactive: bool) -> list[str]:
+    """Enhance the layers and add the results (one undo step); returns the tasks' notices
+    (a result that is not the expected one, e.g. descreen found no screen)."""
     layers = [d for d in drawables if isinstance(d, Gimp.Layer) and not isinstance(d, Gimp.LayerMask)]
     if not layers:
         raise UserError("select a layer (not a channel or a layer mask) and try again")
@@ -478,6 +483,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
     if plan.row.get("colour_output") and image.get_base_type() == Gimp.ImageBaseType.GRAY:
         raise UserError("colour cannot go into a grayscale image: use Image > Mode > RGB first, then try again")
     jobs = _read_all(image, layers, client, plan, interactive)
+    notices = sorted({j["notice"] for j in jobs if j["notice"]})
 
     # write: one undo group; on any failure the new layers go again
     model, mode, scale = plan.request.model, plan.request.output, plan.request.scale
@@ -485,7 +491,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
     if mode == "document":
         for j in jobs:
             _new_image(image, j, name, model, interactive, plan.request.show_review)
-        return
+        return notices
     added: list = []
     image.undo_group_start()
     try:
@@ -537,6 +543,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
     finally:
         image.undo_group_end()
     Gimp.displays_flush()
+    return notices
 
 
 def _layer_type(image: Gimp.Image) -> Any:

@@ -202,11 +202,6 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     """
     t_start = time.monotonic()
     opts = opts or EnhanceOptions()
-    if model is None and isinstance(image, np.ndarray) and (image.ndim == 2 or image.shape[-1] == 1):
-        from engine import tasks as _tasks
-
-        if _tasks.get(opts.model).info.colour_output:        # colorize: a gray photo comes back in colour
-            image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
     src = Source(image)
     h, w = src.h, src.w
     _check((h, w), opts)
@@ -224,6 +219,8 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
             progress(0, 0, "loading the model")      # not "0 %": loading a big net takes seconds
         task.prepare(opts.device)
     t_compute = time.monotonic()                 # the speed book leaves model loading out
+    if task.info.colour_output and src.fmt.gray:     # colorize: a gray photo comes back in colour
+        src = Source(np.repeat(src.image, 3, axis=2))
     if task.info.skips:
         from engine.options import NEUTRAL
 

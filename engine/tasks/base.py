@@ -212,7 +212,6 @@ class WholeImageTask:
                 inputs["mask"] = req.mask
             if self.info.needs_hints:
                 inputs["hints"] = req.hints
-            require_inputs(self.info, req.mask is not None, req.hints is not None)
             done = self.fn(rgb, req.values, **inputs)
             pixels, layers = done[0], done[1]
             out.layers.update(layers)

@@ -35,11 +35,9 @@ _COLOUR_AT = 0.02         # a photo whose pixels differ from gray by more than t
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def hints_of(hints: Optional[np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 HxWx3 colours 0..1, bool HxW where a hint is) from an RGBA hints image, or BadInput."""
-    if hints is None:
-        raise BadInput("colorize needs colour hints: paint a few strokes of colour on a separate layer "
-                       "and choose it as the hints layer (CLI: --hints FILE, an RGBA image)")
+def hints_of(hints: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 HxWx3 colours 0..1, bool HxW where a hint is) from an RGBA hints image, or BadInput
+    (their presence is checked by the pipeline: tasks.require_inputs)."""
     h = np.asarray(hints)
     if h.ndim != 3 or h.shape[2] != 4:
         raise BadInput("the hints image must be RGBA (its opaque pixels are the hints)")
@@ -155,6 +153,7 @@ def is_colour(rgb: np.ndarray) -> bool:
 
 def _run_task(rgb: np.ndarray, values: dict[str, Any], hints: Optional[np.ndarray] = None
               ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    assert hints is not None                 # the pipeline refuses a job without them
     colours, where = hints_of(hints, rgb.shape[:2])
     out = colorize(rgb, colours, where)
     note = f"colour spread from {int(where.sum())} hint px"

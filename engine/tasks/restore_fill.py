@@ -53,12 +53,9 @@ _SEED = 1234              # fills are deterministic (the same selection gives th
 
 # --------------------------------------------------------------------------- helpers
 
-def hole_of(mask: Optional[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """The hole (bool HxW) from the job's mask, or BadInput with what to do instead."""
-    from engine.tasks.base import require_inputs
-
-    require_inputs(TASK.info, mask is not None, False)
-    assert mask is not None
+def hole_of(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The hole (bool HxW) from the job's mask (its presence is checked by the pipeline:
+    tasks.require_inputs), or BadInput with what to do instead."""
     m = np.asarray(mask, dtype=np.float32)
     if m.ndim == 3:
         m = m[..., 0]
@@ -305,6 +302,7 @@ def fill_texture(rgb: np.ndarray, hole: np.ndarray, seed: int = _SEED) -> np.nda
 
 def _run_task(rgb: np.ndarray, values: dict[str, Any], mask: Optional[np.ndarray] = None
               ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    assert mask is not None                  # the pipeline refuses a job without one
     hole = hole_of(mask, rgb.shape[:2])
     return fill_texture(rgb, hole), {}, {"note": f"{int(hole.sum())} px filled from the photo's own texture"}
 

@@ -331,6 +331,21 @@ def selection_mask(plan: Plan, has_selection: bool, read: Callable[[], bytes]) -
     return bytes(read())
 
 
+def job_inputs(plan: Plan, has_selection: bool, read_selection: Callable[[], bytes],
+               read_hints: Optional[Callable[[], bytes]]) -> dict[str, bytes]:
+    """What a job sends besides the pixels, as ``EngineClient.submit`` keywords: ``mask`` (the
+    selection) for a task that needs_mask, ``hints`` (the hints layer) for one that
+    needs_hints; nothing for the others. Both hosts call this one rule."""
+    out: dict[str, bytes] = {}
+    mask = selection_mask(plan, has_selection, read_selection)
+    if mask is not None:
+        out["mask"] = mask
+    hints = hints_input(plan, read_hints)
+    if hints is not None:
+        out["hints"] = hints
+    return out
+
+
 def hints_input(plan: Plan, read: Optional[Callable[[], bytes]]) -> Optional[bytes]:
     """What goes as the job's hints: nothing, unless the task colours from a hints layer
     (``row["needs_hints"]``: colorize); then that layer as RGBA u8 bytes of the region sent,

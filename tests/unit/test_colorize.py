@@ -110,4 +110,7 @@ def test_the_plugins_send_the_hints_layer_only_for_colorize():
     assert str(e.value) == messages.NEEDS_HINTS
     other = options.plan(cat, options.Request(model="photo-x2"))
     assert options.hints_input(other, None) is None
+    # the one rule both hosts call: only what the task needs travels, as submit keywords
+    assert options.job_inputs(plan, False, lambda: b"", lambda: b"\x05") == {"hints": b"\x05"}
+    assert options.job_inputs(other, True, lambda: b"\xff", None) == {}
     assert output.layer_blend(cat["models"][0]) == "color" and output.layer_blend(cat["models"][1]) == "normal"

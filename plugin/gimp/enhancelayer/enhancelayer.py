@@ -424,11 +424,10 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             cx, cy, cw, ch = region
             buf = layer.get_buffer()
             pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
-            # the selection itself is the input of a task that repairs the selected area (restore-fill)
-            mask = ec.options.selection_mask(plan, has_sel, functools.partial(_selection_bytes, image, layer, region))
-            hints = ec.options.hints_input(plan, _hints_reader(image, layer, region, plan))
-            submit = dict(plan.submit, **({"mask": mask} if mask is not None else {}),
-                          **({"hints": hints} if hints is not None else {}))
+            # the selection as the input of restore-fill, the hints layer as colorize's
+            submit = dict(plan.submit, **ec.options.job_inputs(
+                plan, has_sel, functools.partial(_selection_bytes, image, layer, region),
+                _hints_reader(image, layer, region, plan)))
             res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, submit)
             ec.output.check_result(res, region, scale, channels, dtype)
             # keep only the selection's box: the margin was context for the model

@@ -314,10 +314,10 @@ def read_source(doc: Any, node: Any, plan: Plan) -> Source:
         bbox = (0, 0, doc.width(), doc.height())
     region = geometry.context_region(bbox, plan.margin, doc.width(), doc.height())
     rx, ry, rw, rh = region
-    # the selection itself is the input of a task that repairs the selected area (restore-fill)
-    mask = options.selection_mask(plan, selection is not None,
-                                  lambda: selection.pixelData(rx, ry, rw, rh))   # type: ignore[union-attr]
-    hints = options.hints_input(plan, _hints_reader(doc, plan.request.hints_layer, region))
+    # the selection as the input of restore-fill, the hints layer as colorize's
+    inputs = options.job_inputs(plan, selection is not None,
+                                lambda: selection.pixelData(rx, ry, rw, rh),   # type: ignore[union-attr]
+                                _hints_reader(doc, plan.request.hints_layer, region))
     # pixelData takes document coordinates: a moved layer's offset is taken care of by Krita
     raw = bytes(node.pixelData(rx, ry, rw, rh))
     if len(raw) != rw * rh * pixels.bytes_per_pixel(4, sample):
@@ -328,7 +328,7 @@ def read_source(doc: Any, node: Any, plan: Plan) -> Source:
         data = pixels.srgb_transfer(data, wire, encode=True)
     return Source(doc=doc, node=node, depth=depth, profile=node.colorProfile(), wire_dtype=wire,
                   order=order, region=region, bbox=bbox, pixels=data,
-                  selection=selection, extra={"linear": linear, "mask": mask, "hints": hints})
+                  selection=selection, extra={"linear": linear, "inputs": inputs})
 
 
 # --------------------------------------------------------------------------- step 2
@@ -356,8 +356,7 @@ def run_job(client: Any, src: Source, plan: Plan,
     _, _, rw, rh = src.region
 
     def work(c: Any) -> Any:
-        job = c.submit(src.pixels, rw, rh, 4, src.wire_dtype, channel_order=src.order, mask=src.extra.get("mask"),
-                       **({"hints": src.extra["hints"]} if src.extra.get("hints") is not None else {}),
+        job = c.submit(src.pixels, rw, rh, 4, src.wire_dtype, channel_order=src.order, **src.extra["inputs"],
                        **plan.submit)
         if on_job is not None:
             on_job(job)

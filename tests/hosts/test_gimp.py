@@ -576,16 +576,24 @@ def test_restore_color_with_its_own_options_equals_engine(results, engine):
     assert r["src_unchanged"]
 
 
-def test_descreen_layer_equals_engine_and_removes_the_dots(results, engine):
+def _one_layer_as_engine(results, engine, name: str, layer_name: str):
+    """(scenario, its result, the layer's u8 pixels, their box): the run succeeded, added
+    exactly one layer, named ``layer_name``, and its pixels are the engine's own answer for
+    the same crop and arguments (within 1 LSB)."""
     out, _log, res = results
     client, _cfg = engine
-    s = next(x for x in SCENARIOS if x["name"] == "u8_descreen_layer")
-    r = res["u8_descreen_layer"]
+    s = next(x for x in SCENARIOS if x["name"] == name)
+    r = res[name]
     assert r["status"] == "success", r["error"]
-    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · descreen · 100%"]
-    expected, (x, y, w, h), _ = _expected(client, out, s, r)
-    got = _check_pixels(out, "u8_descreen_layer-layer0.raw", "u8", expected)
-    src = np.frombuffer((out / "u8_descreen_layer-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
+    assert [lay["name"] for lay in r["new_layers"]] == [layer_name]
+    expected, box, _ = _expected(client, out, s, r)
+    return s, r, _check_pixels(out, f"{name}-layer0.raw", "u8", expected), box
+
+
+def test_descreen_layer_equals_engine_and_removes_the_dots(results, engine):
+    _s, r, got, (x, y, w, h) = _one_layer_as_engine(results, engine, "u8_descreen_layer",
+                                                    "Enhanced · descreen · 100%")
+    src = np.frombuffer((results[0] / "u8_descreen_layer-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
     before = src[y:y + h, x:x + w, :3].astype(float)
     # the dots are gone: far less pixel-to-pixel variation than the print had
     assert np.abs(np.diff(got[..., :3].astype(float), axis=1)).mean() < 0.3 * np.abs(np.diff(before, axis=1)).mean()
@@ -596,20 +604,13 @@ def test_fill_rebuilds_the_selection_as_the_engine_does(results, engine):
     """restore-fill: the new layer, masked to the selection, is the engine's fill of the
     selected area (the selection went as the mask); the white hole is gone from it; with no
     selection the run fails in plain words and adds nothing."""
-    out, _log, res = results
-    client, _cfg = engine
-    s = next(x for x in SCENARIOS if x["name"] == "u8_fill_masked")
-    r = res["u8_fill_masked"]
-    assert r["status"] == "success", r["error"]
-    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · restore-fill"]
+    _s, r, got, (x, y, w, h) = _one_layer_as_engine(results, engine, "u8_fill_masked", "Enhanced · restore-fill")
     assert r["new_layers"][0]["mask_equals_selection"]
-    expected, (x, y, w, h), _ = _expected(client, out, s, r)
-    got = _check_pixels(out, "u8_fill_masked-layer0.raw", "u8", expected)
     tx, ty, tw, th = TORN
     hole = got[ty - y:ty - y + th, tx - x:tx - x + tw, :3]
     assert (hole.min(axis=2) >= 250).mean() < 0.05, "the white hole is still there"
     assert r["src_unchanged"]
-    r = res["u8_fill_no_selection"]
+    r = results[2]["u8_fill_no_selection"]
     assert r["status"] != "success" and "select the tear or hole first" in r["error"], r
     assert r["new_layers"] == []
 
@@ -618,20 +619,13 @@ def test_colorize_from_a_hints_layer_as_the_engine_does(results, engine):
     """colorize: the chosen hints layer's strokes go with the pixels; the new layer is the
     engine's answer for the same crop and hints, in HSL Color mode, masked to the selection;
     with no hints layer chosen the run fails in plain words and adds nothing."""
-    out, _log, res = results
-    client, _cfg = engine
-    s = next(x for x in SCENARIOS if x["name"] == "u8_colorize")
-    r = res["u8_colorize"]
-    assert r["status"] == "success", r["error"]
-    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · colorize · 100%"]
+    s, r, got, _box = _one_layer_as_engine(results, engine, "u8_colorize", "Enhanced · colorize · 100%")
     assert r["new_layers"][0]["mode"] == "hsl-color" and r["new_layers"][0]["mask_equals_selection"]
-    expected, _box, _ = _expected(client, out, s, r)
-    got = _check_pixels(out, "u8_colorize-layer0.raw", "u8", expected)
     x0, y0 = s["select"][:2]
     red = got[300 - y0:306 - y0, 200 - x0:240 - x0, :3].reshape(-1, 3).mean(0)
     assert red[0] > red[2] + 60, red                   # the red stroke's colour is there
     assert r["src_unchanged"]
-    r = res["u8_colorize_no_hints"]
+    r = results[2]["u8_colorize_no_hints"]
     assert r["status"] != "success" and "Colour hints" in r["error"], r
     assert r["new_layers"] == []
 
@@ -639,15 +633,8 @@ def test_colorize_from_a_hints_layer_as_the_engine_does(results, engine):
 def test_restore_chain_runs_the_ticked_steps_as_the_engine_does(results, engine):
     """The "Restore old photo" chain from GIMP: the ticked steps only (dust, colour), one new
     layer equal to the engine's answer for the same crop and steps."""
-    out, _log, res = results
-    client, _cfg = engine
-    s = next(x for x in SCENARIOS if x["name"] == "u8_restore_chain")
-    r = res["u8_restore_chain"]
-    assert r["status"] == "success", r["error"]
-    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · restore · 100%"]
-    expected, _box, _ = _expected(client, out, s, r)
-    got = _check_pixels(out, "u8_restore_chain-layer0.raw", "u8", expected)
-    no_dust, _b, _ = _expected(client, out, dict(s, args=dict(s["args"], **{"steps-dust": False})), r)
+    s, r, got, _box = _one_layer_as_engine(results, engine, "u8_restore_chain", "Enhanced · restore · 100%")
+    no_dust, _b, _ = _expected(engine[0], results[0], dict(s, args=dict(s["args"], **{"steps-dust": False})), r)
     assert np.abs(no_dust.astype(int) - got.astype(int)).max() > 40, "the dust step ran: the steps reached it"
     assert r["src_unchanged"]
 

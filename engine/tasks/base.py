@@ -56,6 +56,9 @@ class TaskInfo:
     # Blend options that make no sense for it (a filled hole at 60 % strength shows the hole):
     # not offered, and the pipeline runs them at their neutral value (options.NEUTRAL).
     skips: tuple[str, ...] = ()
+    # A task that is a chain of other tasks (restore): its steps as the hosts may run them one
+    # by one, each as its own layer - (step name, task id, strength in %, plain label), in order.
+    chain: tuple[tuple[str, str, float, str], ...] = ()
     # What the dialogs show (engine/purposes.py): the retoucher's job it serves ("" = not offered
     # in the dialogs, e.g. identity), its name among that job's choices, one plain sentence.
     purpose: str = ""
@@ -151,7 +154,9 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "options": option_names, "purpose": info.purpose, "label": info.label or info.title,
             "description": info.description, "needs_mask": info.needs_mask,
             "needs_hints": info.needs_hints, "layer_blend": info.layer_blend,
-            "colour_output": info.colour_output}
+            "colour_output": info.colour_output,
+            "chain": [{"step": n, "model": tid, "strength": pct, "label": label}
+                      for n, tid, pct, label in info.chain]}
 
 
 def require_inputs(info: TaskInfo, has_mask: bool, has_hints: bool) -> None:

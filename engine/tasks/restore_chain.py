@@ -10,8 +10,10 @@ would pick by default (:data:`STEP_STRENGTH`); the job's own strength then blend
 result with the original, like any task's.
 
 Progress is reported per step, and a cancel takes effect between steps (and within the
-network steps' tiles). The result is one image (one layer in the hosts); running the steps
-one by one gives one layer each.
+network steps' tiles). The result is one image. The task also publishes its steps
+(``TaskInfo.chain``, the catalog row's ``chain``): the hosts run them one by one through the
+same pipeline, each step's result the next one's input, and add each as its own layer in a
+layer group (plugin/client/chain.py), so a step can be hidden, masked or deleted.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ STEPS: tuple[tuple[str, str, float], ...] = (
     ("sharpen", "sharpen", 0.5),
 )
 STEP_STRENGTH = {name: s for name, _tid, s in STEPS}
+# what each step's layer is called in the hosts' layer group
+STEP_LABELS = {"dust": "Dust & scratches", "color": "Faded colour", "denoise": "Noise", "sharpen": "Sharpness"}
 DEFAULT_STEPS = ("dust", "color", "denoise")
 
 
@@ -49,7 +53,8 @@ class RestoreChain:
             kind="classical", scale=1, margin=32, license="MIT (EnhanceLayer code and models)",
             source="engine/tasks/restore_chain.py", tile_invariant=False, ms_per_mp_cpu=3000.0,
             notes="Runs restore-dust, restore-color, denoise and sharpen in that order (the ones chosen in steps).",
-            options=(_steps_option(),), purpose="restore", label="The usual steps, in order",
+            options=(_steps_option(),), purpose="restore",
+            chain=tuple((n, tid, s * 100.0, STEP_LABELS[n]) for n, tid, s in STEPS), label="The usual steps, in order",
             description="Dust & scratches, then faded colour, then noise (and sharpness if you tick it), "
                         "in one go.")
 

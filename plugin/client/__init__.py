@@ -12,10 +12,11 @@ it uses relative imports only and no third-party modules (Python 3.10-3.13). Two
   (failures in plain words, the technical detail apart), ``options``
   (which option widgets, stored values, procedure arguments, submit keywords), ``geometry``
   (selection box + margin, crops), ``pixels`` (sample sizes, mask products, half floats,
-  sRGB transfer, review overlay) and ``output`` (output modes, layer names, result pieces).
+  sRGB transfer, review overlay), ``output`` (output modes, layer names, result pieces) and
+  ``chain`` (a chain task such as "Restore old photo" run step by step, one layer each).
   Unit-tested without a host in tests/unit/test_plugin_core.py.
 """
-from . import catalog, geometry, messages, options, output, pixels, studio, timing
+from . import catalog, chain, geometry, messages, options, output, pixels, studio, timing
 from .client import API, NOT_INSTALLED, OOM_MESSAGE, EngineClient, Result, is_remote, with_restart
 from .errors import (
                      BadRequest,
@@ -48,5 +49,5 @@ __all__ = [
     "EngineUnreachable", "TokenRejected", "Forbidden", "BadRequest", "TooLarge", "UnknownModel",
     "ModelNotInstalled", "Busy", "JobNotFound", "OutOfMemory", "JobFailed", "Cancelled", "UserError",
     "CertificateChanged",
-    "catalog", "geometry", "messages", "options", "output", "pixels", "studio", "timing",
+    "catalog", "chain", "geometry", "messages", "options", "output", "pixels", "studio", "timing",
 ]

@@ -305,6 +305,8 @@ class Plan:
     submit: dict[str, Any]
     needs_mask: bool = False        # the task works on the selected area: the selection goes as the mask
     needs_hints: bool = False       # the task colours from a hints layer: its pixels go as the hints
+    # a chain task (restore) run as its steps, one layer each (chain.Step); [] = one job
+    steps: list[Any] = field(default_factory=list)
 
 
 def plan(catalog: Catalog, request: Request) -> Plan:
@@ -314,8 +316,11 @@ def plan(catalog: Catalog, request: Request) -> Plan:
     checked = Request(model=request.model, scale=int(request.scale), output=output_mode(request.output),
                       values=dict(request.values), show_review=bool(request.show_review),
                       hints_layer=str(request.hints_layer or ""))
+    from .chain import step_plans
+
     return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked),
-                needs_mask=bool(row.get("needs_mask")), needs_hints=bool(row.get("needs_hints")))
+                needs_mask=bool(row.get("needs_mask")), needs_hints=bool(row.get("needs_hints")),
+                steps=step_plans(catalog, row, checked))
 
 
 def selection_mask(plan: Plan, has_selection: bool, read: Callable[[], bytes]) -> Optional[bytes]:

@@ -59,12 +59,13 @@ def layer_name(model: str, values: dict[str, Any]) -> str:
     return f"Enhanced · {model}" if strength is None else f"Enhanced · {model} · {percent(strength)}%"
 
 
-def done_message(name: str, whole_layer: bool, note: str = "") -> str:
+def done_message(name: str, whole_layer: bool, note: str = "", steps: int = 0) -> str:
     """What the host says after a run: the new layer's name, and plainly when there was no
     selection, so the whole layer was enhanced (a retoucher who forgot to select must not
     have to discover that from the result); then what the task said of its result, if
-    anything (descreen: "no halftone screen found: left as it is")."""
-    text = f"Added layer “{name}”."
+    anything (descreen: "no halftone screen found: left as it is"). ``steps``: a chain's result,
+    a layer group with one layer per step."""
+    text = f"Added layer group “{name}” ({steps} steps, one layer each)." if steps else f"Added layer “{name}”."
     if whole_layer:
         text += " There was no selection, so the whole layer was enhanced."
     note = note.strip()

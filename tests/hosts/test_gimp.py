@@ -301,8 +301,8 @@ SCENARIOS = [
          args={"model": "colorize", "strength": 100}),
     # restore (issue 14): the "Restore old photo" chain, its steps as check boxes (a multi option)
     dict(name="u8_restore_chain", precision="u8", photo="dusty", select=[100, 110, 300, 260],
-         args={"model": "restore", "strength": 100, "output-mode": "layer", "steps-dust": True, "steps-color": True,
-               "steps-denoise": False, "steps-sharpen": False}),
+         args={"model": "restore", "strength": 80, "steps-dust": True, "steps-color": True,
+               "steps-denoise": True, "steps-sharpen": False}),
     # the user's review-visibility setting off: the review layer is added hidden
     dict(name="u8_review_hidden", precision="u8", select=[170, 50, 140, 150],
          args={"model": MODEL, "strength": 70, "review": True, "show-review": False}),
@@ -630,12 +630,39 @@ def test_colorize_from_a_hints_layer_as_the_engine_does(results, engine):
     assert r["new_layers"] == []
 
 
-def test_restore_chain_runs_the_ticked_steps_as_the_engine_does(results, engine):
-    """The "Restore old photo" chain from GIMP: the ticked steps only (dust, colour), one new
-    layer equal to the engine's answer for the same crop and steps."""
-    s, r, got, _box = _one_layer_as_engine(results, engine, "u8_restore_chain", "Enhanced · restore · 100%")
-    no_dust, _b, _ = _expected(engine[0], results[0], dict(s, args=dict(s["args"], **{"steps-dust": False})), r)
-    assert np.abs(no_dust.astype(int) - got.astype(int)).max() > 40, "the dust step ran: the steps reached it"
+def test_restore_chain_adds_a_group_with_a_layer_per_step(results, engine):
+    """The "Restore old photo" chain from GIMP (issue 14, item 6): the ticked steps only (dust,
+    colour, noise), as a layer group right above the source, named like a result layer, its
+    opacity the strength, one layer per step bottom-up, each masked (the dust step by the
+    repaired spots times the selection, the others by the selection). The first step's layer
+    is the engine's dust repair of the same crop; the top one is the engine's one-job chain
+    within the 8-bit rounding between the steps."""
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == "u8_restore_chain")
+    r = res[s["name"]]
+    assert r["status"] == "success", r["error"]
+    assert [lay["name"] for lay in r["new_layers"]] == ["Enhanced · restore · 80%"]
+    assert r["order"][:2] == ["Enhanced · restore · 80%", "Background"]
+    assert r["new_layers"][0]["opacity"] == pytest.approx(80.0)
+    kids = r["group_children"]["0"]                        # top first
+    assert [k["name"] for k in kids] == ["3 · Noise", "2 · Faded colour", "1 · Dust & scratches"]
+    assert all(k["mask"] is not None for k in kids)
+    assert kids[0]["mask_equals_selection"] and kids[1]["mask_equals_selection"]
+    assert not kids[2]["mask_equals_selection"] and 0 < kids[2]["mask"]["n255"] < kids[0]["mask"]["n255"], \
+        "the dust step's mask is the repaired spots inside the selection"
+    expected, (x, y, w, h), _scale = _expected(client, out, s, r)
+    assert (kids[0]["x"], kids[0]["y"], kids[0]["w"], kids[0]["h"]) == (x, y, w, h)
+
+    def step(k: int) -> np.ndarray:
+        return np.frombuffer((out / f"{s['name']}-layer0-step{k}.raw").read_bytes(), np.uint8).reshape(h, w, 4)
+    one_job = _expected(client, out, dict(s, args=dict(s["args"], strength=100)), r)[0]
+    d = np.abs(step(0)[..., :3].astype(int) - one_job[..., :3].astype(int))
+    assert d.max() <= 2 and d.mean() < 0.3, (d.max(), d.mean())
+    only_dust = dict(s, args=dict(s["args"], strength=100, model="restore-dust"))
+    dust = _expected(client, out, only_dust, r)[0]
+    assert np.abs(step(2)[..., :3].astype(int) - dust[..., :3].astype(int)).max() <= 1
+    assert np.abs(step(0)[..., :3].astype(int) - dust[..., :3].astype(int)).mean() > 1.0, "colour and noise ran"
     assert r["src_unchanged"]
 
 

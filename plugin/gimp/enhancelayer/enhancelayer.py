@@ -219,14 +219,30 @@ def _run_job(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, ch
     return ec.with_restart(client, work, _client)
 
 
+def _run_steps(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, channels: int,
+               dtype: str, plan: Plan) -> tuple[list, Any]:
+    """A chain task's steps (``plan.steps``), each on the previous step's result, each checked
+    like any result; returns (the step results, the client to keep)."""
+    current = {"client": client}
+
+    def one(data: bytes, step_plan: Plan, each: Any) -> Any:
+        def work(c: Any) -> Any:
+            return _submit_and_wait(c, progress, data, w, h, channels, dtype, step_plan.submit, each)
+        res, current["client"] = ec.with_restart(current["client"], work, _client)
+        return res
+    return ec.chain.run_steps(pixels, plan.steps, one, progress.callback), current["client"]
+
+
 def _submit_and_wait(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, channels: int,
-                     dtype: str, submit: dict) -> Any:
+                     dtype: str, submit: dict, callback: Optional[Any] = None) -> Any:
+    """One job, with the progress window pumped and its Cancel honoured; ``callback`` (a
+    chain's per-step progress) replaces the window's own callback."""
     job = client.submit(pixels, w, h, channels, dtype, channel_order="RGBA", **submit)
     box: dict = {}
 
     def work() -> None:
         try:
-            box["result"] = client.wait(job, progress=progress.callback)
+            box["result"] = client.wait(job, progress=callback or progress.callback)
         except BaseException as e:      # noqa: BLE001 - handed to the main thread
             box["error"] = e
 
@@ -428,12 +444,18 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             submit = dict(plan.submit, **ec.options.job_inputs(
                 plan, has_sel, functools.partial(_selection_bytes, image, layer, region),
                 _hints_reader(image, layer, region, plan)))
-            res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, submit)
-            ec.output.check_result(res, region, scale, channels, dtype)
+            if plan.steps:   # a chain (restore): one result per step, each its own layer
+                results, client = _run_steps(client, progress, pixels, cw, ch, channels, dtype, plan)
+            else:
+                res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, submit)
+                results = [res]
+            for res in results:
+                ec.output.check_result(res, region, scale, channels, dtype)
             # keep only the selection's box: the margin was context for the model
-            piece = ec.output.split_result(res, region, box, scale)
-            jobs.append(dict(layer=layer, has_sel=has_sel, piece=piece, fmt=fmt,
-                             notice=ec.output.notice(getattr(res, "info", None) or {})))
+            pieces = [ec.output.split_result(res, region, box, scale) for res in results]
+            jobs.append(dict(layer=layer, has_sel=has_sel, piece=pieces[-1], steps=pieces, fmt=fmt,
+                             notice=" ".join(filter(None, (ec.output.notice(getattr(r, "info", None) or {})
+                                                           for r in results)))))
     finally:
         progress.close()
     return jobs
@@ -497,40 +519,33 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
         if scale > 1:
             w, h = image.get_width(), image.get_height()
             image.scale(w * scale, h * scale)       # GIMP's own interpolation (Preferences)
+        blend = Gimp.LayerMode.HSL_COLOR if ec.output.layer_blend(plan.row) == "color" else Gimp.LayerMode.NORMAL
         for j in jobs:
             layer, piece = j["layer"], j["piece"]
             _ok, lx, ly = layer.get_offsets()       # after the image scale when scale > 1
             px, py, ow, oh = piece.box
-            x, y = lx + px, ly + py
+            at = (lx + px, ly + py)
             parent = layer.get_parent()
             pos = image.get_item_position(layer)
-            blend = Gimp.LayerMode.HSL_COLOR if ec.output.layer_blend(plan.row) == "color" else Gimp.LayerMode.NORMAL
-            new = Gimp.Layer.new(image, name, ow, oh, _layer_type(image), 100.0, blend)
-            image.insert_layer(new, parent, pos)
-            added.append(new)
-            new.set_offsets(x, y)
-            _write(new, j["fmt"], piece.pixels, ow, oh)
             masked = mode == "masked" and j["has_sel"]
-            if piece.defects is not None:
-                # the repaired spots are the mask (in "layer" mode too: for a dust repair the
-                # mask is the point), times the selection when masked: a wrong repair can be
-                # painted off the mask
-                dm = piece.defects
-                if masked:
-                    sel = image.get_selection().get_buffer().get(
-                        Gegl.Rectangle.new(x, y, ow, oh), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
-                    dm = ec.pixels.multiply_masks(dm, bytes(sel))
-                mask = new.create_mask(Gimp.AddMaskType.BLACK)
-                new.add_mask(mask)
-                _write(mask, "Y u8", dm, ow, oh)
-            elif masked:
-                new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
+            if plan.steps:
+                # a chain: a group named like a result layer, its opacity the strength, one
+                # layer per step bottom-up, each the image after its step, each masked
+                top = _group(image, name, ec.chain.group_opacity(plan.request))
+                image.insert_layer(top, parent, pos)
+                added.append(top)
+                for i, (step, step_piece) in enumerate(zip(plan.steps, j["steps"])):
+                    _result_layer(image, top, 0, ec.chain.step_layer_name(i, step), blend, j["fmt"], step_piece,
+                                  at, masked)
+            else:
+                top = _result_layer(image, parent, pos, name, blend, j["fmt"], piece, at, masked)
+                added.append(top)
             if piece.review is not None:
                 rl = _review_layer(image, ec.output.review_name(model, piece.review), piece.review, ow, oh,
                                    plan.request.show_review)
-                image.insert_layer(rl, parent, image.get_item_position(new))
+                image.insert_layer(rl, parent, image.get_item_position(top))
                 added.append(rl)
-                rl.set_offsets(x, y)
+                rl.set_offsets(*at)
         image.set_selected_layers([added[0]] if added else layers)
     except Exception:
         for lay in added:
@@ -543,6 +558,38 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
         image.undo_group_end()
     Gimp.displays_flush()
     return notices
+
+
+def _group(image: Gimp.Image, name: str, opacity: float) -> Any:
+    """A new layer group (GIMP 3.0 and 3.2 both take the name at creation)."""
+    group = Gimp.GroupLayer.new(image, name)
+    group.set_opacity(float(opacity))
+    return group
+
+
+def _result_layer(image: Gimp.Image, parent: Any, pos: int, name: str, blend: Any, fmt: str, piece: Any,
+                  at: tuple, masked: bool) -> Gimp.Layer:
+    """A new layer at ``pos`` in ``parent`` holding a result piece at ``at`` (image
+    coordinates), masked: by the repaired spots (restore-dust's defect mask, in "layer" mode
+    too: for a dust repair the mask is the point) times the selection when masked, else by
+    the selection when masked. A wrong repair can be painted off the mask."""
+    _x, _y, ow, oh = piece.box
+    new = Gimp.Layer.new(image, name, ow, oh, _layer_type(image), 100.0, blend)
+    image.insert_layer(new, parent, pos)
+    new.set_offsets(*at)
+    _write(new, fmt, piece.pixels, ow, oh)
+    if piece.defects is not None:
+        dm = piece.defects
+        if masked:
+            sel = image.get_selection().get_buffer().get(
+                Gegl.Rectangle.new(at[0], at[1], ow, oh), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
+            dm = ec.pixels.multiply_masks(dm, bytes(sel))
+        mask = new.create_mask(Gimp.AddMaskType.BLACK)
+        new.add_mask(mask)
+        _write(mask, "Y u8", dm, ow, oh)
+    elif masked:
+        new.add_mask(new.create_mask(Gimp.AddMaskType.SELECTION))
+    return new
 
 
 def _layer_type(image: Gimp.Image) -> Any:

@@ -24,7 +24,7 @@ R,G,B,A; all little-endian. F16 travels as f32 (the wire has u8/u16/f32 only).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:   # the same package, as the type checker finds it in the repository
@@ -34,6 +34,7 @@ if TYPE_CHECKING:   # the same package, as the type checker finds it in the repo
         EngineUnreachable,
         UserError,
         catalog,
+        chain,
         geometry,
         is_remote,
         messages,
@@ -53,6 +54,7 @@ else:
             EngineUnreachable,
             UserError,
             catalog,
+            chain,
             geometry,
             is_remote,
             messages,
@@ -341,7 +343,25 @@ def run_job(client: Any, src: Source, plan: Plan,
     cancels the job (Cancelled is raised); ``on_job(job_id)`` lets a Cancel button call
     ``client.cancel(job_id)`` at once instead of waiting for the next progress change.
     ``reconnect()``: a client to a freshly started local engine, used once, silently, when the
-    engine turns out to be gone (see the core's ``with_restart``)."""
+    engine turns out to be gone (see the core's ``with_restart``).
+
+    A chain task (``plan.steps``: "Restore old photo") runs its steps one after the other, each
+    on the previous step's result, and returns their results as a list (``chain.run_steps``)."""
+    if not plan.steps:
+        return _run_one(client, src, plan, progress, on_job, reconnect)[0]
+    current = {"client": client}
+
+    def one(data: bytes, step_plan: Plan, each: Callable[[float, str], bool]) -> Any:
+        step_src = replace(src, pixels=data, extra=dict(src.extra, inputs={}))
+        result, current["client"] = _run_one(current["client"], step_src, step_plan, each, on_job, reconnect)
+        return result
+    return chain.run_steps(src.pixels, plan.steps, one, progress)
+
+
+def _run_one(client: Any, src: Source, plan: Plan, progress: Optional[Callable[[float, str], bool]],
+             on_job: Optional[Callable[[str], None]], reconnect: Optional[Callable[[], Any]]) -> tuple[Any, Any]:
+    """One job (see :func:`run_job`); returns (the result, the client that made it: a restarted
+    engine's client is the one to use for the next step)."""
     cancelled = {"flag": False}
 
     def _cb(fraction: float, msg: str = "") -> bool:
@@ -363,7 +383,7 @@ def run_job(client: Any, src: Source, plan: Plan,
         return c.wait(job, progress=_cb)
 
     try:
-        result = work(client) if reconnect is None else with_restart(client, work, reconnect)[0]
+        result, client = (work(client), client) if reconnect is None else with_restart(client, work, reconnect)
     except EngineError as e:
         if cancelled["flag"] or type(e).__name__ in ("Cancelled", "JobCancelled"):
             raise Cancelled("Cancelled.") from None
@@ -373,7 +393,7 @@ def run_job(client: Any, src: Source, plan: Plan,
     if cancelled["flag"]:
         raise Cancelled("Cancelled.")
     output.check_result(result, src.region, plan.request.scale, 4, src.wire_dtype)
-    return result
+    return result, client
 
 
 # --------------------------------------------------------------------------- step 3
@@ -540,22 +560,25 @@ def _scaled_selection(src: Source, s: int) -> Any:
 
 
 def write_result(src: Source, plan: Plan, result: Any) -> dict:
-    """Create the output; returns what was made (names, kinds, rectangles) for callers/tests."""
-    from krita import Selection
+    """Create the output; returns what was made (names, kinds, rectangles) for callers/tests.
+    ``result`` is a list of step results for a chain task (:func:`run_job`): its layers go into
+    a layer group (:func:`_add_group`)."""
     doc, node, s = src.doc, src.node, plan.request.scale
     mode, model = plan.request.output, plan.request.model
     name = output.layer_name(model, plan.submit)   # the options the task took
+    last = result[-1] if plan.steps else result
+    note = chain.step_notes(plan.steps, result) if plan.steps else \
+        str((getattr(result, "info", None) or {}).get("note") or "")
     info: dict = {"name": name, "region": list(src.region), "bbox": list(src.bbox), "scale": s,
                   "output": mode, "depth": src.depth, "whole_layer": src.selection is None,
-                  "linear_profile": bool(src.extra.get("linear")),
-                  "note": str((getattr(result, "info", None) or {}).get("note") or "")}
+                  "linear_profile": bool(src.extra.get("linear")), "note": note}
     if src.order != DEPTHS[src.depth][2]:  # pragma: no cover - guarded by DEPTHS
         raise PluginError("internal: channel order mismatch")
 
     if mode == "document":
         return _new_document(src, plan, output.split_result(result, src.region, src.bbox, s), name, info)
 
-    created = []
+    created: list = []
     try:
         if s > 1:
             # Krita's own resampling for everything already there, then the enhanced layer
@@ -565,11 +588,8 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
             doc.waitForDone()
         masked = mode == "masked" and src.selection is not None
         # masked: the whole region (with margin) so feathered edges have content
-        piece = output.split_result(result, src.region, src.region if masked else src.bbox, s)
-        x, y, w, h = piece.box
-        # restore-dust: the repaired spots are the layer's mask (in "layer" mode too: for a
-        # dust repair the mask is the point), so a wrong repair can be painted off
-        defects = piece.defects
+        keep = src.region if masked else src.bbox
+        piece = output.split_result(last, src.region, keep, s)
         parent = node.parentNode()
         # Krita >= 5.2 makes masks without a view: the layer is built off the tree, mask
         # included, and added once below, so one undo step removes both. In 5.1 every
@@ -577,46 +597,30 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
         # tree (checked in 5.1 with a view: an off-tree layer + mask added once IS one step,
         # but 5.1 cannot fill a mask made off the tree).
         off_tree = hasattr(doc, "createTransparencyMask")
-        layer = _new_layer_via_action(doc, node) if (masked or defects is not None) and not off_tree else None
-        if layer is not None:
-            created.append(layer)
-            layer.setName(name)
-        else:
-            layer = doc.createNode(name, "paintlayer")
-            if not off_tree:
-                parent.addChildNode(layer, node)   # directly above the source layer
-                created.append(layer)
-        if output.layer_blend(plan.row) == "color":
-            layer.setBlendingMode("color")     # colorize: colour over the original's brightness
-        if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != \
-                ("RGBA", src.depth, src.profile):
-            layer.setColorSpace("RGBA", src.depth, src.profile)
-        native = _to_native(src, piece.pixels)
-        mask_kind, mask_node = "none", None
         sel = _scaled_selection(src, s) if masked else None
-        layer.setPixelData(native, x, y, w, h)
-        if defects is not None:
-            dm = defects
-            if sel is not None:
-                dm = pixels.multiply_masks(dm, bytes(sel.pixelData(x, y, w, h)))
-            info["defects"] = len(dm) - dm.count(0)
-            mask_sel = Selection()
-            mask_sel.setPixelData(dm, x, y, w, h)
-            mask_kind, mask_node = ("alpha", None) if not info["defects"] else \
-                _add_mask(doc, layer, mask_sel, doc.selection(), "Defects")
-            if mask_kind == "alpha":   # no mask possible (5.1 without a view), or nothing repaired
-                layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, dm), x, y, w, h)
-        elif sel is not None:      # masked
-            mask_kind, mask_node = _add_mask(doc, layer, sel, doc.selection() or sel)
-            if mask_kind == "alpha":
-                layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, bytes(sel.pixelData(x, y, w, h))),
-                                   x, y, w, h)
-        if off_tree:
-            parent.addChildNode(layer, node)       # directly above the source, with its mask
-            created.append(layer)
+        if plan.steps:
+            layer, mask_kind, mask_node = _add_group(src, plan, result, name, keep, sel, off_tree, created, info)
+        else:
+            # restore-dust: the repaired spots are the layer's mask (in "layer" mode too: for a
+            # dust repair the mask is the point), so a wrong repair can be painted off
+            via_action = (masked or piece.defects is not None) and not off_tree
+            layer = _new_layer_via_action(doc, node) if via_action else None
+            if layer is not None:
+                created.append(layer)
+                layer.setName(name)
+            else:
+                layer = doc.createNode(name, "paintlayer")
+                if not off_tree:
+                    parent.addChildNode(layer, node)   # directly above the source layer
+                    created.append(layer)
+            _prepare_layer(src, layer, output.layer_blend(plan.row))
+            mask_kind, mask_node = _paint(src, layer, piece, sel, info)
+            if off_tree:
+                parent.addChildNode(layer, node)       # directly above the source, with its mask
+                created.append(layer)
         review_layer = None
         if plan.request.values.get("review") and piece.review:
-            review_layer = _add_review(doc, parent, layer, model, piece.review, piece.box,
+            review_layer = _add_review(doc, parent, created[0], model, piece.review, piece.box,
                                        plan.request.show_review)
             created.append(review_layer)
         # the source stays the active layer: the next run enhances the original again, not the
@@ -624,7 +628,7 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
         _activate(doc, node)
         doc.refreshProjection()
         info.update(layer=layer, mask=mask_kind, mask_node=mask_node, review_layer=review_layer,
-                    rect=[x, y, w, h])
+                    rect=list(piece.box))
         return info
     except Exception:
         for n in created:
@@ -633,6 +637,77 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
             except Exception:  # noqa: BLE001 - best-effort clean-up; the first error is re-raised
                 pass
         raise
+
+
+def _prepare_layer(src: Source, layer: Any, blend: str) -> None:
+    """The new layer in the source's colour space, in the task's blend mode."""
+    if blend == "color":
+        layer.setBlendingMode("color")     # colorize: colour over the original's brightness
+    if (layer.colorModel(), layer.colorDepth(), layer.colorProfile()) != ("RGBA", src.depth, src.profile):
+        layer.setColorSpace("RGBA", src.depth, src.profile)
+
+
+def _paint(src: Source, layer: Any, piece: Any, sel: Any, info: dict) -> tuple:
+    """Write a result piece into ``layer`` and mask it: the repaired spots (restore-dust's
+    defect mask, times the selection when masked), else the selection (``sel``; None: no
+    mask). Where no mask can be made (5.1 without a view) the mask goes into the layer's
+    alpha. Returns (mask kind, mask node or None)."""
+    from krita import Selection
+    doc = src.doc
+    x, y, w, h = piece.box
+    native = _to_native(src, piece.pixels)
+    layer.setPixelData(native, x, y, w, h)
+    if piece.defects is not None:
+        dm = piece.defects
+        if sel is not None:
+            dm = pixels.multiply_masks(dm, bytes(sel.pixelData(x, y, w, h)))
+        info["defects"] = len(dm) - dm.count(0)
+        mask_sel = Selection()
+        mask_sel.setPixelData(dm, x, y, w, h)
+        kind, mask = ("alpha", None) if not info["defects"] else \
+            _add_mask(doc, layer, mask_sel, doc.selection(), "Defects")
+        if kind == "alpha":   # no mask possible (5.1 without a view), or nothing repaired
+            layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, dm), x, y, w, h)
+        return kind, mask
+    if sel is None:
+        return "none", None
+    kind, mask = _add_mask(doc, layer, sel, doc.selection() or sel)
+    if kind == "alpha":
+        layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, bytes(sel.pixelData(x, y, w, h))), x, y, w, h)
+    return kind, mask
+
+
+def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, sel: Any, off_tree: bool,
+               created: list, info: dict) -> tuple:
+    """A chain's result: a layer group above the source, named like a result layer, its opacity
+    the job's strength, holding one layer per step bottom-up ("1 · Dust & scratches", …), each
+    the image after its step, each with its mask (the selection; the repaired spots for the
+    dust step). Krita >= 5.2: built off the tree and added once (one undo step); 5.1: the
+    group is added first, as its masks need the layers in the tree. Returns the top step's
+    (layer, mask kind, mask node)."""
+    doc, node = src.doc, src.node
+    group = doc.createGroupLayer(name)
+    group.setOpacity(int(round(chain.group_opacity(plan.request) * 255 / 100)))
+    if not off_tree:
+        node.parentNode().addChildNode(group, node)
+        created.append(group)
+    below, kinds = None, []
+    for i, (step, res) in enumerate(zip(plan.steps, results)):
+        layer = doc.createNode(chain.step_layer_name(i, step), "paintlayer")
+        _prepare_layer(src, layer, output.layer_blend(step.plan.row))
+        if not off_tree:
+            group.addChildNode(layer, below)
+        _paint_step = _paint(src, layer, output.split_result(res, src.region, keep, plan.request.scale), sel, info)
+        if off_tree:
+            group.addChildNode(layer, below)
+        kinds.append((layer, *_paint_step))
+        below = layer
+    if off_tree:
+        node.parentNode().addChildNode(group, node)     # directly above the source, all steps in it
+        created.append(group)
+    info["group"] = group
+    info["steps"] = [[lay.name(), kind] for lay, kind, _m in kinds]
+    return kinds[-1]
 
 
 def _add_review(doc: Any, parent: Any, above: Any, model: str, review: bytes, box: tuple,

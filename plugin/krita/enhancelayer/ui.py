@@ -360,7 +360,7 @@ class EnhanceDocker(DockWidget):
             self.bar.setValue(1000)
             self.bar.setFormat("Done")
             self.status.setText(output.done_message(info["name"], bool(info.get("whole_layer")),
-                                                    str(info.get("note") or "")))
+                                                    str(info.get("note") or ""), len(info.get("steps") or ())))
         elif not error:
             self.bar.setFormat("Cancelled")
             self.status.setText(output.CANCELLED_MESSAGE)   # never the previous run's "Added layer…"

@@ -127,6 +127,12 @@ def scenario(s):
     for i, lay in enumerate(new):
         with open(os.path.join(OUT, f"{s['name']}-layer{i}.raw"), "wb") as f:
             f.write(layer_bytes(lay, fmt))
+        if lay.is_group():          # a chain's result: its step layers, top first, and their masks
+            kids = lay.get_children()
+            res.setdefault("group_children", {})[str(i)] = [describe(k, fmt) for k in kids]
+            for k, kid in enumerate(kids):
+                with open(os.path.join(OUT, f"{s['name']}-layer{i}-step{k}.raw"), "wb") as f:
+                    f.write(layer_bytes(kid, fmt))
         if lay.get_mask() is not None:   # the mask and the selection under the layer, u8
             ok, x, y = lay.get_offsets()
             r = Gegl.Rectangle.new(x, y, lay.get_width(), lay.get_height())

@@ -146,7 +146,17 @@ def run(spec, res):
         _w(os.path.join(out, "layer.raw"), bytes(info["layer"].pixelData(0, 0, nd.width(), nd.height())))
         res["source_doc_layers"] = [n.name() for n in doc.rootNode().childNodes()]
         return
-    layer = info["layer"]
+    layer = info.get("group") or info["layer"]    # a chain's result: its layer group
+    if info.get("group") is not None:
+        steps = layer.childNodes()       # bottom first
+        res["group"] = {"type": layer.type(), "opacity": layer.opacity(),
+                        "children": [[c.name(), c.type(), [[m.name(), m.type()] for m in c.childNodes()]]
+                                     for c in steps]}
+        for i, c in enumerate(steps):
+            _w(os.path.join(out, f"step{i}.raw"), bytes(c.pixelData(0, 0, W, H)))
+            for m in c.childNodes():
+                if m.type() == "transparencymask":
+                    _w(os.path.join(out, f"step{i}_mask.raw"), bytes(m.pixelData(0, 0, W, H)))
     res["layer_index"] = [n.uniqueId() for n in kids].index(layer.uniqueId())
     res["source_index"] = [n.uniqueId() for n in kids].index(src_node.uniqueId())
     res["layer_name"] = layer.name()

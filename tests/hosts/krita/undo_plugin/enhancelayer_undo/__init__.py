@@ -14,7 +14,11 @@ SPEC = os.environ.get("ENHANCELAYER_UNDO_SPEC", "")
 
 
 def _layers(doc):
-    return [[n.name(), [c.name() for c in n.childNodes()]] for n in doc.rootNode().childNodes()]
+    """[name, [child names]] of the top-level nodes; a group's children with their own children."""
+    def kids(n):
+        return [c.name() if not c.childNodes() or n.type() != "grouplayer" else [c.name(), kids(c)]
+                for c in n.childNodes()]
+    return [[n.name(), kids(n)] for n in doc.rootNode().childNodes()]
 
 
 def _settle(doc, seconds=0.5):
@@ -42,7 +46,8 @@ def _run():
         doc.setActiveNode(src)
         _settle(doc)
         client = core.connect()
-        req = core.Request(model=spec["model"], scale=1, output="masked", values={"strength": 60})
+        req = core.Request(model=spec["model"], scale=1, output="masked",
+                           values={"strength": 60, **spec.get("values", {})})
         info = core.enhance(doc, src, client, req)
         _settle(doc)
         res["mask"] = info["mask"]

@@ -1,0 +1,130 @@
+"""A chain task in the hosts: its steps run one by one, each added as its own layer in a group.
+
+The engine publishes a task that is a chain of other tasks ("Restore old photo": dust &
+scratches -> faded colour -> noise -> sharpness) with its steps in the catalog row
+(``row["chain"]``: step name, model id, strength in %, plain label). A restorer wants each
+step as its own layer, so that one can be hidden, masked or deleted without redoing the
+others (issue 14). So the hosts do not send the chain as one job: they run the chosen steps
+one after the other on the same region, each step's result being the next step's input, and
+stack the results bottom-up in a layer group named like any result layer. Each step's layer
+holds the image after that step; the group's opacity is the job's strength, which blends the
+final result with the original exactly as the engine's one-job chain does.
+
+What is shared by both hosts lives here: which steps (:func:`step_plans`, called by
+``options.plan``), how their jobs follow each other with one progress bar and one cancel
+(:func:`run_steps`), and the names (:func:`step_layer_name`). The finishing options of the job
+(grain, keep colour, protect, review map) go with the LAST step only: they shape the final
+image, not every intermediate one. A new document output keeps the one-job chain (one image).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from .catalog import Catalog, Row, require_model
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .options import Plan, Request
+
+# The job's options that are the group's own (its opacity) or the chain's (which steps), never a step's.
+CHAIN_ONLY = ("strength", "steps")
+
+
+@dataclass
+class Step:
+    """One step of a chain as the host runs it: its name in the engine ("dust"), its plain
+    label ("Dust & scratches") and the checked plan of its job."""
+
+    name: str
+    label: str
+    plan: Plan
+
+
+def chain_rows(row: Row) -> list[dict[str, Any]]:
+    """The steps a model row publishes, in order ([] for a task that is not a chain)."""
+    rows = row.get("chain")
+    if not isinstance(rows, list):
+        return []
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("step"), str)
+            and isinstance(r.get("model"), str)]
+
+
+def _chosen(catalog: Catalog, request: Request) -> list[str]:
+    """The steps the request ticks (the ``steps`` option), else the engine's default ticks."""
+    value = request.values.get("steps")
+    if value is None:
+        from .options import option_table
+
+        value = option_table(catalog).get("steps", {}).get("default")
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
+def step_plans(catalog: Catalog, row: Row, request: Request) -> list[Step]:
+    """The chain's chosen steps, in the engine's order, each checked against the catalog like
+    any job (UserError for a step whose model is missing or not imported); [] when the task is
+    not a chain or its result goes to a new document (one image: the one-job chain)."""
+    from .options import Request as Req
+    from .options import plan
+
+    rows = chain_rows(row)
+    if not rows or request.output == "document":
+        return []
+    chosen = _chosen(catalog, request)
+    picked = [r for r in rows if r["step"] in chosen]
+    if not picked:
+        raise UserError("Tick at least one step to run.")
+    finishing = {k: v for k, v in request.values.items() if k not in CHAIN_ONLY}
+    steps = []
+    for i, r in enumerate(picked):
+        require_model(catalog, r["model"])
+        values = dict(finishing if i == len(picked) - 1 else {}, strength=float(r.get("strength", 100.0)))
+        step_request = Req(model=r["model"], scale=request.scale, output=request.output, values=values,
+                           show_review=request.show_review)
+        steps.append(Step(name=r["step"], label=str(r.get("label") or r["step"]), plan=plan(catalog, step_request)))
+    return steps
+
+
+def step_layer_name(index: int, step: Step) -> str:
+    """A step's layer in the group: "1 · Dust & scratches" (numbered bottom-up, the order they ran)."""
+    return f"{index + 1} · {step.label}"
+
+
+def group_opacity(request: Request) -> float:
+    """The group's opacity in % : the job's strength (the engine's default 60 when not given)."""
+    value = request.values.get("strength")
+    return max(0.0, min(100.0, float(60.0 if value is None else value)))
+
+
+def step_notes(steps: Sequence[Step], results: Sequence[Any]) -> str:
+    """What the steps said of their results, as one line ("color: cast removed; …")."""
+    notes = []
+    for step, res in zip(steps, results):
+        note = str((getattr(res, "info", None) or {}).get("note") or "").strip()
+        if note:
+            notes.append(f"{step.name}: {note}")
+    return "; ".join(notes)
+
+
+# run_one(pixels, step plan, progress) -> the engine's Result for that step
+RunOne = Callable[[bytes, "Plan", Callable[[float, str], bool]], Any]
+
+
+def run_steps(pixels: bytes, steps: Sequence[Step], run_one: RunOne,
+              progress: Optional[Callable[[float, str], bool]] = None) -> list[Any]:
+    """Run the steps in order, each on the previous step's result (the first on ``pixels``),
+    with one progress over all of them ("Noise (3/3): …"); ``run_one`` raises when a step is
+    cancelled or fails, so no later step runs and the host adds nothing. Returns the results."""
+    results: list[Any] = []
+    n = len(steps)
+    for i, step in enumerate(steps):
+        def each(fraction: float, message: str = "", i: int = i, step: Step = step) -> bool:
+            if progress is None:
+                return True
+            return progress((i + max(0.0, min(1.0, fraction))) / n, f"{step.label} ({i + 1}/{n}): {message}")
+
+        res = run_one(pixels, step.plan, each)
+        results.append(res)
+        pixels = bytes(res.pixels)
+    return results

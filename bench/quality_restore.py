@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/quality_restore.py            # measure, write bench/results/quality_restore.md
     .venv/bin/python bench/quality_restore.py --fit      # refit engine/tasks/restore_dust.py's piece score
+    .venv/bin/python bench/quality_restore.py --context  # host crop vs whole image -> dust_context.md
 
 Photos: scikit-image's astronaut, coffee, chelsea, camera, rocket, brick and matplotlib's
 grace_hopper (all bundled in the wheels, no download). Damage: ``add_synthetic_defects``
@@ -315,12 +316,83 @@ def make_images(out_dir: Path) -> None:
     cv2.imwrite(str(out_dir / "dust-example.png"), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
 
 
+CONTEXT_PHOTOS = ("astronaut", "coffee", "camera")
+CONTEXT_MARGINS = (32, 64, 128)
+
+
+def context_rows() -> list[dict]:
+    """What a host crop finds inside a selection box vs what the whole image finds there, for
+    a few margins and for the margin the plug-ins send (the catalog's: the whole image).
+    Two boxes per photo, held-out damage seed 3."""
+    from engine import tasks
+    from plugin.client.geometry import context_region
+
+    sent = int(tasks.get("restore-dust").info.margin)
+    rows = []
+    for name in CONTEXT_PHOTOS:
+        img = load_photo(name)
+        dam, _ = R.add_synthetic_defects(img, seed=TEST_SEEDS[0])
+        whole = R.detect_defects(dam)
+        h, w = whole.shape
+        # a retoucher selects damage: the two boxes (of a 4 x 4 grid of w/3 x h/4 boxes) with the most
+        grid = [(x, y, w // 3, h // 4) for y in range(0, h - h // 4 + 1, max(1, (h - h // 4) // 3))
+                for x in range(0, w - w // 3 + 1, max(1, (w - w // 3) // 3))]
+        for box in sorted(grid, key=lambda b: -int(whole[b[1]:b[1] + b[3], b[0]:b[0] + b[2]].sum()))[:2]:
+            bx, by, bw, bh = box
+            inside = whole[by:by + bh, bx:bx + bw]
+            row = {"photo": name, "box": box, "whole": int(inside.sum())}
+            for m in (*CONTEXT_MARGINS, sent):
+                cx, cy, cw, ch = context_region(box, m, w, h)
+                crop = R.detect_defects(dam[cy:cy + ch, cx:cx + cw])
+                got = crop[by - cy:by - cy + bh, bx - cx:bx - cx + bw]
+                row[m] = int((got != inside).sum())
+            rows.append(row)
+    return rows
+
+
+def write_context(out: Path) -> None:
+    from engine import tasks
+
+    sent = int(tasks.get("restore-dust").info.margin)
+    rows = context_rows()
+    cols = [*CONTEXT_MARGINS, sent]
+    head = " | ".join(f"{m} px" for m in CONTEXT_MARGINS)
+    lines = ["# Dust & scratches: a host's crop vs the whole image", "",
+             "Produced by `bench/quality_restore.py --context`. Held-out damage seed "
+             f"{TEST_SEEDS[0]} on {', '.join(CONTEXT_PHOTOS)}; per photo the two selection boxes (of a 4 x 4 "
+             "grid of w/3 x h/4 boxes) with the most damage found in the whole image. A host sends "
+             "the selection's box plus a margin; the figures are the pixels inside the box where the "
+             "defect mask of that crop differs from the whole image's. The last column is what the "
+             f"plug-ins send now: the catalog margin of restore-dust ({sent} px, clamped: the whole layer).", "",
+             f"| photo | box (x, y, w, h) | mask px in the box (whole image) | {head} | plug-ins now |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append(f"| {r['photo']} | {r['box']} | {r['whole']} | " + " | ".join(str(r[m]) for m in cols) + " |")
+    total = {m: sum(r[m] for r in rows) for m in cols}
+    lines += [f"| all | | {sum(r['whole'] for r in rows)} | " + " | ".join(str(total[m]) for m in cols) + " |",
+              "", "Why: detection weighs each candidate against the photo's own noise level (one figure "
+              "for the whole image), cuts long candidates along a 24 px grid fixed to the image's corner, "
+              "and follows scratches along their whole length; none of that is local, so no finite margin "
+              "makes a crop agree with the whole image. Making it local was measured earlier (3 photos x 2 "
+              "boxes, 64 px margin): a local noise level took the disagreement from 823 to 669 px, the grid "
+              "anchored at each component to 663, both to 506 - never 0, and each changes the fitted "
+              "classifier. So "
+              "the task asks for the whole image (`margin` = WHOLE_IMAGE) and both plug-ins send it; the "
+              "cost is the whole layer's time (about 1-3 s per MP on 2 cores) for any selection."]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--images", action="store_true", help="write the docs/images examples only")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality_restore.md"))
+    ap.add_argument("--context", action="store_true", help="host crop vs whole image only (dust_context.md)")
     args = ap.parse_args()
+    if args.context:
+        write_context(ROOT / "bench" / "results" / "dust_context.md")
+        return
     if args.fit:
         do_fit()
         return

@@ -30,6 +30,13 @@ Rows = Iterator[tuple[int, np.ndarray]]
 RgbReader = Callable[[int, int, int, int], np.ndarray]
 
 
+# A margin that asks the hosts for the whole image (their context region is clamped to it): for a
+# task whose result at a pixel depends on the whole photo (restore-dust compares each spot with
+# the photo's own noise level and cuts long scratches along a grid fixed to the image), so that a
+# selection gets exactly what the whole image would get there.
+WHOLE_IMAGE = 1 << 20
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """What callers may know about a task without running it (like spandrel's descriptors)."""
@@ -39,7 +46,7 @@ class TaskInfo:
     group: str                      # what it is for: upscale, jpeg, denoise, sharpen, restore, ...
     kind: Kind
     scale: int                      # output / input size it delivers by default
-    margin: int                     # context px a host should send around a selection
+    margin: int                     # context px a host should send around a selection (WHOLE_IMAGE: all of it)
     license: str
     source: str
     tile_invariant: bool = True     # tiled / cropped runs equal a whole-image run

@@ -23,7 +23,7 @@ import numpy as np
 
 from engine.errors import Cancelled
 from engine.options import Option
-from engine.tasks.base import Rows, TaskInfo, TaskOutput, TaskRequest, info_row, option_names
+from engine.tasks.base import WHOLE_IMAGE, Rows, TaskInfo, TaskOutput, TaskRequest, info_row, option_names
 
 # (step name, task id, strength inside the chain), in the order a restorer runs them
 STEPS: tuple[tuple[str, str, float], ...] = (
@@ -50,7 +50,8 @@ class RestoreChain:
     def __init__(self) -> None:
         self.info = TaskInfo(
             id="restore", title="Restore old photo (dust, colour, noise, sharpness)", group="restore",
-            kind="classical", scale=1, margin=32, license="MIT (EnhanceLayer code and models)",
+            # the whole image, as restore-dust needs (a crop finds other dust than the whole photo)
+            kind="classical", scale=1, margin=WHOLE_IMAGE, license="MIT (EnhanceLayer code and models)",
             source="engine/tasks/restore_chain.py", tile_invariant=False, ms_per_mp_cpu=3000.0,
             notes="Runs restore-dust, restore-color, denoise and sharpen in that order (the ones chosen in steps).",
             options=(_steps_option(),), purpose="restore",

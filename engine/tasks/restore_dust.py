@@ -245,6 +245,7 @@ _LINE_MIN_EXTENT = 40     # px: a traced line component must be at least this lo
 _BAND_HALF = 2            # orientation band: +-2 of 16 directions (+-22.5 deg); 1 and 3 measured worse
 _TRACE_MAX_THICK = 3.0    # an accepted piece starts a trace only if thin (distance-transform max)
 _TRACE_MIN_ELONG = 1.5    # ... and elongated: log(bbox diagonal / thickness)
+_LINE_BAND_ROWS = 256     # rows per band of the oriented line filters (memory, see _line_components)
 _TRACE_MARGIN = 0.0       # score allowance for trace seeds (1.0: coffee FP 0.49 %, camera 0.13 %)
 
 
@@ -262,12 +263,23 @@ def _line_components(yy: np.ndarray) -> list[np.ndarray]:
     is under ``_LINE_MIN_EXTENT`` are dropped.
     """
     r = yy - cv2.morphologyEx(yy, cv2.MORPH_OPEN, _disk(2), borderType=cv2.BORDER_REFLECT)
-    rc = np.minimum(r, 0.5)
-    resp = np.stack([cv2.filter2D(rc, -1, k, borderType=cv2.BORDER_REFLECT) for k in _LINE_KERNELS])
     n_dir = len(_LINE_KERNELS)
-    direction = resp.argmax(0)
-    ls = resp.max(0) - np.median(resp, 0)
-    z = ls - 2.0 * _ring_mean(np.minimum(ls, 0.1))
+    direction = np.empty(yy.shape, np.int64)
+    z = np.empty(yy.shape, np.float32)
+    # the 16 oriented responses per pixel are the memory peak (64 bytes/px, and as much again
+    # for their median): computed in bands of rows, each with enough rows of context that its
+    # own rows come out as the whole image's (line kernel half-length + ring half-width)
+    pad = _LINE_KERNELS[0].shape[0] // 2 + 21
+    for y0 in range(0, yy.shape[0], _LINE_BAND_ROWS):
+        y1 = min(yy.shape[0], y0 + _LINE_BAND_ROWS)
+        a, b = max(0, y0 - pad), min(yy.shape[0], y1 + pad)
+        rc = np.minimum(r[a:b], 0.5)
+        resp = np.stack([cv2.filter2D(rc, -1, k, borderType=cv2.BORDER_REFLECT) for k in _LINE_KERNELS])
+        ls = resp.max(0) - np.median(resp, 0)
+        zb = ls - 2.0 * _ring_mean(np.minimum(ls, 0.1))
+        direction[y0:y1] = resp.argmax(0)[y0 - a:y1 - a]
+        z[y0:y1] = zb[y0 - a:y1 - a]
+        del resp, ls, zb
     seeds = (z > 0.15) & (r > 0.05)
     grow = ((z > 0.06) & (r > 0.03)) | seeds
     out = []
@@ -460,17 +472,18 @@ def _run_task(rgb: np.ndarray, values: dict) -> tuple[np.ndarray, dict[str, np.n
 
 def _task():
     from engine.options import Option
-    from engine.tasks.base import TaskInfo, WholeImageTask
+    from engine.tasks.base import WHOLE_IMAGE, TaskInfo, WholeImageTask
 
     sensitivity = Option("sensitivity", "float", 0.5, "Sensitivity",
                          "How readily specks and scratches count as damage: higher finds more, and "
                          "more false spots.", minimum=0, maximum=1)
     info = TaskInfo(id="restore-dust", title="Dust & scratch repair (detect + inpaint)", group="restore",
-                    kind="classical", scale=1, margin=32, license="MIT (EnhanceLayer code, OpenCV inpainting)",
+                    kind="classical", scale=1, margin=WHOLE_IMAGE,
+                    license="MIT (EnhanceLayer code, OpenCV inpainting)",
                     source="engine/tasks/restore_dust.py", ms_per_mp_cpu=1_200.0, tile_invariant=False,
                     options=(sensitivity,),
-                    notes="Detection looks at a 41 px neighbourhood: a crop finds what the whole image finds "
-                          "only away from its borders.",
+                    notes="Detection weighs each spot against the whole photo's noise level, so the hosts send "
+                          "the whole layer: a selection gets exactly what the whole image gets there.",
                     purpose="dust", label="Automatic detection",
                     description="Detects small specks and thin scratches and fills them from around; the "
                                 "layer mask shows each repair, so paint out a wrong one.")

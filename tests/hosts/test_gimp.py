@@ -540,10 +540,17 @@ def test_restore_dust_defect_mask_is_the_layer_mask(results, engine, name):
     else:
         assert (sel == 255).all()                  # the rectangle: the mask is the defects alone
     assert np.abs(mask - want).max() <= 1, "the layer mask is the defect mask (within the selection)"
+    # what the plug-in sent gives the whole image's mask in the box (issue 14: host crop == whole)
+    src = np.frombuffer((out / f"{name}-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
+    whole = client.enhance(src.tobytes(), 512, 512, 4, "u8", channel_order="RGBA", model="restore-dust",
+                           strength=100.0, grain=0.0, keep_color=False, scale=1.0, review=False,
+                           **{k: float(v) for k, v in s["args"].items() if k == "sensitivity"})
+    ox, oy = r["src_offsets"]
+    whole_d = np.frombuffer(whole.defects, np.uint8).reshape(512, 512)[y - oy:y - oy + h, x - ox:x - ox + w]
+    assert np.array_equal(whole_d > 0, defects > 0), "a host crop finds what the whole image finds"
     assert (mask == 255).sum() > 50, "some repaired spots show"
     assert (mask == 0).sum() > 0.5 * mask.size, "the mask is not all white"
     got = _check_pixels(out, f"{name}-layer0.raw", "u8", expected)
-    src = np.frombuffer((out / f"{name}-source.raw").read_bytes(), np.uint8).reshape(512, 512, 4)
     assert np.abs(got.astype(int) - src[y:y + h, x:x + w].astype(int)).max() > 50, "nothing was repaired"
     assert r["src_unchanged"]
 

@@ -32,6 +32,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -340,7 +341,7 @@ def context_rows() -> list[dict]:
         for box in sorted(grid, key=lambda b: -int(whole[b[1]:b[1] + b[3], b[0]:b[0] + b[2]].sum()))[:2]:
             bx, by, bw, bh = box
             inside = whole[by:by + bh, bx:bx + bw]
-            row = {"photo": name, "box": box, "whole": int(inside.sum())}
+            row: dict[Any, Any] = {"photo": name, "box": box, "whole": int(inside.sum())}
             for m in (*CONTEXT_MARGINS, sent):
                 cx, cy, cw, ch = context_region(box, m, w, h)
                 crop = R.detect_defects(dam[cy:cy + ch, cx:cx + cw])

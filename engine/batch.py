@@ -323,8 +323,10 @@ def _run_here(plan: BatchPlan, con: Any, quiet: bool) -> Tally:
     plan.task.prepare(job.device)                        # load once: ModelNotInstalled before the loop
     loaded = getattr(plan.task, "load", lambda _d: None)(job.device)
     prepare_output_folders(plan.items)
-    cpu = getattr(loaded, "device", "cpu") == "cpu"
-    announce_estimate(plan, con, "CPU" if cpu else "CPU figures; a GPU is faster")
+    device = str(getattr(loaded, "device", "cpu"))
+    cpu = device in ("cpu", "ncnn-cpu", "openvino", "openvino-bf16")     # the CPU runtimes a loaded model names
+    where = "CPU, bf16" if device == "openvino-bf16" else "CPU"
+    announce_estimate(plan, con, where if cpu else "CPU figures; a GPU is faster")
     tally = Tally()
     with Progress(*progress_columns(), console=con, transient=False) as prog:
         report = Console(stderr=True, soft_wrap=True).print if quiet else prog.console.print

@@ -68,6 +68,10 @@ def checks() -> list[Check]:
         rows.append(Check("openvino", True, f"{ov.__version__.split('-')[0]}; devices: {', '.join(devs)}"))
     except Exception:  # noqa: BLE001
         rows.append(Check("openvino", None, "not installed (optional: pip install enhancelayer[openvino])"))
+    from engine.models.backends.precision import doctor_line
+
+    ok, text = doctor_line()
+    rows.append(Check("precision", ok, text))
     gpus = _gpus()
     rows.append(Check("gpu", None if not gpus else True, "; ".join(gpus) if gpus else "no NVIDIA GPU found"))
     from engine.models.backends.runtimes import vulkan_devices, vulkan_gpu

@@ -54,8 +54,11 @@ def test_ncnn_backend_matches_onnx_backend(model_id: str, models_installed: Path
     assert float(np.abs(ours - near).mean()) > 1e-3
 
 
-def test_auto_picks_ncnn_for_photo_x2_on_cpu(models_installed: Path) -> None:
+def test_auto_picks_ncnn_for_photo_x2_on_cpu(models_installed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The float32 runtime auto picks per model (with --precision full; bf16: test_precision.py)."""
     from engine.models.backends import load_model
+
+    monkeypatch.setenv("ENHANCELAYER_PRECISION", "full")
     from engine.models.backends.onnx_backend import CPU_AUTO, openvino_available, resolve_device
 
     if _gpu_present():
@@ -194,9 +197,12 @@ def test_import_keeps_ncnn_files_and_tamper_is_caught(tmp_home: Path) -> None:
     assert importer.import_models(["photo-x2"], verify=False, quiet=True)[0]["status"] == "up to date"
 
 
-def test_older_import_gets_ncnn_files_without_reconversion(tmp_home: Path) -> None:
-    """An import made before importer v3 (no model.param/bin, no "ncnn" section) is upgraded in place."""
+def test_older_import_gets_ncnn_files_without_reconversion(tmp_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import made before importer v3 (no model.param/bin, no "ncnn" section) is upgraded in place
+    (the float32 runtimes auto picks: --precision full)."""
     from engine.models.backends import load_model
+
+    monkeypatch.setenv("ENHANCELAYER_PRECISION", "full")
 
     importer.import_models(["jpeg-clean-2"], verify=False, quiet=True)
     d = tmp_home / "models" / "jpeg-clean-2"

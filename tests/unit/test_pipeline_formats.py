@@ -68,13 +68,13 @@ def test_any_scale(models_installed, chelsea):
     img = chelsea[100:180, 150:250]
     x = to_float(img)
     # 1x "detail" use of a 2x model: the model's output area-averaged back
-    d = enhance(x, EnhanceOptions(model="photo-x2", strength=1.0, scale=1.0)).image
+    d = enhance(x, EnhanceOptions(model="photo-x2", strength=1.0, scale=1.0, device="cpu")).image
     raw = load_model("photo-x2", "cpu").run(x)
     assert d.shape == (80, 100, 3)
     assert np.allclose(d, raw.reshape(80, 2, 100, 2, 3).mean(axis=(1, 3)), atol=1e-5)
     # a 2x model asked for 3x and 1.5x: the right sizes, close to the resampled model output
     for s in (3.0, 1.5):
-        r = enhance(x, EnhanceOptions(model="photo-x2", strength=1.0, scale=s, tile=32)).image
+        r = enhance(x, EnhanceOptions(model="photo-x2", strength=1.0, scale=s, tile=32, device="cpu")).image
         assert r.shape == (round(80 * s), round(100 * s), 3)
         assert np.abs(r - resample(raw, *r.shape[:2])).max() < 1e-4
 

@@ -169,6 +169,20 @@ def _cached(key: tuple, make) -> LoadedModel:
         return m
 
 
+def _cpu_precision(model_id: str, fp32: str) -> str:
+    """``auto`` on the CPU: bf16 (``openvino-bf16``) instead of the float32 runtime ``fp32`` when
+    the precision setting allows it, this CPU has bf16 units, and the measured decision for this
+    model says it is faithful and faster (engine/models/backends/precision.py)."""
+    from engine.models.backends import precision
+
+    if precision.precision_mode() != "auto" or not precision.bf16_cpu():
+        return fp32
+    path = registry.verified_onnx_path(model_id)
+    if precision.decide(model_id, path, fp32, lambda dev: load_model(model_id, dev)).use:
+        return precision.BF16_DEVICE
+    return fp32
+
+
 def load_model(model_id: str, device: str = "auto") -> LoadedModel:
     """Load (or fetch from the cache) a model by catalog id; raises EnhanceError subclasses."""
     from engine.models.backends.onnx_backend import OnnxModel, resolve_device
@@ -178,6 +192,8 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
         return _cached(key, lambda: _load_user(model_id, device))
     spec = catalog.get(model_id)            # UnknownModel for a bad id
     dev = resolve_device(device, model_id)
+    if (device or "auto").lower() == "auto" and dev in ("ncnn", "openvino", "cpu"):
+        dev = _cpu_precision(model_id, dev)
     if dev == "ncnn":
         from engine.models.backends.ncnn_backend import NcnnModel
 

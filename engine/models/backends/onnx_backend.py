@@ -10,8 +10,11 @@ Device choice (``device=``, resolved by :func:`resolve_device`):
   older import did not keep) falls through to the next one in the row.
 * ``cpu``: always ORT's CPU provider on the converted ONNX (tests and benches compare against
   it); ``ncnn``: the ncnn runtime (wheel models only); ``openvino``: the openvino package (or
-  ORT's OpenVINO EP); ``cuda``, ``tensorrt``, ``directml``, ``coreml``: that ORT provider
-  (error if missing).
+  ORT's OpenVINO EP); ``openvino-bf16``: OpenVINO in bfloat16 (CPUs with bf16 units only);
+  ``cuda``, ``tensorrt``, ``directml``, ``coreml``: that ORT provider (error if missing).
+* reduced precision: ``load_model`` runs a model under ``auto`` in bf16 when this CPU has bf16
+  units and a one-time measurement finds it faithful (>= 40 dB from float32) and faster
+  (engine/models/backends/precision.py); ``ENHANCELAYER_PRECISION=full`` turns that off.
 
 Sessions are cached per (file, device). Threads = the CPU cores this process may use.
 """
@@ -105,6 +108,13 @@ def resolve_device(device: str, model_id: str = "") -> str:
         if ncnn_available():
             return "ncnn"
         raise EnhanceError("device 'ncnn' is not available: the ncnn package is missing (pip install ncnn)")
+    if device in ("openvino-bf16", "bf16"):
+        from engine.models.backends.precision import BF16_DEVICE, bf16_cpu
+
+        if bf16_cpu():
+            return BF16_DEVICE
+        raise EnhanceError(f"device '{device}' is not available: this CPU has no bf16 units (or OpenVINO is "
+                           "missing); use --device auto or cpu")
     if device == "openvino":
         if openvino_available():
             return "openvino"
@@ -181,8 +191,8 @@ class OnnxModel:
         self._ov_compiled: Any = None   # openvino.CompiledModel once loaded (the package is untyped)
         self._session: Any = None       # onnxruntime.InferenceSession once loaded (untyped too)
         try:
-            if device == "openvino":
-                self._init_openvino()
+            if device in ("openvino", "openvino-bf16"):
+                self._init_openvino("bf16" if device == "openvino-bf16" else "f32")
             else:
                 self._init_ort()
         except EnhanceError:
@@ -219,22 +229,23 @@ class OnnxModel:
         return self._session.run(None, {"input": x})[0]
 
     # --- OpenVINO runtime ----------------------------------------------------------------
-    def _init_openvino(self) -> None:
+    def _init_openvino(self, precision: str = "f32") -> None:
         """The OpenVINO runtime reads the ONNX directly; compiled once with dynamic H/W.
 
         Compiling per static tile shape was measured too (bench/results/backends.md notes): no
         faster within the noise, and RRDB x4plus takes ~2 s to compile per new shape.
+        ``precision`` "f32" (fidelity) or "bf16" (device openvino-bf16: see precision.py).
         """
         import openvino as ov
 
         core = ov.Core()
         self._ov_compiled = core.compile_model(core.read_model(str(self.path)), "CPU", {
             "INFERENCE_NUM_THREADS": cpu_threads(),
-            "INFERENCE_PRECISION_HINT": "f32",      # fidelity: no bf16/fp16 on CPU
+            "INFERENCE_PRECISION_HINT": precision,   # f32 unless openvino-bf16 (precision.py decides)
             "PERFORMANCE_HINT": "LATENCY",
         })
         self._ov_local = threading.local()         # infer requests are not thread-safe: one per thread
-        self.providers = ["openvino:CPU"]
+        self.providers = ["openvino:CPU" if precision == "f32" else f"openvino:CPU:{precision}"]
 
     def _run_ov(self, x: np.ndarray) -> np.ndarray:
         req = getattr(self._ov_local, "req", None)

@@ -96,12 +96,19 @@ def default_budget(device: str = "cpu") -> int:
 # reused across tile shapes the way ORT's arena is): measured through the pipeline on
 # photo-x2, 400 px tiles, 1 MP: 1.94 GB peak vs 1.06 GB with ORT, i.e. ~2.2x ORT's figure.
 NCNN_FACTOR = 2.2
+# OpenVINO in bf16 keeps half-size activations: measured on photo-x4 (200x200 input) 7.9 kB per
+# input px vs 14.4 kB in float32 and the catalog's 17 kB (ORT); 0.6 of the catalog figure leaves
+# a margin. Bigger tiles under the same budget: photo-x4 at 1.5 GB on 20 MP gets ~112 px cores
+# instead of ~42 (bench/results/tiling.md).
+BF16_FACTOR = 0.6
 
 
 def bytes_per_px(spec, device: str = "cpu") -> int:
     """Working memory per input pixel of a tile: the model's measured figure (``ModelSpec.bytes_per_px``)."""
     base = int(spec.bytes_per_px)
-    return int(base * NCNN_FACTOR) if str(device).startswith(("ncnn", "vulkan")) else base
+    if str(device).startswith(("ncnn", "vulkan")):
+        return int(base * NCNN_FACTOR)
+    return int(base * BF16_FACTOR) if str(device) == "openvino-bf16" else base
 
 
 @dataclass(frozen=True)

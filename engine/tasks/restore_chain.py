@@ -56,8 +56,8 @@ class RestoreChain:
             notes="Runs restore-dust, restore-color, denoise and sharpen in that order (the ones chosen in steps).",
             options=(_steps_option(),), purpose="restore",
             chain=tuple((n, tid, s * 100.0, STEP_LABELS[n]) for n, tid, s in STEPS), label="The usual steps, in order",
-            description="Dust & scratches, then faded colour, then noise (and sharpness if you tick it), "
-                        "in one go.")
+            description="Dust & scratches, then faded colour, then noise (and sharpness if you tick it); "
+                        "each step becomes its own layer in a layer group, to hide or mask on its own.")
 
     def _tasks(self) -> list:
         from engine import tasks

@@ -219,7 +219,7 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
             progress(0, 0, "loading the model")      # not "0 %": loading a big net takes seconds
         task.prepare(opts.device)
     t_compute = time.monotonic()                 # the speed book leaves model loading out
-    if task.info.colour_output and src.fmt.gray:     # colorize: a gray photo comes back in colour
+    if tasks.colour_result(task.info, opts.hints is not None) and src.fmt.gray:   # colorize: gray -> colour
         src = Source(np.repeat(src.image, 3, axis=2))
     if task.info.skips:
         from engine.options import NEUTRAL

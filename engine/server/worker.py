@@ -33,7 +33,7 @@ def check_job(hdr: wire.JobFrame) -> None:
         raise ModelNotInstalled(registry.missing_hint(catalog.get(hdr.model)))
     try:
         tasks.require_inputs(task.info, hdr.mask, hdr.hints)
-        if task.info.colour_output and hdr.channels < 3:
+        if tasks.colour_result(task.info, hdr.hints) and hdr.channels < 3:
             raise BadInput(f"{task.info.id} makes colour: send the image as RGB or RGBA (channels 3 or 4)")
         task.check(to_pipeline(by_name(wire.OPTIONS), hdr.option_values()))
     except BadInput as e:

@@ -25,6 +25,7 @@ from engine.tasks.base import (
     TaskOutput,
     TaskRequest,
     WholeImageTask,
+    colour_result,
     option_names,
     option_table,
     require_inputs,
@@ -42,7 +43,8 @@ CLASSICAL: tuple[str, ...] = (
 )
 
 __all__ = ["CLASSICAL", "Task", "TaskInfo", "TaskOutput", "TaskRequest", "WholeImageTask", "all_options",
-           "all_tasks", "get", "option_names", "option_table", "published", "require_inputs", "USER_PREFIX"]
+           "all_tasks", "colour_result", "get", "option_names", "option_table", "published", "require_inputs",
+           "USER_PREFIX"]
 
 USER_PREFIX = "user:"
 _lock = threading.Lock()

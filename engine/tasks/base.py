@@ -58,6 +58,7 @@ class TaskInfo:
     blends: bool = True             # False: the input comes back untouched, no blend options apply
     needs_mask: bool = False        # True: the job's mask (the host's selection) is the task's input
     needs_hints: bool = False       # True: the job's hints image (RGBA, colour strokes) is its input
+    takes_hints: bool = False       # True: a hints image is optional (restore: for its colorize step)
     colour_output: bool = False     # True: a gray input comes back as RGB (colorize)
     layer_blend: str = "normal"     # the hosts' blend mode for its layer ("color": colorize)
     # Blend options that make no sense for it (a filled hole at 60 % strength shows the hole):
@@ -160,7 +161,8 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "photo": info.photo, "notes": info.notes, "tags": list(info.tags), "installed": installed,
             "options": option_names, "purpose": info.purpose, "label": info.label or info.title,
             "description": info.description, "needs_mask": info.needs_mask,
-            "needs_hints": info.needs_hints, "layer_blend": info.layer_blend,
+            "needs_hints": info.needs_hints, "takes_hints": info.takes_hints or info.needs_hints,
+            "layer_blend": info.layer_blend,
             "colour_output": info.colour_output,
             "chain": [{"step": n, "model": tid, "strength": pct, "label": label}
                       for n, tid, pct, label in info.chain]}
@@ -178,8 +180,14 @@ def require_inputs(info: TaskInfo, has_mask: bool, has_hints: bool) -> None:
     if info.needs_hints and not has_hints:
         raise BadInput(f"{info.id} needs colour hints: paint a few strokes of colour on a separate layer and "
                        "choose it as the hints (CLI: --hints FILE, an RGBA image)")
-    if has_hints and not info.needs_hints:
-        raise BadInput(f"{info.id} takes no colour hints (only colorize does)")
+    if has_hints and not (info.needs_hints or info.takes_hints):
+        raise BadInput(f"{info.id} takes no colour hints (only colorize and restore's colorize step do)")
+
+
+def colour_result(info: TaskInfo, has_hints: bool) -> bool:
+    """Whether a gray input comes back in colour: a colour_output task (colorize), or one that
+    takes optional hints and got them (restore with its colorize step)."""
+    return info.colour_output or (info.takes_hints and has_hints)
 
 
 # fn(rgb, values) -> (rgb, extra layers) or (rgb, extra layers, result info such as {"note": ...});

@@ -1,8 +1,9 @@
 """"Restore old photo": the steps a restorer runs on a scanned print, in order, as one task
 (catalog id ``restore``).
 
-dust & scratches -> faded colour -> noise -> sharpness, each step optional (the ``steps``
-option), each one the engine's own task run through the same pipeline as on its own, so the
+dust & scratches -> faded colour -> colour from the retoucher's hint strokes (a black-and-white
+print; needs the job's hints) -> noise -> sharpness, each step optional (the ``steps`` option),
+each one the engine's own task run through the same pipeline as on its own, so the
 chain is exactly what running the steps one after the other by hand gives. Inside the chain
 a repair step runs at full strength (a dust speck at 60 % is still a speck; a colour
 correction at 60 % is still a cast) and the two finishing steps at the strength a restorer
@@ -26,21 +27,25 @@ from engine.options import Option
 from engine.tasks.base import WHOLE_IMAGE, Rows, TaskInfo, TaskOutput, TaskRequest, info_row, option_names
 
 # (step name, task id, strength inside the chain), in the order a restorer runs them
+# (colorize, for a black-and-white print, needs the job's colour hints and is never a default)
 STEPS: tuple[tuple[str, str, float], ...] = (
     ("dust", "restore-dust", 1.0),
     ("color", "restore-color", 1.0),
+    ("colorize", "colorize", 1.0),
     ("denoise", "denoise", 0.6),
     ("sharpen", "sharpen", 0.5),
 )
 STEP_STRENGTH = {name: s for name, _tid, s in STEPS}
 # what each step's layer is called in the hosts' layer group
-STEP_LABELS = {"dust": "Dust & scratches", "color": "Faded colour", "denoise": "Noise", "sharpen": "Sharpness"}
+STEP_LABELS = {"dust": "Dust & scratches", "color": "Faded colour", "colorize": "Colour from your hints",
+               "denoise": "Noise", "sharpen": "Sharpness"}
 DEFAULT_STEPS = ("dust", "color", "denoise")
 
 
 def _steps_option() -> Option:
     return Option("steps", "multi", DEFAULT_STEPS, "Steps",
-                  "Which steps to run, always in this order: dust & scratches, faded colour, noise, sharpness.",
+                  "Which steps to run, always in this order: dust & scratches, faded colour, colour from "
+                  "your hint strokes (a black-and-white print), noise, sharpness.",
                   choices=tuple(name for name, _tid, _s in STEPS))
 
 
@@ -54,7 +59,7 @@ class RestoreChain:
             kind="classical", scale=1, margin=WHOLE_IMAGE, license="MIT (EnhanceLayer code and models)",
             source="engine/tasks/restore_chain.py", tile_invariant=False, ms_per_mp_cpu=3000.0,
             notes="Runs restore-dust, restore-color, denoise and sharpen in that order (the ones chosen in steps).",
-            options=(_steps_option(),), purpose="restore",
+            options=(_steps_option(),), purpose="restore", takes_hints=True,
             chain=tuple((n, tid, s * 100.0, STEP_LABELS[n]) for n, tid, s in STEPS), label="The usual steps, in order",
             description="Dust & scratches, then faded colour, then noise (and sharpness if you tick it); "
                         "each step becomes its own layer in a layer group, to hide or mask on its own.")
@@ -81,9 +86,14 @@ class RestoreChain:
             raise BadInput("restore needs at least one step (steps: dust, color, denoise, sharpen)")
 
     def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
+        from engine import tasks
+
         self.check(req.values)
         out = TaskOutput(scale=1, rows=iter(()), tiles=1)
         chosen = [s for s in STEPS if s[0] in tuple(req.values["steps"])]
+        for _name, tid, _s in chosen:          # colorize's hints: the one wording of a missing input
+            if tasks.get(tid).info.needs_hints:
+                tasks.require_inputs(tasks.get(tid).info, True, req.hints is not None)
 
         def rows() -> Rows:
             from engine.pipeline import EnhanceOptions, enhance
@@ -99,8 +109,9 @@ class RestoreChain:
                         frac = (i + (done / total if total else 0.0)) / len(chosen)
                         req.progress(int(frac * 1000), 1000, f"{name} ({i + 1}/{len(chosen)}): {msg}")
 
+                hints = req.hints if tasks.get(tid).info.needs_hints else None
                 res = enhance(img, EnhanceOptions(model=tid, strength=strength, device=device,
-                                                  memory_budget=req.memory_budget),
+                                                  memory_budget=req.memory_budget, hints=hints),
                               progress=step_progress, cancel=req.cancel)
                 img = np.asarray(res.image, np.float32)
                 if res.info.get("note"):

@@ -107,6 +107,14 @@ def step_notes(steps: Sequence[Step], results: Sequence[Any]) -> str:
     return "; ".join(notes)
 
 
+def step_inputs(step_plan: Plan, inputs: dict[str, bytes]) -> dict[str, bytes]:
+    """Of what the chain's job sends besides the pixels (``options.job_inputs``), what this step
+    takes: the hints for a step that colours from them (colorize), the mask for one that works
+    on the selected area; nothing for the others (the engine refuses inputs a task does not take)."""
+    wanted = {"hints": step_plan.needs_hints, "mask": step_plan.needs_mask}
+    return {k: v for k, v in inputs.items() if wanted.get(k)}
+
+
 # run_one(pixels, step plan, progress) -> the engine's Result for that step
 RunOne = Callable[[bytes, "Plan", Callable[[float, str], bool]], Any]
 

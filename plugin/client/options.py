@@ -305,6 +305,7 @@ class Plan:
     submit: dict[str, Any]
     needs_mask: bool = False        # the task works on the selected area: the selection goes as the mask
     needs_hints: bool = False       # the task colours from a hints layer: its pixels go as the hints
+    takes_hints: bool = False       # a hints layer is optional for it (restore: for its colorize step)
     # a chain task (restore) run as its steps, one layer each (chain.Step); [] = one job
     steps: list[Any] = field(default_factory=list)
 
@@ -320,7 +321,19 @@ def plan(catalog: Catalog, request: Request) -> Plan:
 
     return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked),
                 needs_mask=bool(row.get("needs_mask")), needs_hints=bool(row.get("needs_hints")),
-                steps=step_plans(catalog, row, checked))
+                takes_hints=takes_hints(row), steps=step_plans(catalog, row, checked))
+
+
+def takes_hints(row: Optional[Row]) -> bool:
+    """Whether the dialogs offer the colour-hints layer for this model: colorize needs one, the
+    restore chain takes one for its colorize step."""
+    return bool(row is not None and (row.get("needs_hints") or row.get("takes_hints")))
+
+
+def makes_colour(plan: Plan) -> bool:
+    """Whether the job turns a gray image into colour (colorize, or a chain with its step):
+    a host refuses it on a grayscale document, which cannot hold the result."""
+    return any(bool(p.row.get("colour_output")) for p in (plan, *(s.plan for s in plan.steps)))
 
 
 def selection_mask(plan: Plan, has_selection: bool, read: Callable[[], bytes]) -> Optional[bytes]:
@@ -353,9 +366,11 @@ def job_inputs(plan: Plan, has_selection: bool, read_selection: Callable[[], byt
 
 def hints_input(plan: Plan, read: Optional[Callable[[], bytes]]) -> Optional[bytes]:
     """What goes as the job's hints: nothing, unless the task colours from a hints layer
-    (``row["needs_hints"]``: colorize); then that layer as RGBA u8 bytes of the region sent,
-    from the host's ``read`` (None: no layer chosen, a plain UserError)."""
-    if not plan.needs_hints:
+    (``row["needs_hints"]``: colorize, or a chain with a step that does); then that layer as RGBA
+    u8 bytes of the region sent, from the host's ``read`` (None: no layer chosen, a plain
+    UserError). A task that only takes hints (a one-job restore chain) gets them when chosen."""
+    needed = plan.needs_hints or any(s.plan.needs_hints for s in plan.steps)
+    if not needed and not (plan.takes_hints and read is not None):
         return None
     if read is None:
         from .messages import NEEDS_HINTS

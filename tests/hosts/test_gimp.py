@@ -303,6 +303,10 @@ SCENARIOS = [
     dict(name="u8_restore_chain", precision="u8", photo="dusty", select=[100, 110, 300, 260],
          args={"model": "restore", "strength": 80, "steps-dust": True, "steps-color": True,
                "steps-denoise": True, "steps-sharpen": False}),
+    # the chain's colorize step from a hints layer (issue 14, item 6): its layer in HSL Color mode
+    dict(name="u8_restore_colorize", precision="u8", select=[150, 220, 240, 200], hints=HINTS,
+         args={"model": "restore", "strength": 100, "steps-dust": False, "steps-color": False,
+               "steps-colorize": True, "steps-denoise": True, "steps-sharpen": False}),
     # the user's review-visibility setting off: the review layer is added hidden
     dict(name="u8_review_hidden", precision="u8", select=[170, 50, 140, 150],
          args={"model": MODEL, "strength": 70, "review": True, "show-review": False}),
@@ -366,8 +370,8 @@ def _direct(client, out: Path, s: dict, r: dict):
     a = s["args"]
     extra: dict = {k: float(a[k]) for k in ("sensitivity", "clip", "cast") if k in a}      # tasks' own options
     if model == "restore":               # the chain's steps, from their check-box arguments
-        extra["steps"] = [n for n in ("dust", "color", "denoise", "sharpen") if a.get(f"steps-{n}")]
-    if model == "colorize" and s.get("hints"):   # the strokes layer under the crop (no layer offset here)
+        extra["steps"] = [n for n in ("dust", "color", "colorize", "denoise", "sharpen") if a.get(f"steps-{n}")]
+    if model in ("colorize", "restore") and s.get("hints"):   # the strokes layer under the crop (no offset here)
         extra["hints"] = np.ascontiguousarray(_hints_array((512, 512))[cy0:cy1, cx0:cx1]).tobytes()
     if model == "restore-fill":          # the rectangular selection as the job's mask
         m = np.zeros((512, 512), np.uint8)
@@ -670,6 +674,28 @@ def test_restore_chain_adds_a_group_with_a_layer_per_step(results, engine):
     dust = _expected(client, out, only_dust, r)[0]
     assert np.abs(step(2)[..., :3].astype(int) - dust[..., :3].astype(int)).max() <= 1
     assert np.abs(step(0)[..., :3].astype(int) - dust[..., :3].astype(int)).mean() > 1.0, "colour and noise ran"
+    assert r["src_unchanged"]
+
+
+def test_restore_chain_colorize_step_from_the_hints_layer(results, engine):
+    """The chain with its colorize step ticked: the hints layer goes to that step only; its
+    layer is in HSL Color mode under the noise step's; the top layer is the engine's one-job
+    chain with the same hints within the 8-bit rounding between the steps."""
+    out, _log, res = results
+    client, _cfg = engine
+    s = next(x for x in SCENARIOS if x["name"] == "u8_restore_colorize")
+    r = res[s["name"]]
+    assert r["status"] == "success", r["error"]
+    kids = r["group_children"]["0"]
+    assert [(k["name"], k["mode"]) for k in kids] == [("2 · Noise", "normal"),
+                                                      ("1 · Colour from your hints", "hsl-color")]
+    expected, (x, y, w, h), _scale = _expected(client, out, s, r)
+    top = np.frombuffer((out / f"{s['name']}-layer0-step0.raw").read_bytes(), np.uint8).reshape(h, w, 4)
+    d = np.abs(top[..., :3].astype(int) - expected[..., :3].astype(int))
+    assert d.max() <= 2 and d.mean() < 0.3, (d.max(), d.mean())
+    x0, y0 = s["select"][:2]
+    red = top[300 - y0:306 - y0, 200 - x0:240 - x0, :3].reshape(-1, 3).mean(0)
+    assert red[0] > red[2] + 60, red                   # the red stroke's colour is there
     assert r["src_unchanged"]
 
 

@@ -680,6 +680,38 @@ class TestCore:
         assert np.abs(step(2) - dust).mean() > 1.0, "the colour and noise steps ran after the dust step"
         assert res["source_unchanged"]
 
+    def test_restore_chain_colorize_step_from_the_hints_layer(self, engine, krita_home, photos, tmp_path,
+                                                              xserver):
+        """The chain with its colorize step ticked (issue 14, item 6): the chosen hints layer
+        goes to that step only; its layer is in Krita's "color" blend mode under the noise
+        step's; the top layer is the engine's one-job chain with the same hints (8-bit
+        rounding between the steps)."""
+        W, H = 300, 200
+        sel = [60, 40, 180, 120]
+        strokes = [[100, 60, 40, 5, [230, 90, 30]], [150, 130, 30, 5, [40, 60, 200]]]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel, "hints": strokes,
+            "model": "restore", "strength": 100, "output": "layer", "values": {"steps": ["colorize", "denoise"]}},
+            tmp_path, xserver)
+        check_common(res, "Enhanced · restore · 100%")
+        g = res["group"]
+        assert [c[0] for c in g["children"]] == ["1 · Colour from your hints", "2 · Noise"], g
+        assert g["blending"] == ["color", "normal"], g
+        rx, ry, rw, rh = res["info"]["region"]
+        hints = np.zeros((H, W, 4), np.uint8)
+        for x, y, w, h, rgb in strokes:
+            hints[y:y + h, x:x + w] = (*rgb, 255)
+        src = np.dstack([photos["coffee"], np.full((H, W), 255, np.uint8)])
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="restore", strength=100,
+                     steps=["colorize", "denoise"], hints=np.ascontiguousarray(hints[ry:ry + rh, rx:rx + rw]).tobytes())
+        bx, by, bw, bh = res["info"]["bbox"]
+        top = bgra_to_rgba(raw(res, "step1.raw", np.uint8, W, H))[by:by + bh, bx:bx + bw, :3].astype(int)
+        d = np.abs(top - exp[by - ry:by - ry + bh, bx - rx:bx - rx + bw, :3].astype(int))
+        assert d.max() <= 2 and d.mean() < 0.3, (d.max(), d.mean())
+        red = top[60 - by:65 - by, 100 - bx:140 - bx].reshape(-1, 3).mean(0)
+        assert red[0] > red[2] + 60, red
+        assert res["source_unchanged"]
+
     def test_output_new_document(self, engine, krita_home, photos, tmp_path, xserver):
         sel = [40, 40, 64, 48]
         res = run_krita(krita_home, engine, {

@@ -109,3 +109,19 @@ def test_the_krita_and_gimp_plugins_have_no_step_list_of_their_own() -> None:
 def test_the_docker_says_a_group_was_added() -> None:
     said = ec.output.done_message("Enhanced · restore · 60%", False, "color: cast removed", steps=3)
     assert said == "Added layer group “Enhanced · restore · 60%” (3 steps, one layer each). Color: cast removed."
+
+
+def test_the_colorize_step_takes_the_hints_layer_and_only_it_does(cat: dict) -> None:
+    row = next(r for r in cat["models"] if r["id"] == "restore")
+    assert options.takes_hints(row) and not row["needs_hints"]          # the dialogs offer the layer
+    plan = _plan(cat, steps=["dust", "colorize", "denoise"])
+    assert [s.name for s in plan.steps] == ["dust", "colorize", "denoise"]
+    assert options.makes_colour(plan) and not options.makes_colour(_plan(cat, steps=["dust"]))
+    with pytest.raises(ec.UserError, match="Colour hints"):             # ticked, no layer chosen
+        options.job_inputs(plan, True, lambda: b"", None)
+    inputs = options.job_inputs(plan, True, lambda: b"", lambda: b"HINTS")
+    assert inputs == {"hints": b"HINTS"}
+    assert [chain.step_inputs(s.plan, inputs) for s in plan.steps] == [{}, {"hints": b"HINTS"}, {}]
+    # not ticked: no layer needed; a chosen one goes along (the engine takes it and leaves it unused)
+    assert options.job_inputs(_plan(cat, steps=["dust"]), True, lambda: b"", None) == {}
+    assert chain.step_inputs(_plan(cat, steps=["dust"]).steps[0].plan, {"hints": b"H"}) == {}

@@ -59,3 +59,30 @@ def test_no_step_is_refused_in_words():
         enhance(np.zeros((32, 32, 3), np.uint8), EnhanceOptions(model="restore", strength=1.0, steps=[]))
     with pytest.raises(BadInput, match="steps"):
         EnhanceOptions(model="restore", steps=["scratches"])
+
+
+def test_a_black_and_white_print_gets_its_colour_step_from_the_hints():
+    """colorize as a chain step (ticked, never a default): a gray print comes back in colour,
+    exactly as running the steps by hand; without hints the one wording of a missing input."""
+    img = np.full((64, 48), 100, np.uint8)
+    img[32:] = 180                                      # two gray areas: red hint above, blue below
+    hints = np.zeros((64, 48, 4), np.uint8)
+    hints[10:14, 10:30] = (255, 0, 0, 255)
+    hints[40:44, 10:30] = (0, 0, 255, 255)
+    steps = ["colorize", "denoise"]
+    res = enhance(img, EnhanceOptions(model="restore", strength=1.0, steps=steps, hints=hints))
+    assert res.image.shape == (64, 48, 3), "a gray input comes back in colour"
+    top, bottom = res.image[5:25].reshape(-1, 3).mean(0), res.image[40:60].reshape(-1, 3).mean(0)
+    assert top[0] > top[2] + 20 and bottom[2] > bottom[0] + 20, (top, bottom)
+    by_hand = np.repeat(img[..., None], 3, axis=2).astype(np.float32) / 255.0
+    for name, tid, strength in rc.STEPS:
+        if name in steps:
+            by_hand = enhance(by_hand, EnhanceOptions(model=tid, strength=strength,
+                                                      hints=hints if tid == "colorize" else None)).image
+    assert np.abs(res.image.astype(np.float32) / 255.0 - by_hand).max() <= 1 / 255 + 1e-6
+    with pytest.raises(BadInput, match="needs colour hints"):
+        enhance(img, EnhanceOptions(model="restore", strength=1.0, steps=steps))
+    # hints without the colorize step are taken and left unused: no colour appears
+    plain = enhance(img, EnhanceOptions(model="restore", strength=1.0, steps=["color"], hints=hints)).image
+    spread = plain.max(axis=2).astype(int) - plain.min(axis=2) if plain.ndim == 3 else np.zeros(1, int)
+    assert spread.max() <= 1

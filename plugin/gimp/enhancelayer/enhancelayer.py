@@ -220,14 +220,16 @@ def _run_job(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, ch
 
 
 def _run_steps(client: Any, progress: _Progress, pixels: bytes, w: int, h: int, channels: int,
-               dtype: str, plan: Plan) -> tuple[list, Any]:
-    """A chain task's steps (``plan.steps``), each on the previous step's result, each checked
-    like any result; returns (the step results, the client to keep)."""
+               dtype: str, plan: Plan, inputs: dict) -> tuple[list, Any]:
+    """A chain task's steps (``plan.steps``), each on the previous step's result, each with the
+    inputs it takes (colorize: the hints); returns (the step results, the client to keep)."""
     current = {"client": client}
 
     def one(data: bytes, step_plan: Plan, each: Any) -> Any:
+        submit = dict(step_plan.submit, **ec.chain.step_inputs(step_plan, inputs))
+
         def work(c: Any) -> Any:
-            return _submit_and_wait(c, progress, data, w, h, channels, dtype, step_plan.submit, each)
+            return _submit_and_wait(c, progress, data, w, h, channels, dtype, submit, each)
         res, current["client"] = ec.with_restart(current["client"], work, _client)
         return res
     return ec.chain.run_steps(pixels, plan.steps, one, progress.callback), current["client"]
@@ -320,7 +322,7 @@ def _dialog(procedure: Any, config: Any, image: Any = None, drawables: Any = Non
             """Only the options the chosen model's task takes are shown (as in Krita), and the
             colour-hints layer only for a task that colours from one."""
             hidden = ec.options.args_not_taken(cat, row)
-            if row is None or not row.get("needs_hints"):
+            if not ec.options.takes_hints(row):
                 hidden = hidden | {HINTS_ARG}
             for name in filled:
                 widget = dialog.get_widget(name, GObject.TYPE_NONE)
@@ -441,11 +443,12 @@ def _read_all(image: Gimp.Image, layers: list, client: Any, plan: Plan, interact
             buf = layer.get_buffer()
             pixels = bytes(buf.get(Gegl.Rectangle.new(cx, cy, cw, ch), 1.0, fmt, Gegl.AbyssPolicy.NONE))
             # the selection as the input of restore-fill, the hints layer as colorize's
-            submit = dict(plan.submit, **ec.options.job_inputs(
+            inputs = ec.options.job_inputs(
                 plan, has_sel, functools.partial(_selection_bytes, image, layer, region),
-                _hints_reader(image, layer, region, plan)))
+                _hints_reader(image, layer, region, plan))
+            submit = dict(plan.submit, **inputs)
             if plan.steps:   # a chain (restore): one result per step, each its own layer
-                results, client = _run_steps(client, progress, pixels, cw, ch, channels, dtype, plan)
+                results, client = _run_steps(client, progress, pixels, cw, ch, channels, dtype, plan, inputs)
             else:
                 res, client = _run_job(client, progress, pixels, cw, ch, channels, dtype, submit)
                 results = [res]
@@ -501,7 +504,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
         plan = make_plan(live, request_from_config(procedure, config, live))
     except ec.UserError as e:
         raise UserError(str(e)) from None
-    if plan.row.get("colour_output") and image.get_base_type() == Gimp.ImageBaseType.GRAY:
+    if ec.options.makes_colour(plan) and image.get_base_type() == Gimp.ImageBaseType.GRAY:
         raise UserError("colour cannot go into a grayscale image: use Image > Mode > RGB first, then try again")
     jobs = _read_all(image, layers, client, plan, interactive)
     notices = sorted({j["notice"] for j in jobs if j["notice"]})

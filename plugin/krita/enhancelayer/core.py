@@ -352,7 +352,8 @@ def run_job(client: Any, src: Source, plan: Plan,
     current = {"client": client}
 
     def one(data: bytes, step_plan: Plan, each: Callable[[float, str], bool]) -> Any:
-        step_src = replace(src, pixels=data, extra=dict(src.extra, inputs={}))
+        step_src = replace(src, pixels=data, extra=dict(src.extra, inputs=chain.step_inputs(step_plan,
+                                                                                          src.extra["inputs"])))
         result, current["client"] = _run_one(current["client"], step_src, step_plan, each, on_job, reconnect)
         return result
     return chain.run_steps(src.pixels, plan.steps, one, progress)

@@ -300,7 +300,7 @@ class EnhanceForm(QWidget):
             layout.replaceWidget(old, self.options_box)
         old.hide()
         old.deleteLater()
-        needs_hints = bool(row is not None and row.get("needs_hints"))
+        needs_hints = options.takes_hints(row)
         self.hints_layer.setVisible(needs_hints)
         self._hints_label.setVisible(needs_hints)
         self.help.setText(catalog.model_help(row) if row is not None else "")

@@ -151,7 +151,7 @@ def run(spec, res):
         steps = layer.childNodes()       # bottom first
         res["group"] = {"type": layer.type(), "opacity": layer.opacity(),
                         "children": [[c.name(), c.type(), [[m.name(), m.type()] for m in c.childNodes()]]
-                                     for c in steps]}
+                                     for c in steps], "blending": [c.blendingMode() for c in steps]}
         for i, c in enumerate(steps):
             _w(os.path.join(out, f"step{i}.raw"), bytes(c.pixelData(0, 0, W, H)))
             for m in c.childNodes():

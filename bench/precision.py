@@ -41,6 +41,16 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "grace_hopper")
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def photo(name: str) -> np.ndarray:
     """float32 RGB 0..1 (tests/real_photos.py: bundled with scikit-image and matplotlib)."""
     return importlib.import_module("real_photos").real_photo(name)
@@ -126,7 +136,7 @@ def main() -> None:
         raise SystemExit("this CPU has no bf16 units (or OpenVINO is missing): nothing to measure")
     lines = ["# bf16 on the CPU vs float32", "",
              "Produced by `bench/precision.py` (see its docstring). CPU: "
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+             f"{cpu_name()}, {os.cpu_count()} cores "
              "(OpenVINO lists BF16 among its capabilities: AMX / AVX-512 BF16).", "",
              "## Speed, side by side in one process (ms per input MP; ratio = ncnn fp32 / that runtime)", "",
              "| model | crop | ncnn fp32 min / med | ours fp32 (runtime) min / med | bf16 min / med | "

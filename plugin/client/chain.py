@@ -10,9 +10,10 @@ stack the results bottom-up in a layer group named like any result layer. Each s
 holds the image after that step; the group's opacity is the job's strength, which blends the
 final result with the original exactly as the engine's one-job chain does.
 
-What is shared by both hosts lives here: which steps (:func:`step_plans`, called by
-``options.plan``), how their jobs follow each other with one progress bar and one cancel
-(:func:`run_steps`), and the names (:func:`step_layer_name`). The finishing options of the job
+What is shared by both hosts lives here and in ``options.step_plans`` (which steps, each
+planned like any job; ``options.plan`` fills ``Plan.steps`` with them): how their jobs follow
+each other with one progress bar and one cancel (:func:`run_steps`), what each step takes of
+the job's inputs (:func:`step_inputs`), and the names (:func:`step_layer_name`). The finishing options of the job
 (grain, keep colour, protect, review map) go with the LAST step only: they shape the final
 image, not every intermediate one. A new document output keeps the one-job chain (one image).
 """
@@ -22,14 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-from .catalog import Catalog, Row, require_model
-from .errors import UserError
+from .catalog import Row
 
 if TYPE_CHECKING:
     from .options import Plan, Request
-
-# The job's options that are the group's own (its opacity) or the chain's (which steps), never a step's.
-CHAIN_ONLY = ("strength", "steps")
 
 
 @dataclass
@@ -49,41 +46,6 @@ def chain_rows(row: Row) -> list[dict[str, Any]]:
         return []
     return [r for r in rows if isinstance(r, dict) and isinstance(r.get("step"), str)
             and isinstance(r.get("model"), str)]
-
-
-def _chosen(catalog: Catalog, request: Request) -> list[str]:
-    """The steps the request ticks (the ``steps`` option), else the engine's default ticks."""
-    value = request.values.get("steps")
-    if value is None:
-        from .options import option_table
-
-        value = option_table(catalog).get("steps", {}).get("default")
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
-
-
-def step_plans(catalog: Catalog, row: Row, request: Request) -> list[Step]:
-    """The chain's chosen steps, in the engine's order, each checked against the catalog like
-    any job (UserError for a step whose model is missing or not imported); [] when the task is
-    not a chain or its result goes to a new document (one image: the one-job chain)."""
-    from .options import Request as Req
-    from .options import plan
-
-    rows = chain_rows(row)
-    if not rows or request.output == "document":
-        return []
-    chosen = _chosen(catalog, request)
-    picked = [r for r in rows if r["step"] in chosen]
-    if not picked:
-        raise UserError("Tick at least one step to run.")
-    finishing = {k: v for k, v in request.values.items() if k not in CHAIN_ONLY}
-    steps = []
-    for i, r in enumerate(picked):
-        require_model(catalog, r["model"])
-        values = dict(finishing if i == len(picked) - 1 else {}, strength=float(r.get("strength", 100.0)))
-        step_request = Req(model=r["model"], scale=request.scale, output=request.output, values=values,
-                           show_review=request.show_review)
-        steps.append(Step(name=r["step"], label=str(r.get("label") or r["step"]), plan=plan(catalog, step_request)))
-    return steps
 
 
 def step_layer_name(index: int, step: Step) -> str:

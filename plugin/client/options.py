@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .catalog import Catalog, Row, model_margin, require_model
+from .chain import Step, chain_rows
 from .errors import UserError
 from .output import REVIEW_VISIBLE, output_mode
 
@@ -307,7 +308,7 @@ class Plan:
     needs_hints: bool = False       # the task colours from a hints layer: its pixels go as the hints
     takes_hints: bool = False       # a hints layer is optional for it (restore: for its colorize step)
     # a chain task (restore) run as its steps, one layer each (chain.Step); [] = one job
-    steps: list[Any] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
 
 
 def plan(catalog: Catalog, request: Request) -> Plan:
@@ -317,11 +318,45 @@ def plan(catalog: Catalog, request: Request) -> Plan:
     checked = Request(model=request.model, scale=int(request.scale), output=output_mode(request.output),
                       values=dict(request.values), show_review=bool(request.show_review),
                       hints_layer=str(request.hints_layer or ""))
-    from .chain import step_plans
-
     return Plan(request=checked, row=row, margin=model_margin(row), submit=submit_options(catalog, row, checked),
                 needs_mask=bool(row.get("needs_mask")), needs_hints=bool(row.get("needs_hints")),
                 takes_hints=takes_hints(row), steps=step_plans(catalog, row, checked))
+
+
+# The job's options that are the group's own (its opacity) or the chain's (which steps), never a step's.
+CHAIN_ONLY = ("strength", "steps")
+
+
+def _chosen_steps(catalog: Catalog, request: Request) -> list[str]:
+    """The steps the request ticks (the ``steps`` option), else the engine's default ticks."""
+    value = request.values.get("steps")
+    if value is None:
+        value = option_table(catalog).get("steps", {}).get("default")
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
+def step_plans(catalog: Catalog, row: Row, request: Request) -> list[Step]:
+    """A chain task's chosen steps (plugin/client/chain.py), in the engine's order, each checked
+    against the catalog like any job (UserError for a step whose model is missing or not
+    imported), the finishing options (grain, keep colour, protect, review) on the last step
+    only; [] when the task is not a chain or its result goes to a new document (one image:
+    the one-job chain)."""
+    rows = chain_rows(row)
+    if not rows or request.output == "document":
+        return []
+    chosen = _chosen_steps(catalog, request)
+    picked = [r for r in rows if r["step"] in chosen]
+    if not picked:
+        raise UserError("Tick at least one step to run.")
+    finishing = {k: v for k, v in request.values.items() if k not in CHAIN_ONLY}
+    steps = []
+    for i, r in enumerate(picked):
+        require_model(catalog, r["model"])
+        values = dict(finishing if i == len(picked) - 1 else {}, strength=float(r.get("strength", 100.0)))
+        step_request = Request(model=r["model"], scale=request.scale, output=request.output, values=values,
+                               show_review=request.show_review)
+        steps.append(Step(name=r["step"], label=str(r.get("label") or r["step"]), plan=plan(catalog, step_request)))
+    return steps
 
 
 def takes_hints(row: Optional[Row]) -> bool:

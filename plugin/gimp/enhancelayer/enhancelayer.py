@@ -522,7 +522,6 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
         if scale > 1:
             w, h = image.get_width(), image.get_height()
             image.scale(w * scale, h * scale)       # GIMP's own interpolation (Preferences)
-        blend = Gimp.LayerMode.HSL_COLOR if ec.output.layer_blend(plan.row) == "color" else Gimp.LayerMode.NORMAL
         for j in jobs:
             layer, piece = j["layer"], j["piece"]
             _ok, lx, ly = layer.get_offsets()       # after the image scale when scale > 1
@@ -538,10 +537,10 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
                 image.insert_layer(top, parent, pos)
                 added.append(top)
                 for i, (step, step_piece) in enumerate(zip(plan.steps, j["steps"])):
-                    _result_layer(image, top, 0, ec.chain.step_layer_name(i, step), blend, j["fmt"], step_piece,
-                                  at, masked)
+                    _result_layer(image, top, 0, ec.chain.step_layer_name(i, step), _blend(step.plan.row), j["fmt"],
+                                  step_piece, at, masked)
             else:
-                top = _result_layer(image, parent, pos, name, blend, j["fmt"], piece, at, masked)
+                top = _result_layer(image, parent, pos, name, _blend(plan.row), j["fmt"], piece, at, masked)
                 added.append(top)
             if piece.review is not None:
                 rl = _review_layer(image, ec.output.review_name(model, piece.review), piece.review, ow, oh,
@@ -561,6 +560,12 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
         image.undo_group_end()
     Gimp.displays_flush()
     return notices
+
+
+def _blend(row: dict) -> Any:
+    """GIMP's layer mode for a task's layer: HSL Color for colorize (colour over the original's
+    brightness, to regrade), else Normal (``output.layer_blend``)."""
+    return Gimp.LayerMode.HSL_COLOR if ec.output.layer_blend(row) == "color" else Gimp.LayerMode.NORMAL
 
 
 def _group(image: Gimp.Image, name: str, opacity: float) -> Any:

@@ -692,23 +692,23 @@ def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, s
     if not off_tree:
         node.parentNode().addChildNode(group, node)
         created.append(group)
-    below, kinds = None, []
+    below, made = None, []
     for i, (step, res) in enumerate(zip(plan.steps, results)):
         layer = doc.createNode(chain.step_layer_name(i, step), "paintlayer")
         _prepare_layer(src, layer, output.layer_blend(step.plan.row))
         if not off_tree:
             group.addChildNode(layer, below)
-        _paint_step = _paint(src, layer, output.split_result(res, src.region, keep, plan.request.scale), sel, info)
+        kind, mask = _paint(src, layer, output.split_result(res, src.region, keep, plan.request.scale), sel, info)
         if off_tree:
-            group.addChildNode(layer, below)
-        kinds.append((layer, *_paint_step))
+            group.addChildNode(layer, below)       # above the previous step's layer
+        made.append((layer, kind, mask))
         below = layer
     if off_tree:
         node.parentNode().addChildNode(group, node)     # directly above the source, all steps in it
         created.append(group)
     info["group"] = group
-    info["steps"] = [[lay.name(), kind] for lay, kind, _m in kinds]
-    return kinds[-1]
+    info["steps"] = [[lay.name(), kind] for lay, kind, _m in made]
+    return made[-1]
 
 
 def _add_review(doc: Any, parent: Any, above: Any, model: str, review: bytes, box: tuple,

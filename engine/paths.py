@@ -46,3 +46,31 @@ def own_models_dir() -> Path:
     wheel or with a non-editable ``pip install .`` finds them as an editable checkout does.
     """
     return Path(__file__).resolve().parent / "data" / "trained"
+
+
+def write_replacing(path: Path, text: str) -> None:
+    """Write a small state file (the speed book, the precision decisions) so that readers see the
+    old or the new content, never half: a ``<name>.<pid>.tmp`` beside it, then os.replace. A
+    writer killed between the two (the engine is SIGKILLed, the soak test does it on purpose)
+    leaves its temp file behind; the next writer removes those of processes that are gone."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(path.name + ".*.tmp"):
+        pid = stale.name[len(path.name) + 1:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:             # exists, owned by someone else (or no way to ask): leave its file
+        return True
+    return True

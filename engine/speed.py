@@ -17,11 +17,12 @@ rewritten atomically and a damaged file only means "nothing measured yet". Jobs 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import threading
 from pathlib import Path
 from typing import Any, Optional
+
+from engine.paths import write_replacing
 
 FILE = "speed.json"
 MIN_MP = 0.05           # smaller jobs say little about per-pixel cost
@@ -76,10 +77,7 @@ class SpeedBook:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(rows, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_replacing(self.path, json.dumps(rows, indent=1, sort_keys=True))
         except OSError:
             pass                     # a read-only cache only costs the estimate its calibration
 

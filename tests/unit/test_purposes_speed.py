@@ -106,3 +106,25 @@ def test_progress_says_loading_the_model_before_the_first_tile(tmp_path: Path, m
     enhance(img, EnhanceOptions(model="denoise"), progress=lambda d, t, m: seen.append((d, t, m)))
     assert seen[0] == (0, 0, "loading the model"), seen[:3]
     assert seen[-1][0] == seen[-1][1] > 0, seen[-3:]
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    """The engine SIGKILLed between writing speed.json's temp file and renaming it leaves the
+    temp file; the next save removes those of processes that are gone (not its own, not a live
+    one's), so a soak of engine kills leaves no stray files."""
+    import subprocess
+    import sys as _sys
+
+    from engine.paths import write_replacing
+
+    target = tmp_path / "speed.json"
+    dead = subprocess.run([_sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f"speed.json.{dead}.tmp"
+    stale.write_text("{")
+    live = tmp_path / "speed.json.1.tmp"            # pid 1 is alive: its file is left alone
+    live.write_text("{")
+    write_replacing(target, '{"a": 1}')
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["speed.json", "speed.json.1.tmp"]

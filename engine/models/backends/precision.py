@@ -147,10 +147,9 @@ def decide(model_id: str, path: Path, versus: str, load: Callable[[str], Any]) -
             d = Decision(use=False, psnr_db=0.0, max_lsb=255.0, speedup=0.0, versus=versus)
         known[key] = asdict(d)
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps(known, indent=1))
-            os.replace(tmp, cache)
+            from engine.paths import write_replacing
+
+            write_replacing(cache, json.dumps(known, indent=1))
         except OSError:
             pass                      # a read-only cache: measured again next time
         return d

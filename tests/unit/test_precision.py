@@ -93,3 +93,29 @@ def test_the_decision_is_measured_once_and_cached(tmp_path: Path, monkeypatch):
     assert again == first and len(loads) == 2, "measured again instead of read from the cache"
     stored = json.loads((tmp_path / "precision.json").read_text())
     assert [v["use"] for v in stored.values()] == [True]
+
+
+def test_a_decision_is_read_from_disk_once_per_process(tmp_path: Path, monkeypatch):
+    """Every job's model load asks for the decision: after the first answer the JSON file is
+    not read again (it would be, per job, without the in-process memo)."""
+    cache = tmp_path / "precision.json"
+    monkeypatch.setattr(precision, "_cache_path", lambda: cache)
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"xy")
+    key = precision._key("m2", onnx, "cpu")
+    cache.write_text(json.dumps({key: {"use": True, "psnr_db": 50.0, "max_lsb": 1.0, "speedup": 2.0,
+                                       "versus": "cpu"}}))
+
+    def never(dev: str):
+        raise AssertionError("measured although the decision is on disk")
+    first = precision.decide("m2", onnx, "cpu", never)
+    reads: list[Path] = []
+    real_read = Path.read_text
+
+    def counting(self: Path, *a, **k) -> str:
+        reads.append(self)
+        return real_read(self, *a, **k)
+    monkeypatch.setattr(Path, "read_text", counting)
+    again = [precision.decide("m2", onnx, "cpu", never) for _ in range(3)]
+    assert again == [first] * 3 and first.use and first.speedup == 2.0
+    assert cache not in reads, "the decision file was read again for each job"

@@ -80,6 +80,12 @@ class Decision:
     versus: str             # the float32 runtime compared with
 
 
+# Decisions already made or read in this process, by (cache file, key): a job's model load asks for
+# the decision every time, and the key (file size and mtime, runtime versions) already says
+# when it would change, so the JSON file is read once per process and model, not per job.
+_seen: dict[tuple[str, str], Decision] = {}
+
+
 def _cache_path() -> Path:
     from engine.paths import cache_dir
 
@@ -131,14 +137,18 @@ def decide(model_id: str, path: Path, versus: str, load: Callable[[str], Any]) -
     ``run``). A failure to build the bf16 model counts as "do not use"."""
     cache = _cache_path()
     key = _key(model_id, path, versus)
+    seen = (str(cache), key)
     with _lock:
+        if seen in _seen:
+            return _seen[seen]
         try:
             known = json.loads(cache.read_text())
         except (OSError, ValueError):
             known = {}
         if isinstance(known.get(key), dict):
             try:
-                return Decision(**known[key])
+                d = _seen[seen] = Decision(**known[key])
+                return d
             except TypeError:
                 pass
         try:
@@ -146,6 +156,7 @@ def decide(model_id: str, path: Path, versus: str, load: Callable[[str], Any]) -
         except EnhanceError:
             d = Decision(use=False, psnr_db=0.0, max_lsb=255.0, speedup=0.0, versus=versus)
         known[key] = asdict(d)
+        _seen[seen] = d
         try:
             from engine.paths import write_replacing
 

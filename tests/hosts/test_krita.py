@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -734,7 +735,17 @@ class TestCore:
         alpha = raw(res, "review.raw", np.uint8, 300, 200)[..., 3]
         name = "Review · jpeg-clean-1 · " + ("red = check here" if alpha.max() >= 76 else "nothing flagged")
         assert res["review_layer"] == {"name": name, "visible": show, "opacity": 153}, res["review_layer"]
-        assert sorted(new_layers(res)) == sorted(["Enhanced · jpeg-clean-1 · 60%", name])
+        result = "Enhanced · jpeg-clean-1 · 60%"
+        if krita_home["host"] in CHROOTS:
+            # Krita >= 5.2: the result and its review map in one pass-through group, added at once
+            # (one undo step), the review layer on top; the source stays right below
+            assert new_layers(res) == [result], res["layers_after"]
+            assert res["review_group"] == {"name": result, "type": "grouplayer", "pass_through": True,
+                                           "children": [result, name]}, res["review_group"]
+            assert res["layer_index"] == res["source_index"] + 1
+        else:                           # 5.1: two layers, each its own undo step
+            assert sorted(new_layers(res)) == sorted([result, name])
+        assert res["source_unchanged"]
 
     @pytest.mark.parametrize("output", ["masked", "layer"])
     def test_restore_dust_defect_mask_is_the_layer_mask(self, engine, krita_home, photos, tmp_path, xserver,
@@ -937,11 +948,12 @@ def test_engine_killed_between_runs_is_restarted_silently(krita_home, models_dir
 @pytest.mark.slow
 @pytest.mark.krita
 @pytest.mark.skipif(not HAVE_XVFB, reason="Xvfb not on PATH")
-@pytest.mark.parametrize("chain", [False, True], ids=["layer", "restore-group"])
-def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, chain):
+@pytest.mark.parametrize("kind", ["layer", "restore-group", "layer+review"])
+def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, kind):
     """The full Krita app (window + view), the plug-in's own core, then Krita's own Undo ONCE.
     Krita 5.2 (built off the tree, added once): the layer and its mask are gone together; so
-    is a "Restore old photo" group with its step layers and their masks. Krita 5.1 makes its
+    is a "Restore old photo" group with its step layers and their masks, and a result with its
+    review map (both in one pass-through group). Krita 5.1 makes its
     masks through the view's action, a step each: one Undo leaves the layer without its mask,
     or the group with its layers (the known limit the README states; asserted so a change shows)."""
     home = krita_home["home"]
@@ -956,7 +968,9 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, chain):
                                    "enable_enhancelayer=true\nenable_enhancelayer_undo=true"))
     out = tmp_path / "undo.json"
     spec = tmp_path / "undo-spec.json"
-    job = {"model": "restore", "values": {"steps": ["color", "denoise"]}} if chain else {"model": "jpeg-clean-1"}
+    chain = kind == "restore-group"
+    job = {"model": "restore", "values": {"steps": ["color", "denoise"]}} if chain else \
+        {"model": "jpeg-clean-1", "values": {"review": kind == "layer+review"}}
     spec.write_text(json.dumps({"png": str(photos["dir"] / "coffee.png"), "select": [60, 40, 120, 90],
                                 "out": str(out), **job}))
     env = {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"),
@@ -993,20 +1007,34 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, chain):
 
     def ours(layers: list) -> list:           # "Selection Mask" is the user's selection, Krita's node
         return [x for x in layers if x[0] != "Selection Mask"]
+
+    def review(layers: list) -> list:         # its name ends in the legend or "nothing flagged": either
+
+        return [re.sub(r"^Review · jpeg-clean-1 · .*", "Review", x) if isinstance(x, str) else
+                [re.sub(r"^Review · jpeg-clean-1 · .*", "Review", x[0]), review(x[1])] for x in layers]
     if chain:
         steps = ["1 · Faded colour", "2 · Noise"] if krita51 else \
             [["1 · Faded colour", ["Selection"]], ["2 · Noise", ["Selection"]]]
         result = ["Enhanced · restore · 60%", steps]
     else:
         result = ["Enhanced · jpeg-clean-1 · 60%", ["Selection"]]
-    assert ours(res["after_run"]) == [["Background", []], result], res
+    if kind == "layer+review":
+        if krita51:                    # two layers, the review layer on top
+            after = [["Background", []], result, ["Review", []]]
+        else:
+            after = [["Background", []], ["Enhanced · jpeg-clean-1 · 60%", [result, "Review"]]]
+        assert review(ours(res["after_run"])) == after, res
+    else:
+        assert ours(res["after_run"]) == [["Background", []], result], res
     if not krita51:
         assert res["version"].startswith(KRITA_VERSION[krita_home["host"]]), res
         assert ours(res["after_one_undo"]) == [["Background", []]], f"one Undo left {res['after_one_undo']}"
     else:
         assert res["version"].startswith("5.1"), res
-        # the known limit: the first Undo takes only the last mask, or the last step's layer
-        left = ["Enhanced · restore · 60%", ["1 · Faded colour"]] if chain else ["Enhanced · jpeg-clean-1 · 60%", []]
+        # the known limit: the first Undo takes only the last mask, the last step's layer, or
+        # the review layer
+        left = ["Enhanced · restore · 60%", ["1 · Faded colour"]] if chain else \
+            result if kind == "layer+review" else ["Enhanced · jpeg-clean-1 · 60%", []]
         assert ours(res["after_one_undo"]) == [["Background", []], left], res
 
 

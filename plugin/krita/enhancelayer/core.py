@@ -599,8 +599,10 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
         # but 5.1 cannot fill a mask made off the tree).
         off_tree = hasattr(doc, "createTransparencyMask")
         sel = _scaled_selection(src, s) if masked else None
+        group = None
         if plan.steps:
-            layer, mask_kind, mask_node = _add_group(src, plan, result, name, keep, sel, off_tree, created, info)
+            group, (layer, mask_kind, mask_node) = _add_group(src, plan, result, name, keep, sel, off_tree,
+                                                              created, info)
         else:
             # restore-dust: the repaired spots are the layer's mask (in "layer" mode too: for a
             # dust repair the mask is the point), so a wrong repair can be painted off
@@ -616,13 +618,23 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
                     created.append(layer)
             _prepare_layer(src, layer, output.layer_blend(plan.row))
             mask_kind, mask_node = _paint(src, layer, piece, sel, info)
-            if off_tree:
-                parent.addChildNode(layer, node)       # directly above the source, with its mask
-                created.append(layer)
         review_layer = None
         if plan.request.values.get("review") and piece.review:
-            review_layer = _add_review(doc, parent, created[0], model, piece.review, piece.box,
-                                       plan.request.show_review)
+            review_layer = _review_layer(doc, model, piece.review, piece.box, plan.request.show_review)
+        top = group if group is not None else layer
+        if off_tree:
+            if review_layer is not None:
+                # one undo step for the result AND its review map: both go in one group, added once
+                if group is None:
+                    group = top = doc.createGroupLayer(name)
+                    group.setPassThroughMode(True)     # the result blends with the photo as if loose
+                    group.addChildNode(layer, None)
+                    info["review_group"] = group
+                group.addChildNode(review_layer, group.childNodes()[-1])
+            parent.addChildNode(top, node)             # directly above the source, masks included
+            created.append(top)
+        elif review_layer is not None:                 # 5.1: a step of its own, above the result
+            parent.addChildNode(review_layer, created[0])
             created.append(review_layer)
         # the source stays the active layer: the next run enhances the original again, not the
         # enhanced copy (issue 16; GIMP keeps the source selected too)
@@ -683,9 +695,9 @@ def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, s
     """A chain's result: a layer group above the source, named like a result layer, its opacity
     the job's strength, holding one layer per step bottom-up ("1 · Dust & scratches", …), each
     the image after its step, each with its mask (the selection; the repaired spots for the
-    dust step). Krita >= 5.2: built off the tree and added once (one undo step); 5.1: the
-    group is added first, as its masks need the layers in the tree. Returns the top step's
-    (layer, mask kind, mask node)."""
+    dust step). Krita >= 5.2: built off the tree, and the caller adds it once (one undo step);
+    5.1: the group is added here first, as its masks need the layers in the tree. Returns the
+    group and the top step's (layer, mask kind, mask node)."""
     doc, node = src.doc, src.node
     group = doc.createGroupLayer(name)
     group.setOpacity(int(round(chain.group_opacity(plan.request) * 255 / 100)))
@@ -703,22 +715,18 @@ def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, s
             group.addChildNode(layer, below)       # above the previous step's layer
         made.append((layer, kind, mask))
         below = layer
-    if off_tree:
-        node.parentNode().addChildNode(group, node)     # directly above the source, all steps in it
-        created.append(group)
     info["group"] = group
     info["steps"] = [[lay.name(), kind] for lay, kind, _m in made]
-    return made[-1]
+    return group, made[-1]
 
 
-def _add_review(doc: Any, parent: Any, above: Any, model: str, review: bytes, box: tuple,
-                visible: bool = output.REVIEW_VISIBLE) -> Any:
+def _review_layer(doc: Any, model: str, review: bytes, box: tuple, visible: bool = output.REVIEW_VISIBLE) -> Any:
     """Red overlay, alpha = how risky the change is there (0..255); named with its legend and
-    shown (unless the user's "Show the review layer" is off) as GIMP's is (``output.REVIEW_*``)."""
+    shown (unless the user's "Show the review layer" is off) as GIMP's is (``output.REVIEW_*``).
+    Made and painted off the tree: the caller adds it (with the result, where Krita allows)."""
     x, y, w, h = box
     lay = doc.createNode(output.review_name(model, review), "paintlayer")
     lay.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
-    parent.addChildNode(lay, above)
     lay.setPixelData(pixels.red_overlay(review, "BGRA"), x, y, w, h)
     lay.setOpacity(int(round(output.REVIEW_OPACITY * 255 / 100)))
     lay.setVisible(bool(visible))

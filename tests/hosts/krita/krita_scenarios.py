@@ -157,7 +157,12 @@ def run(spec, res):
             for m in c.childNodes():
                 if m.type() == "transparencymask":
                     _w(os.path.join(out, f"step{i}_mask.raw"), bytes(m.pixelData(0, 0, W, H)))
-    res["layer_index"] = [n.uniqueId() for n in kids].index(layer.uniqueId())
+    # with a review map, Krita >= 5.2 puts the result layer and the review layer in one group
+    top = info.get("review_group") or layer
+    if info.get("review_group") is not None:
+        res["review_group"] = {"name": top.name(), "type": top.type(), "pass_through": top.passThroughMode(),
+                               "children": [c.name() for c in top.childNodes()]}
+    res["layer_index"] = [n.uniqueId() for n in kids].index(top.uniqueId())
     res["source_index"] = [n.uniqueId() for n in kids].index(src_node.uniqueId())
     res["layer_name"] = layer.name()
     res["blending_mode"] = layer.blendingMode()
@@ -180,7 +185,7 @@ def run(spec, res):
         _w(os.path.join(out, "review.raw"), bytes(rl.pixelData(0, 0, W2, H2)))
     # what the user sees with the source hidden: the enhanced layer alone, masked
     for n in kids:
-        n.setVisible(n.uniqueId() == layer.uniqueId())
+        n.setVisible(n.uniqueId() == top.uniqueId())
     doc.refreshProjection()
     doc.waitForDone()
     _w(os.path.join(out, "composite.raw"), bytes(doc.pixelData(0, 0, W2, H2)))

@@ -40,8 +40,9 @@ PURPOSES: tuple[Purpose, ...] = (
             "Find specks, hairs and thin scratches on a scanned print or slide and fill them in."),
     Purpose("restore", "Restore old photo",
             "A scanned print in one go: dust & scratches, faded colour and noise (sharpness if you tick it)."),
-    Purpose("damage", "Repair tears & holes",
-            "Select a tear, a hole or a missing corner of an old print: it is rebuilt from the photo around it."),
+    Purpose("damage", "Repair tears, holes & stains",
+            "Select a tear, a hole or a missing corner of an old print: it is rebuilt from the photo around it. "
+            "Or select a water stain: its brown film is lifted and the picture under it kept."),
     Purpose("old-photo", "Restore faded colour",
             "Bring back the colour and contrast of a faded, yellowed or colour-cast print."),
     Purpose("colorize", "Colorize",

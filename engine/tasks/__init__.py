@@ -37,6 +37,7 @@ CLASSICAL: tuple[str, ...] = (
     "restore_color",
     "descreen",
     "restore_fill",
+    "restore_stain",
     "colorize",
     "restore_chain",
     "identity",

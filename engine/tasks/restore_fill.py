@@ -24,9 +24,8 @@ Tried on the development photos and not adopted: texture features in the patch d
 (Newson et al. 2017; they made fills too busy where the original is smooth, -0.1..-1.0 dB),
 larger or smaller patches (5, 7 px), a deeper or shallower pyramid, sharp votes at every level.
 
-Stains that are tints rather than holes (detail still under them) are not handled here yet:
-a membrane fill of the blurred surroundings, used as a per-channel gain, was tried and made a
-stain over a high-contrast area worse than before (25.0 -> 17.5 dB), so it was left out.
+Stains that are tints rather than holes (detail still under them) are restore-stain's job
+(engine/tasks/restore_stain.py): filling would throw the picture under them away.
 
 The fill looks at the region the host sends (the selection's box plus :data:`MARGIN`), so
 the result depends on it: the task is not tile invariant.

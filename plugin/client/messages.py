@@ -39,7 +39,7 @@ OUT_OF_MEMORY = ("The computer ran out of memory, even working in the smallest p
 NOT_IMPORTED = ("This model is not imported yet. Run `python3 install.py` in the EnhanceLayer folder "
                 "(it imports the models), then try again.")
 UNKNOWN_MODEL = "The engine does not have this model. Pick another one from the list."
-NEEDS_SELECTION = ("This repairs the selected area: select the tear or hole first (a little beyond its "
+NEEDS_SELECTION = ("This repairs the selected area: select the tear, hole or stain first (a little beyond its "
                    "edges), then try again.")
 NEEDS_HINTS = ("Colorize needs your colour strokes: paint a few strokes of colour on a new layer, choose it "
                "as “Colour hints”, then try again.")

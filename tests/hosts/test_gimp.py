@@ -235,6 +235,22 @@ def _printed_photo(gimp) -> Path:
 
 
 TORN = (200, 330, 40, 30)      # x, y, w, h of the white hole in the torn astronaut
+STAIN = (150, 250, 120, 80)    # x, y, w, h of the box around the brown stain on the gray astronaut print
+
+
+def _print_and_stained(gimp) -> tuple[np.ndarray, Path]:
+    """The astronaut as a black-and-white print (u8 RGB) and the path of the same print with a
+    brown water stain (restore-stain's input; bench/quality_stain.py's film)."""
+    from PIL import Image
+    from skimage import data
+
+    gray = data.astronaut().astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+    gray = np.repeat(gray[..., None], 3, 2)
+    p = gimp.work / "astronaut-stained.png"
+    if not p.exists():
+        stained = bench_module("quality_stain").ellipse_stain(gray, STAIN)
+        Image.fromarray(np.rint(stained * 255).astype(np.uint8)).save(p)
+    return np.rint(gray * 255).astype(np.uint8), p
 
 
 # colorize's strokes in image coordinates: (x, y, w, h, RGB)
@@ -294,6 +310,9 @@ SCENARIOS = [
     dict(name="u8_fill_masked", precision="u8", photo="torn", select=[196, 326, 48, 38],
          args={"model": "restore-fill"}),
     dict(name="u8_fill_no_selection", precision="u8", photo="torn", args={"model": "restore-fill"}),
+    # restore-stain (issue 14): the selection is the stained area, sent as the job's mask
+    dict(name="u8_stain_masked", precision="u8", photo="stained", select=[140, 240, 140, 100],
+         args={"model": "restore-stain"}),
     # colorize (issue 14): a layer of colour strokes chosen as the hints; the result in HSL Color mode
     dict(name="u8_colorize", precision="u8", select=[150, 220, 240, 200], hints=HINTS,
          args={"model": "colorize", "strength": 100}),
@@ -322,7 +341,8 @@ def _run(gimp, profile, cfg_inside: str, scenarios: list, tag: str) -> tuple[Pat
     params.write_text(json.dumps({"out": gimp.inside(out), "photo": gimp.inside(_photo(gimp)),
                                   "photos": {"dusty": gimp.inside(_dusty_photo(gimp)),
                                              "printed": gimp.inside(_printed_photo(gimp)),
-                                             "torn": gimp.inside(_torn_photo(gimp))},
+                                             "torn": gimp.inside(_torn_photo(gimp)),
+                                             "stained": gimp.inside(_print_and_stained(gimp)[1])},
                                   "scenarios": scenarios}))
     rc, log = gimp.batch(script, {"HOME": gimp.inside(profile), "ENHANCELAYER_CONFIG_DIR": cfg_inside,
                                   "ELCI_PARAMS": gimp.inside(params)}, gimp.work / f"gimp-{tag}.log")
@@ -373,7 +393,7 @@ def _direct(client, out: Path, s: dict, r: dict):
         extra["steps"] = [n for n in ("dust", "color", "colorize", "denoise", "sharpen") if a.get(f"steps-{n}")]
     if model in ("colorize", "restore") and s.get("hints"):   # the strokes layer under the crop (no offset here)
         extra["hints"] = np.ascontiguousarray(_hints_array((512, 512))[cy0:cy1, cx0:cx1]).tobytes()
-    if model == "restore-fill":          # the rectangular selection as the job's mask
+    if model in ("restore-fill", "restore-stain"):      # the rectangular selection as the job's mask
         m = np.zeros((512, 512), np.uint8)
         m[max(0, y - oy):y + sh - oy, max(0, x - ox):x + sw - ox] = 255
         extra["mask"] = np.ascontiguousarray(m[cy0:cy1, cx0:cx1]).tobytes()
@@ -622,8 +642,25 @@ def test_fill_rebuilds_the_selection_as_the_engine_does(results, engine):
     assert (hole.min(axis=2) >= 250).mean() < 0.05, "the white hole is still there"
     assert r["src_unchanged"]
     r = results[2]["u8_fill_no_selection"]
-    assert r["status"] != "success" and "select the tear or hole first" in r["error"], r
+    assert r["status"] != "success" and "select the tear, hole or stain first" in r["error"], r
     assert r["new_layers"] == []
+
+
+def test_stain_lifting_works_on_the_selection_as_the_engine_does(results, engine, gimp):
+    """restore-stain: the new layer, masked to the selection, is the engine's lift of the
+    selected area (the selection went as the mask); inside the stain the gray print is back,
+    without its brown tint; the source keeps its stain."""
+    _s, r, got, (x, y, w, h) = _one_layer_as_engine(results, engine, "u8_stain_masked", "Enhanced · restore-stain")
+    assert r["new_layers"][0]["mask_equals_selection"] and r["src_unchanged"]
+    clean_print, stained_path = _print_and_stained(gimp)
+    from PIL import Image
+    stained = np.asarray(Image.open(stained_path))
+    sx, sy, sw, sh = STAIN
+    inner = (slice(sy + 15, sy + sh - 15), slice(sx + 20, sx + sw - 20))
+    lay = got[inner[0].start - y:inner[0].stop - y, inner[1].start - x:inner[1].stop - x, :3].astype(int)
+    clean = clean_print[inner].astype(int)
+    assert np.abs(lay - clean).mean() < 0.3 * np.abs(stained[inner].astype(int) - clean).mean()
+    assert np.abs(lay[..., 0] - lay[..., 2]).mean() < 3, "the brown tint is still there"
 
 
 def test_colorize_from_a_hints_layer_as_the_engine_does(results, engine):

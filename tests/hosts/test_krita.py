@@ -281,11 +281,16 @@ def photos(tmp_path_factory, coffee, astronaut):
     torn = c.copy()
     torn[TORN[1]:TORN[1] + TORN[3], TORN[0]:TORN[0] + TORN[2]] = 255     # a white hole in the print
     Image.fromarray(torn).save(d / "torn.png")
+    # a brown water stain on a black-and-white print of the coffee photo (bench/quality_stain.py's film)
+    gray = np.repeat((c.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] / 255.0, 3, 2)
+    stained = np.rint(bench_module("quality_stain").ellipse_stain(gray, STAIN) * 255).astype(np.uint8)
+    Image.fromarray(stained).save(d / "stained.png")
     return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy(), "astronaut_full": astronaut,
-            "printed": printed, "torn": torn}
+            "printed": printed, "torn": torn, "stained": stained, "print": np.rint(gray * 255).astype(np.uint8)}
 
 
 TORN = (120, 80, 40, 30)       # x, y, w, h of the hole in photos["torn"]
+STAIN = (150, 60, 80, 60)      # x, y, w, h of the box around the stain's ellipse in photos["stained"]
 
 
 def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, timeout: int = 240) -> dict:
@@ -601,8 +606,39 @@ class TestCore:
         (tmp_path / "none").mkdir()
         res = run_krita(krita_home, engine, {"scenario": "core", "png": str(photos["dir"] / "torn.png"),
                                              "model": "restore-fill"}, tmp_path / "none", xserver)
-        assert "select the tear or hole first" in res.get("error", ""), res
+        assert "select the tear, hole or stain first" in res.get("error", ""), res
         assert new_layers(res) == [] and res["source_unchanged"]
+
+    def test_stain_lifting_uses_the_selection_as_its_input(self, engine, krita_home, photos, tmp_path, xserver):
+        """restore-stain (issue 14): the selection goes to the engine as the stained area; the
+        layer holds the engine's own lift of it, masked to the selection, the brown film gone
+        from the black-and-white print; the source keeps its stain."""
+        W, H = 300, 200
+        x, y, w, h = STAIN
+        sel = [x - 10, y - 10, w + 20, h + 20]
+        res = run_krita(krita_home, engine, {
+            "scenario": "core", "png": str(photos["dir"] / "stained.png"), "select": sel,
+            "model": "restore-stain"}, tmp_path, xserver)
+        check_common(res, "Enhanced · restore-stain")
+        assert res["info"]["mask"] == "mask" and res["source_unchanged"]
+        assert res["info"]["note"].startswith("stain lifted"), res["info"]
+        rx, ry, rw, rh = res["info"]["region"]
+        src = np.dstack([photos["stained"], np.full((H, W), 255, np.uint8)])
+        mask = np.zeros((H, W), np.uint8)
+        mask[sel[1]:sel[1] + sel[3], sel[0]:sel[0] + sel[2]] = 255
+        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="restore-stain",
+                     mask=np.ascontiguousarray(mask[ry:ry + rh, rx:rx + rw]).tobytes())
+        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))
+        box = (slice(sel[1], sel[1] + sel[3]), slice(sel[0], sel[0] + sel[2]))
+        ebox = (slice(sel[1] - ry, sel[1] - ry + sel[3]), slice(sel[0] - rx, sel[0] - rx + sel[2]))
+        assert np.abs(got[box].astype(int) - exp[ebox].astype(int)).max() <= 1
+        # inside the stain: far nearer the unstained print than the stained one, and neutral again
+        inner = (slice(y + 10, y + h - 10), slice(x + 15, x + w - 15))
+        clean = photos["print"][inner].astype(int)
+        assert np.abs(got[inner][..., :3].astype(int) - clean).mean() < \
+            0.3 * np.abs(photos["stained"][inner].astype(int) - clean).mean()
+        rgb = got[inner][..., :3].astype(int)
+        assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() < 3, "the brown tint is still there"
 
     def test_colorize_from_a_hints_layer(self, engine, krita_home, photos, tmp_path, xserver):
         """colorize (issue 14): the chosen paint layer's strokes go as the hints; the new layer

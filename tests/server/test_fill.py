@@ -31,6 +31,26 @@ def test_the_engine_fills_the_selection_it_is_sent(shared_engine, astronaut):
     assert np.array_equal(got[sel == 0], img[sel == 0]) and not np.array_equal(got[sel > 0], img[sel > 0])
 
 
+def test_the_engine_lifts_the_stain_it_is_sent(shared_engine):
+    """restore-stain: the selection is the job's mask, as for restore-fill; the answer is the
+    pipeline's own, and nothing outside the selection changes."""
+    from tests.conftest import bench_module
+
+    q = bench_module("quality_stain")
+    print_ = q.crop("brick")
+    stained = np.rint(q.ellipse_stain(print_, (90, 100, 100, 70)) * 255).astype(np.uint8)
+    h, w = stained.shape[:2]
+    sel = np.zeros((h, w), np.uint8)
+    sel[90:180, 80:200] = 255
+    c = shared_engine.client()
+    r = c.enhance(stained.tobytes(), w, h, 3, "u8", model="restore-stain", mask=sel.tobytes())
+    ref = enhance(stained, EnhanceOptions(model="restore-stain", mask=sel))
+    got = np.frombuffer(r.pixels, np.uint8).reshape(h, w, 3)
+    assert np.array_equal(got, ref.image)
+    assert np.array_equal(got[sel == 0], stained[sel == 0]) and not np.array_equal(got[sel > 0], stained[sel > 0])
+    assert r.info.get("note", "").startswith("stain lifted"), r.info
+
+
 def test_the_engine_colours_from_the_hints_it_is_sent(shared_engine):
     """colorize's hints travel after the pixels (header ``hints``), and a job without them
     is refused before a pixel is read."""

@@ -251,7 +251,8 @@ def main() -> None:
         f"were, with the note \"no stain could be told apart\", in {len(fa) - len(touched)} of {len(fa)}; "
         f"changed in {len(touched)} (PSNR of the result against the clean photo: " + "; ".join(touched) + "). "
         "Those are colourful photos where the selected subject differs in colour from what surrounds it "
-        "(the collar of an orange suit, a white rocket in a blue sky): in low frequencies that IS what a stain looks like.",
+        "(the collar of an orange suit, a white rocket in a blue sky): in low frequencies that IS what a stain "
+        "looks like.",
         f"- development photos (for reference): restore-stain dE00 {sd['restore-stain'][2]:.2f}, "
         f"stained {sd['stained'][2]:.2f}, transfer {sd['transfer'][2]:.2f}, freqsep {sd['freqsep'][2]:.2f}.",
         f"- time: restore-stain {us:.2f} s per MP of the region sent (this machine's CPU, 2 cores).", "",

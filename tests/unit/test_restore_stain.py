@@ -37,7 +37,8 @@ def test_a_stain_on_a_gray_print_is_lifted_and_the_detail_kept(photo, size, fit)
     assert after >= before + 8.0, (before, after)
     assert q.de00(out[sel][None], img[sel][None]) <= 0.5 * q.de00(stained[sel][None], img[sel][None])
     # the detail under the stain is the photo's: its fine structure correlates with the original's
-    hp = (lambda a: a - q.cv2.GaussianBlur(a, (0, 0), 2.0))
+    def hp(a: np.ndarray) -> np.ndarray:
+        return a - q.cv2.GaussianBlur(a, (0, 0), 2.0)
     under = dens > 0.1
     c = np.corrcoef(hp(out @ q.Y601)[under], hp(img @ q.Y601)[under])[0, 1]
     assert c > 0.95, c

@@ -660,11 +660,12 @@ def _prepare_layer(src: Source, layer: Any, blend: str) -> None:
         layer.setColorSpace("RGBA", src.depth, src.profile)
 
 
-def _paint(src: Source, layer: Any, piece: Any, sel: Any, info: dict) -> tuple:
+def _paint(src: Source, layer: Any, piece: Any, sel: Any, info: dict, try_mask: bool = True) -> tuple:
     """Write a result piece into ``layer`` and mask it: the repaired spots (restore-dust's
     defect mask, times the selection when masked), else the selection (``sel``; None: no
-    mask). Where no mask can be made (5.1 without a view) the mask goes into the layer's
-    alpha. Returns (mask kind, mask node or None)."""
+    mask). Where no mask can be made (5.1 without a view, or ``try_mask`` False: an earlier
+    layer of the same group could not get one) the mask goes into the layer's alpha.
+    Returns (mask kind, mask node or None)."""
     from krita import Selection
     doc = src.doc
     x, y, w, h = piece.box
@@ -677,14 +678,14 @@ def _paint(src: Source, layer: Any, piece: Any, sel: Any, info: dict) -> tuple:
         info["defects"] = len(dm) - dm.count(0)
         mask_sel = Selection()
         mask_sel.setPixelData(dm, x, y, w, h)
-        kind, mask = ("alpha", None) if not info["defects"] else \
+        kind, mask = ("alpha", None) if not (info["defects"] and try_mask) else \
             _add_mask(doc, layer, mask_sel, doc.selection(), "Defects")
         if kind == "alpha":   # no mask possible (5.1 without a view), or nothing repaired
             layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, dm), x, y, w, h)
         return kind, mask
     if sel is None:
         return "none", None
-    kind, mask = _add_mask(doc, layer, sel, doc.selection() or sel)
+    kind, mask = _add_mask(doc, layer, sel, doc.selection() or sel) if try_mask else ("alpha", None)
     if kind == "alpha":
         layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, bytes(sel.pixelData(x, y, w, h))), x, y, w, h)
     return kind, mask
@@ -705,12 +706,17 @@ def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, s
         node.parentNode().addChildNode(group, node)
         created.append(group)
     below, made = None, []
+    # 5.1's full app will not activate a layer inside a group for its mask action: once a step's
+    # layer fell back to alpha, the next ones go there at once instead of waiting for it again
+    try_mask = True
     for i, (step, res) in enumerate(zip(plan.steps, results)):
         layer = doc.createNode(chain.step_layer_name(i, step), "paintlayer")
         _prepare_layer(src, layer, output.layer_blend(step.plan.row))
         if not off_tree:
             group.addChildNode(layer, below)
-        kind, mask = _paint(src, layer, output.split_result(res, src.region, keep, plan.request.scale), sel, info)
+        kind, mask = _paint(src, layer, output.split_result(res, src.region, keep, plan.request.scale), sel, info,
+                            try_mask)
+        try_mask = try_mask and (kind != "alpha" or off_tree)
         if off_tree:
             group.addChildNode(layer, below)       # above the previous step's layer
         made.append((layer, kind, mask))

@@ -165,8 +165,9 @@ def _absorption(tint: np.ndarray) -> np.ndarray:
     return (tint + beta * _GREY).astype(np.float32)
 
 
-def estimate(rgb: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(D: HxW density of the stain, k: its absorption colour, 3) for ``rgb`` (sRGB 0..1)."""
+def estimate(rgb: np.ndarray, sel: np.ndarray, anyway: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(D: HxW density of the stain, k: its absorption colour, 3) for ``rgb`` (sRGB 0..1).
+    ``anyway``: no damping by the scene's own colour variation (the user's "Lift anyway")."""
     od = -np.log(np.maximum(_to_linear(rgb), _EPS))
     low = cv2.GaussianBlur(od, (0, 0), _SIGMA)
     # the membrane only needs the selection and its ring: cut the work to their box
@@ -182,7 +183,7 @@ def estimate(rgb: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     neg = d[d < 0]
     noise = 1.4826 * float(np.median(-neg)) if neg.size else 0.0
     d = np.maximum(d - _SHRINK * noise, 0.0)
-    if (d > 0).any():
+    if (d > 0).any() and not anyway:
         # the more the scene's colours vary around the selection along the tint (a red tank, a
         # brown cupboard), the less D can be told from them: damp it by signal / (signal + scene)
         around = _chroma(low[~sel]) @ tint
@@ -197,9 +198,9 @@ def estimate(rgb: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _NOTHING = 0.02           # a density below this everywhere (2 % in blue) counts as "no stain found"
 
 
-def lift(rgb: np.ndarray, sel: np.ndarray) -> np.ndarray:
+def lift(rgb: np.ndarray, sel: np.ndarray, anyway: bool = False) -> np.ndarray:
     """The photo with the stain in ``sel`` divided out (sRGB 0..1, same shape)."""
-    return _lift(rgb, *estimate(rgb, sel))
+    return _lift(rgb, *estimate(rgb, sel, anyway))
 
 
 def _lift(rgb: np.ndarray, dens: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -211,25 +212,33 @@ def _run_task(rgb: np.ndarray, values: dict[str, Any], mask: Optional[np.ndarray
               ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
     assert mask is not None                  # the pipeline refuses a job without one
     sel = selection_of(mask, rgb.shape[:2])
-    dens, k = estimate(rgb, sel)
+    anyway = bool(values.get("lift_anyway", False))
+    dens, k = estimate(rgb, sel, anyway)
     strongest = float((dens[..., None] * k).max())
     if strongest < _NOTHING:
+        hint = "select the stain with some clean photo around it" + ("" if anyway else ", or tick \"Lift anyway\"")
         return rgb, {}, {"note": "no stain could be told apart from the photo's own colours here: left as it is "
-                                 "(select the stain with some clean photo around it)", "notice": True}
+                                 f"({hint})", "notice": True}
     gone = 100.0 * (1.0 - float(np.exp(-strongest)))
     return _lift(rgb, dens, k), {}, {"note": f"stain lifted (it took up to {gone:.0f} % of the light in its "
                                              "strongest channel)"}
 
 
 def _task():
+    from engine.options import Option
     from engine.tasks.base import TaskInfo, WholeImageTask
+
+    anyway = Option("lift_anyway", "bool", False, "Lift anyway",
+                    "Normally a stain on a colourful, busy photo is left alone where it cannot be told from the "
+                    "photo's own colours. Tick this to take out the tint found all the same (then check the "
+                    "result, and mask it where the photo's own colours went).")
 
     info = TaskInfo(id="restore-stain", title="Stain lifting (keeps the detail under it)", group="restore",
                     kind="classical", scale=1, margin=MARGIN, license="MIT (EnhanceLayer code)",
                     source="engine/tasks/restore_stain.py", ms_per_mp_cpu=700.0, tile_invariant=False,
                     notes="Divides the stain's colour film out of the selection, keeping the picture under it.",
                     # a stain lifted at 60 % still shows: the layer's opacity is the way to regrade
-                    needs_mask=True, skips=("strength", "grain", "keep_color", "protect"),
+                    needs_mask=True, skips=("strength", "grain", "keep_color", "protect"), options=(anyway,),
                     purpose="damage", label="Lift a stain",
                     description="Select a water or tea stain with a little of the clean photo around it: its "
                                 "brownish film is taken out and the picture under it is kept.")

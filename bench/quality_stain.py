@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from engine.pipeline.formats import linear_to_srgb, srgb_to_linear  # noqa: E402
 from engine.tasks import restore_stain as rs  # noqa: E402
 
 real_photo = importlib.import_module("real_photos").real_photo
@@ -89,9 +90,9 @@ def stain(img: np.ndarray, size: int, seed: int, grow: int) -> tuple[np.ndarray,
         rim = cv2.GaussianBlur((blob - inner).astype(np.float32), (0, 0), 1.0)
         dens = dens + rng.uniform(0.3, 0.6) * rim
     k = np.array([rng.uniform(0.25, 0.45), rng.uniform(0.45, 0.65), 1.0], np.float32)
-    lin = rs._to_linear(img) * np.exp(-dens[..., None] * k)
+    lin = srgb_to_linear(img) * np.exp(-dens[..., None] * k)
     sel = cv2.dilate(blob, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))) > 0
-    return rs._to_srgb(lin), dens.astype(np.float32), sel
+    return linear_to_srgb(lin), dens.astype(np.float32), sel
 
 
 def ellipse_stain(img: np.ndarray, box: tuple[int, int, int, int], density: float = 0.5) -> np.ndarray:
@@ -101,7 +102,7 @@ def ellipse_stain(img: np.ndarray, box: tuple[int, int, int, int], density: floa
     blob = np.zeros(img.shape[:2], np.uint8)
     cv2.ellipse(blob, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, 1, -1)
     dens = density * cv2.GaussianBlur(blob.astype(np.float32), (0, 0), 2.0)
-    return rs._to_srgb(rs._to_linear(img) * np.exp(-dens[..., None] * np.array([0.35, 0.55, 1.0], np.float32)))
+    return linear_to_srgb(srgb_to_linear(img) * np.exp(-dens[..., None] * np.array([0.35, 0.55, 1.0], np.float32)))
 
 
 def transfer(img: np.ndarray, sel: np.ndarray) -> np.ndarray:

@@ -118,6 +118,17 @@ class Source:
         return to_float(self.image[y0:y1, :, 3:4])
 
 
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """sRGB-encoded 0..1 to linear light (the IEC 61966-2-1 curve), in x's float dtype."""
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(x.dtype, copy=False)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """Linear light to sRGB-encoded 0..1 (clipped to 0..1 first), in x's float dtype."""
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(x.dtype, copy=False)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """HxWx3 -> HxWx1 BT.601 luma (float32)."""
     return (rgb[..., 0:1] * LUMA[0] + rgb[..., 1:2] * LUMA[1] + rgb[..., 2:3] * LUMA[2]).astype(np.float32)

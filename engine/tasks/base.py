@@ -184,6 +184,20 @@ def require_inputs(info: TaskInfo, has_mask: bool, has_hints: bool) -> None:
         raise BadInput(f"{info.id} takes no colour hints (only colorize and restore's colorize step do)")
 
 
+def selected(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The job's mask (HxW, or HxWx1) as the selection a task works on (bool HxW: >= half
+    selected; the soft edge is the pipeline's blend), or BadInput when its size is not the
+    image's. For the tasks whose input the selection is (``needs_mask``)."""
+    from engine.errors import BadInput
+
+    m = np.asarray(mask, dtype=np.float32)
+    if m.ndim == 3:
+        m = m[..., 0]
+    if m.shape != tuple(shape):
+        raise BadInput(f"the mask is {m.shape[1]}x{m.shape[0]} px but the image is {shape[1]}x{shape[0]}")
+    return m >= 0.5
+
+
 def colour_result(info: TaskInfo, has_hints: bool) -> bool:
     """Whether a gray input comes back in colour: a colour_output task (colorize), or one that
     takes optional hints and got them (restore with its colorize step)."""

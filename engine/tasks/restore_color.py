@@ -47,6 +47,7 @@ import numpy as np
 
 from engine.errors import BadInput
 from engine.pipeline.formats import LUMA as _LUMA
+from engine.pipeline.formats import linear_to_srgb, srgb_to_linear
 
 _STATS_SIDE = 512         # statistics from a copy whose longest side is at most this
 _GAMMA_LIMITS = (0.5, 2.0)
@@ -177,15 +178,6 @@ def restore_color(rgb: np.ndarray, clip: float = 0.1, cast: float = 1.0) -> np.n
 FADE_MODELS = ("flare", "density", "curve", "yellowed")
 
 
-def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
-
-
 def fade(rgb: np.ndarray, model: str) -> np.ndarray:
     """A faded copy of ``rgb`` under one of :data:`FADE_MODELS`.
 
@@ -196,10 +188,10 @@ def fade(rgb: np.ndarray, model: str) -> np.ndarray:
     x = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
     if model == "flare":
         black, white, g = np.array([0.06, 0.03, 0.02]), np.array([0.92, 0.80, 0.60]), np.array([0.8, 1.0, 1.25])
-        out = _linear_to_srgb(black + (white - black) * _srgb_to_linear(x) ** g)
+        out = linear_to_srgb(black + (white - black) * srgb_to_linear(x) ** g)
     elif model == "density":
         paper, k = np.array([0.95, 0.88, 0.70]), np.array([0.55, 0.75, 0.85])
-        out = _linear_to_srgb(0.01 + paper * _srgb_to_linear(x) ** k)
+        out = linear_to_srgb(0.01 + paper * srgb_to_linear(x) ** k)
     elif model == "curve":
         out = 0.12 + 0.78 * x * np.array([1.0, 0.9, 0.72]) + np.array([0.0025, 0.001, 0.0])
     elif model == "yellowed":

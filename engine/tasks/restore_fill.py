@@ -46,7 +46,6 @@ _MIN_SIDE = 24            # nor goes below this image side
 _PM_ROUNDS = 6            # PatchMatch rounds per EM step
 _EM_COARSE, _EM_FINE = 6, 3
 _CONF_BASE = 1.3          # confidence falls by this factor per px into the hole
-_HOLE_AT = 0.5            # mask values >= this are holes; the rest is blended by the pipeline
 _SEED = 1234              # fills are deterministic (the same selection gives the same layer)
 _BLOCK = 8192             # patches compared per block (bounds the memory of one comparison: ~16 MB)
 
@@ -56,12 +55,9 @@ _BLOCK = 8192             # patches compared per block (bounds the memory of one
 def hole_of(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The hole (bool HxW) from the job's mask (its presence is checked by the pipeline:
     tasks.require_inputs), or BadInput with what to do instead."""
-    m = np.asarray(mask, dtype=np.float32)
-    if m.ndim == 3:
-        m = m[..., 0]
-    if m.shape != shape:
-        raise BadInput(f"the mask is {m.shape[1]}x{m.shape[0]} px but the image is {shape[1]}x{shape[0]}")
-    hole = m >= _HOLE_AT
+    from engine.tasks.base import selected
+
+    hole = selected(mask, shape)
     if not hole.any():
         raise BadInput("the selection to repair is empty: select the damaged area first")
     known = ~hole

@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from engine.errors import BadInput
+from engine.pipeline.formats import linear_to_srgb, srgb_to_linear
 
 MARGIN = 48               # context px a host sends around the selection: the clean ring the membrane meets
 _RING = 12                # px of clean surroundings used as the membrane's boundary
@@ -55,26 +56,13 @@ _COARSE_UNKNOWNS = 40000  # the membrane is solved on a grid with at most about 
 _SHRINK = 3.0             # soft threshold: this many times D's noise level (1-2 tried: more harm on busy colour)
 _EPS = 1.0 / 1024         # linear-light floor before the log (black stays black)
 _GREY = np.full(3, 1.0 / np.sqrt(3.0), np.float32)
-_AT = 0.5                 # mask values >= this are the selection
-
-
-def _to_linear(v: np.ndarray) -> np.ndarray:
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def _to_srgb(v: np.ndarray) -> np.ndarray:
-    v = np.clip(v, 0.0, 1.0)
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055).astype(np.float32)
 
 
 def selection_of(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The selection (bool HxW) from the job's mask, or BadInput with what to do instead."""
-    m = np.asarray(mask, dtype=np.float32)
-    if m.ndim == 3:
-        m = m[..., 0]
-    if m.shape != shape:
-        raise BadInput(f"the mask is {m.shape[1]}x{m.shape[0]} px but the image is {shape[1]}x{shape[0]}")
-    sel = m >= _AT
+    from engine.tasks.base import selected
+
+    sel = selected(mask, shape)
     if not sel.any():
         raise BadInput("the selection is empty: select the stain first (with a little of its surroundings)")
     if _ring(sel).sum() < 4 * _RING:
@@ -168,7 +156,7 @@ def _absorption(tint: np.ndarray) -> np.ndarray:
 def estimate(rgb: np.ndarray, sel: np.ndarray, anyway: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(D: HxW density of the stain, k: its absorption colour, 3) for ``rgb`` (sRGB 0..1).
     ``anyway``: no damping by the scene's own colour variation (the user's "Lift anyway")."""
-    od = -np.log(np.maximum(_to_linear(rgb), _EPS))
+    od = -np.log(np.maximum(srgb_to_linear(rgb), _EPS))
     low = cv2.GaussianBlur(od, (0, 0), _SIGMA)
     # the membrane only needs the selection and its ring: cut the work to their box
     ys, xs = np.nonzero(sel | _ring(sel))
@@ -204,8 +192,8 @@ def lift(rgb: np.ndarray, sel: np.ndarray, anyway: bool = False) -> np.ndarray:
 
 
 def _lift(rgb: np.ndarray, dens: np.ndarray, k: np.ndarray) -> np.ndarray:
-    lin = _to_linear(rgb) * np.exp(dens[..., None] * k[None, None, :])
-    return np.where((dens > 0)[..., None], _to_srgb(lin), rgb).astype(np.float32)
+    lin = srgb_to_linear(rgb) * np.exp(dens[..., None] * k[None, None, :])
+    return np.where((dens > 0)[..., None], linear_to_srgb(lin), rgb).astype(np.float32)
 
 
 def _run_task(rgb: np.ndarray, values: dict[str, Any], mask: Optional[np.ndarray] = None

@@ -377,6 +377,27 @@ def new_layers(res: dict) -> list:
             if t != "selectionmask" and n not in before]
 
 
+def _selection_input_layer(engine, res: dict, photo: np.ndarray, sel: list, model: str) -> np.ndarray:
+    """For a task whose input is the selection (restore-fill, restore-stain): one new layer named
+    after the task, masked to the selection, the source unchanged, and inside the selection the
+    layer equals the engine's own answer for the region sent with the selection as its mask
+    (within 1 LSB). Returns the layer (RGBA u8, the document's size)."""
+    H, W = photo.shape[:2]
+    check_common(res, f"Enhanced · {model}")
+    assert res["info"]["mask"] == "mask" and res["source_unchanged"]
+    rx, ry, rw, rh = res["info"]["region"]
+    src = np.dstack([photo, np.full((H, W), 255, np.uint8)])
+    mask = np.zeros((H, W), np.uint8)
+    mask[sel[1]:sel[1] + sel[3], sel[0]:sel[0] + sel[2]] = 255
+    exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model=model,
+                 mask=np.ascontiguousarray(mask[ry:ry + rh, rx:rx + rw]).tobytes())
+    got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))
+    box = (slice(sel[1], sel[1] + sel[3]), slice(sel[0], sel[0] + sel[2]))
+    ebox = (slice(sel[1] - ry, sel[1] - ry + sel[3]), slice(sel[0] - rx, sel[0] - rx + sel[2]))
+    assert np.abs(got[box].astype(int) - exp[ebox].astype(int)).max() <= 1
+    return got
+
+
 def check_common(res: dict, name: str) -> None:
     assert "error" not in res, res.get("error")
     assert new_layers(res) == [name], res["layers_after"]
@@ -583,24 +604,12 @@ class TestCore:
         """restore-fill (issue 14): the selection goes to the engine as the area to rebuild; the
         layer holds the engine's own fill of that area, masked to the selection; the
         source keeps its hole. No selection: a plain message and no layer."""
-        W, H = 300, 200
         x, y, w, h = TORN
         sel = [x - 3, y - 3, w + 6, h + 6]
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "torn.png"), "select": sel,
             "model": "restore-fill", "strength": 60}, tmp_path, xserver)
-        check_common(res, "Enhanced · restore-fill")
-        assert res["info"]["mask"] == "mask" and res["source_unchanged"]
-        rx, ry, rw, rh = res["info"]["region"]
-        src = np.dstack([photos["torn"], np.full((H, W), 255, np.uint8)])
-        mask = np.zeros((H, W), np.uint8)
-        mask[sel[1]:sel[1] + sel[3], sel[0]:sel[0] + sel[2]] = 255
-        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="restore-fill",
-                     mask=np.ascontiguousarray(mask[ry:ry + rh, rx:rx + rw]).tobytes())
-        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))
-        box = (slice(sel[1], sel[1] + sel[3]), slice(sel[0], sel[0] + sel[2]))
-        ebox = (slice(sel[1] - ry, sel[1] - ry + sel[3]), slice(sel[0] - rx, sel[0] - rx + sel[2]))
-        assert np.abs(got[box].astype(int) - exp[ebox].astype(int)).max() <= 1
+        got = _selection_input_layer(engine, res, photos["torn"], sel, "restore-fill")
         hole = got[y:y + h, x:x + w, :3].astype(int)
         assert (hole.min(axis=2) >= 250).mean() < 0.05, "the white hole is still there"
         (tmp_path / "none").mkdir()
@@ -613,25 +622,13 @@ class TestCore:
         """restore-stain (issue 14): the selection goes to the engine as the stained area; the
         layer holds the engine's own lift of it, masked to the selection, the brown film gone
         from the black-and-white print; the source keeps its stain."""
-        W, H = 300, 200
         x, y, w, h = STAIN
         sel = [x - 10, y - 10, w + 20, h + 20]
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "stained.png"), "select": sel,
             "model": "restore-stain"}, tmp_path, xserver)
-        check_common(res, "Enhanced · restore-stain")
-        assert res["info"]["mask"] == "mask" and res["source_unchanged"]
+        got = _selection_input_layer(engine, res, photos["stained"], sel, "restore-stain")
         assert res["info"]["note"].startswith("stain lifted"), res["info"]
-        rx, ry, rw, rh = res["info"]["region"]
-        src = np.dstack([photos["stained"], np.full((H, W), 255, np.uint8)])
-        mask = np.zeros((H, W), np.uint8)
-        mask[sel[1]:sel[1] + sel[3], sel[0]:sel[0] + sel[2]] = 255
-        exp = direct(engine, src[ry:ry + rh, rx:rx + rw], "u8", model="restore-stain",
-                     mask=np.ascontiguousarray(mask[ry:ry + rh, rx:rx + rw]).tobytes())
-        got = bgra_to_rgba(raw(res, "layer.raw", np.uint8, W, H))
-        box = (slice(sel[1], sel[1] + sel[3]), slice(sel[0], sel[0] + sel[2]))
-        ebox = (slice(sel[1] - ry, sel[1] - ry + sel[3]), slice(sel[0] - rx, sel[0] - rx + sel[2]))
-        assert np.abs(got[box].astype(int) - exp[ebox].astype(int)).max() <= 1
         # inside the stain: far nearer the unstained print than the stained one, and neutral again
         inner = (slice(y + 10, y + h - 10), slice(x + 15, x + w - 15))
         clean = photos["print"][inner].astype(int)

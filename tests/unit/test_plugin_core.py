@@ -49,6 +49,11 @@ catalog, options, geometry, pixels, output = ec.catalog, ec.options, ec.geometry
 def krita_core() -> types.ModuleType:
     """The Krita plug-in's ``core`` as installed: its vendored client is this client."""
     sys.modules["_krita_enhancelayer.enhancelayer_client"] = ec
+    # its submodules too: an import of one that is not aliased loads the file a second time and
+    # rebinds the package's attribute (ec.errors), so the server tests' pytest.raises(elc.errors...)
+    # would stop matching what the client raises
+    for full in [k for k in sys.modules if k.startswith(ec.__name__ + ".")]:
+        sys.modules["_krita_enhancelayer.enhancelayer_client" + full[len(ec.__name__):]] = sys.modules[full]
     _load_package("_krita_enhancelayer", KRITA_PKG)        # no krita module here: registers nothing
     import importlib
     return importlib.import_module("_krita_enhancelayer.core")

@@ -1063,3 +1063,25 @@ def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
     if shot.exists() and os.environ.get("ENHANCELAYER_UPDATE_SCREENSHOTS") == "1":
         subprocess.run(["convert", str(shot), "-trim", "+repage", str(REPO / "docs" / "images" / "gimp-dialog.png")],
                        check=True, timeout=60)
+
+
+def test_stain_dialog_shows_its_own_option_and_hides_strength(gimp, profile, engine):
+    """The real dialog opened on restore-stain (the last model): its purpose with both repairs,
+    its plain description, its own check box "Lift anyway" shown, and the options it does not
+    take (strength: a stain lifted at 60 % still shows; the other tasks' options) hidden.
+    Escape closes it; nothing runs."""
+    _client, cfg = engine
+    report = gimp.work / "dialog-report-stain.json"
+    params = {"select": [120, 100, 200, 150], "model": "restore-stain"}
+    env = {"ENHANCELAYER_DIALOG_REPORT": gimp.inside(report)}
+    with _gui(gimp, profile, cfg, "dialog_gui.py", params, env) as (_out, xdotool, gui):
+        dlg = _wait_window(xdotool, "^AI Enhance$", 120)
+        shown = _wait_file(report, 30, gui, "the dialog reported nothing", gimp.work / "gimp-dialog_gui.log")
+        xdotool("windowfocus", dlg)
+        time.sleep(0.5)
+        xdotool("key", "Escape")
+    assert shown["purpose"] == "Repair tears, holes & stains" and shown["model"] == "restore-stain", shown
+    assert shown["models"] == ["Fill tears and holes", "Lift a stain"], shown
+    assert shown["help"].startswith("Select a water or tea stain"), shown
+    assert "lift-anyway" not in shown["hidden_args"], shown
+    assert {"strength", "grain", "sensitivity", "clip"} <= set(shown["hidden_args"]), shown

@@ -42,32 +42,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from engine.pipeline.formats import linear_to_srgb, srgb_to_linear  # noqa: E402
 from engine.tasks import restore_stain as rs  # noqa: E402
 
-real_photo = importlib.import_module("real_photos").real_photo
+# the same photos, split and 288 px crops as restore-fill's bench
+_fill = importlib.import_module("quality_fill")
+crop, DEV, TEST, SIDE, Y601 = _fill.crop, _fill.DEV, _fill.TEST, _fill.SIDE, _fill.Y601
 RESULTS = ROOT / "bench" / "results" / "quality_stain.md"
 SHEET = ROOT / "docs" / "images" / "stain-example.png"
-DEV = ("camera", "stereo_motorcycle")
-TEST = ("astronaut", "chelsea", "coffee", "rocket", "grace_hopper", "grass", "gravel", "brick")
 SIZES = {"S": 40, "M": 80, "L": 140}
 LOOSE = {"tight": 4, "loose": 14}
-SIDE = 288
-Y601 = np.array([0.299, 0.587, 0.114], np.float32)
 METHODS = ("stained", "transfer", "freqsep", "restore-stain", "lift-anyway")
-
-
-def crop(name: str) -> np.ndarray:
-    if name == "stereo_motorcycle":
-        from skimage import data
-        img = data.stereo_motorcycle()[0].astype(np.float32) / 255.0
-    else:
-        img = real_photo(name)
-    h, w = img.shape[:2]
-    y0, x0 = max(0, (h - SIDE) // 2), max(0, (w - SIDE) // 2)
-    return np.ascontiguousarray(img[y0:y0 + SIDE, x0:x0 + SIDE])
 
 
 def stain(img: np.ndarray, size: int, seed: int, grow: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -896,14 +896,16 @@ def _free_display(gimp) -> int:
 
 
 @contextlib.contextmanager
-def _gui(gimp, profile, cfg: Path, script_name: str, params: dict, env_extra: Optional[dict] = None):
+def _gui(gimp, profile, cfg: Path, script_name: str, params: dict, env_extra: Optional[dict] = None,
+         tag: Optional[str] = None):
     """The full GIMP 3 under an Xvfb of our own, running tests/hosts/gimp/<script_name> as
-    batch code. Yields (out dir, xdotool(*args) -> stdout, gimp process)."""
+    batch code; ``tag`` names its files (default: the script's name; a second test of the same
+    script needs its own). Yields (out dir, xdotool(*args) -> stdout, gimp process)."""
     base = gimp.root or Path("/")
     for tool in ("usr/bin/Xvfb", "usr/bin/xdotool", f"usr/bin/{gimp.app}"):
         if not (base / tool).exists():
             pytest.skip(f"/{tool} missing in the GIMP 3 system: run `bash .ci/setup-gimp3.sh` (it adds it)")
-    tag = script_name.split(".")[0]
+    tag = tag or script_name.split(".")[0]
     out = gimp.work / f"out-{tag}"
     out.mkdir()
     script = gimp.work / script_name
@@ -1020,6 +1022,29 @@ def test_cancel_interactive_leaves_nothing(gimp, profile, engine):
     assert jobs[0]["state"] == "cancelled" or jobs[0]["message"] == "cancelling", jobs
 
 
+def test_stain_dialog_shows_its_own_option_and_hides_strength(gimp, profile, engine):
+    """The real dialog opened on restore-stain (the last model): its purpose with both repairs,
+    its plain description, its own check box "Lift anyway" shown, and the options it does not
+    take (strength: a stain lifted at 60 % still shows; the other tasks' options) hidden.
+    Escape closes it; nothing runs (placed before the dialog test that presses OK, so that the
+    two see the same GIMP profile state)."""
+    _client, cfg = engine
+    report = gimp.work / "dialog-report-stain.json"
+    params = {"select": [120, 100, 200, 150], "model": "restore-stain"}
+    env = {"ENHANCELAYER_DIALOG_REPORT": gimp.inside(report)}
+    with _gui(gimp, profile, cfg, "dialog_gui.py", params, env, tag="dialog_stain") as (_out, xdotool, gui):
+        dlg = _wait_window(xdotool, "^AI Enhance$", 120)
+        shown = _wait_file(report, 30, gui, "the dialog reported nothing", gimp.work / "gimp-dialog_stain.log")
+        xdotool("windowfocus", dlg)
+        time.sleep(0.5)
+        xdotool("key", "Escape")
+    assert shown["purpose"] == "Repair tears, holes & stains" and shown["model"] == "restore-stain", shown
+    assert shown["models"] == ["Fill tears and holes", "Lift a stain"], shown
+    assert shown["help"].startswith("Select a water or tea stain"), shown
+    assert "lift-anyway" not in shown["hidden_args"], shown
+    assert {"strength", "grain", "sensitivity", "clip"} <= set(shown["hidden_args"]), shown
+
+
 def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
     """The real dialog, driven as a retoucher would: it opens on the last model's purpose
     ("Remove JPEG blocks" for jpeg-clean-1) with plain labels, a description and a time
@@ -1064,24 +1089,3 @@ def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
         subprocess.run(["convert", str(shot), "-trim", "+repage", str(REPO / "docs" / "images" / "gimp-dialog.png")],
                        check=True, timeout=60)
 
-
-def test_stain_dialog_shows_its_own_option_and_hides_strength(gimp, profile, engine):
-    """The real dialog opened on restore-stain (the last model): its purpose with both repairs,
-    its plain description, its own check box "Lift anyway" shown, and the options it does not
-    take (strength: a stain lifted at 60 % still shows; the other tasks' options) hidden.
-    Escape closes it; nothing runs."""
-    _client, cfg = engine
-    report = gimp.work / "dialog-report-stain.json"
-    params = {"select": [120, 100, 200, 150], "model": "restore-stain"}
-    env = {"ENHANCELAYER_DIALOG_REPORT": gimp.inside(report)}
-    with _gui(gimp, profile, cfg, "dialog_gui.py", params, env) as (_out, xdotool, gui):
-        dlg = _wait_window(xdotool, "^AI Enhance$", 120)
-        shown = _wait_file(report, 30, gui, "the dialog reported nothing", gimp.work / "gimp-dialog_gui.log")
-        xdotool("windowfocus", dlg)
-        time.sleep(0.5)
-        xdotool("key", "Escape")
-    assert shown["purpose"] == "Repair tears, holes & stains" and shown["model"] == "restore-stain", shown
-    assert shown["models"] == ["Fill tears and holes", "Lift a stain"], shown
-    assert shown["help"].startswith("Select a water or tea stain"), shown
-    assert "lift-anyway" not in shown["hidden_args"], shown
-    assert {"strength", "grain", "sensitivity", "clip"} <= set(shown["hidden_args"]), shown

@@ -35,6 +35,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
+from engine.pipeline.formats import LUMA
 from tests.conftest import bench_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,7 +245,7 @@ def _print_and_stained(gimp) -> tuple[np.ndarray, Path]:
     from PIL import Image
     from skimage import data
 
-    gray = data.astronaut().astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+    gray = data.astronaut().astype(np.float32) @ LUMA / 255.0
     gray = np.repeat(gray[..., None], 3, 2)
     p = gimp.work / "astronaut-stained.png"
     if not p.exists():

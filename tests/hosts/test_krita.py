@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.pipeline.formats import LUMA
 from tests.conftest import bench_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -282,7 +283,7 @@ def photos(tmp_path_factory, coffee, astronaut):
     torn[TORN[1]:TORN[1] + TORN[3], TORN[0]:TORN[0] + TORN[2]] = 255     # a white hole in the print
     Image.fromarray(torn).save(d / "torn.png")
     # a brown water stain on a black-and-white print of the coffee photo (bench/quality_stain.py's film)
-    gray = np.repeat((c.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None] / 255.0, 3, 2)
+    gray = np.repeat((c.astype(np.float32) @ LUMA)[..., None] / 255.0, 3, 2)
     stained = np.rint(bench_module("quality_stain").ellipse_stain(gray, STAIN) * 255).astype(np.uint8)
     Image.fromarray(stained).save(d / "stained.png")
     return {"dir": d, "coffee": c, "astronaut": astronaut[40:200, 160:320].copy(), "astronaut_full": astronaut,

@@ -18,17 +18,24 @@ def test_the_engine_refuses_a_fill_without_a_selection_before_reading_pixels(sha
         c.enhance(bytes(w * h * 3), w, h, 3, "u8", model="restore-fill")
 
 
-def test_the_engine_fills_the_selection_it_is_sent(shared_engine, astronaut):
-    img = np.ascontiguousarray(astronaut[300:380, 200:300])
+def _selection_job_as_pipeline(engine, img: np.ndarray, sel: np.ndarray, model: str):
+    """Send ``img`` (u8 RGB) with ``sel`` as the job's mask to a task whose input the selection
+    is: the answer equals the pipeline's own for the same mask, changes the selected pixels and
+    no others. Returns the engine's answer (for its info)."""
     h, w = img.shape[:2]
-    sel = np.zeros((h, w), np.uint8)
-    sel[30:50, 40:70] = 255
-    c = shared_engine.client()
-    r = c.enhance(img.tobytes(), w, h, 3, "u8", model="restore-fill", mask=sel.tobytes())
-    ref = enhance(img, EnhanceOptions(model="restore-fill", mask=sel))
+    r = engine.client().enhance(img.tobytes(), w, h, 3, "u8", model=model, mask=sel.tobytes())
+    ref = enhance(img, EnhanceOptions(model=model, mask=sel))
     got = np.frombuffer(r.pixels, np.uint8).reshape(h, w, 3)
     assert np.array_equal(got, ref.image)
     assert np.array_equal(got[sel == 0], img[sel == 0]) and not np.array_equal(got[sel > 0], img[sel > 0])
+    return r
+
+
+def test_the_engine_fills_the_selection_it_is_sent(shared_engine, astronaut):
+    img = np.ascontiguousarray(astronaut[300:380, 200:300])
+    sel = np.zeros(img.shape[:2], np.uint8)
+    sel[30:50, 40:70] = 255
+    _selection_job_as_pipeline(shared_engine, img, sel, "restore-fill")
 
 
 def test_the_engine_lifts_the_stain_it_is_sent(shared_engine):
@@ -39,15 +46,9 @@ def test_the_engine_lifts_the_stain_it_is_sent(shared_engine):
     q = bench_module("quality_stain")
     print_ = q.crop("brick")
     stained = np.rint(q.ellipse_stain(print_, (90, 100, 100, 70)) * 255).astype(np.uint8)
-    h, w = stained.shape[:2]
-    sel = np.zeros((h, w), np.uint8)
+    sel = np.zeros(stained.shape[:2], np.uint8)
     sel[90:180, 80:200] = 255
-    c = shared_engine.client()
-    r = c.enhance(stained.tobytes(), w, h, 3, "u8", model="restore-stain", mask=sel.tobytes())
-    ref = enhance(stained, EnhanceOptions(model="restore-stain", mask=sel))
-    got = np.frombuffer(r.pixels, np.uint8).reshape(h, w, 3)
-    assert np.array_equal(got, ref.image)
-    assert np.array_equal(got[sel == 0], stained[sel == 0]) and not np.array_equal(got[sel > 0], stained[sel > 0])
+    r = _selection_job_as_pipeline(shared_engine, stained, sel, "restore-stain")
     assert r.info.get("note", "").startswith("stain lifted"), r.info
 
 

@@ -137,7 +137,7 @@ COMMON: tuple[Option, ...] = (
 
 
 # What a blend option is set to for a task that skips it (TaskInfo.skips), in pipeline units.
-NEUTRAL: dict[str, Any] = {"strength": 1.0, "grain": 0.0, "keep_color": False, "protect": ()}
+NEUTRAL: dict[str, Any] = {"strength": 1.0, "grain": 0.0, "keep_color": False, "protect": (), "scale": None}
 
 
 def by_name(options: Iterable[Option]) -> dict[str, Option]:

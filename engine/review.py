@@ -21,7 +21,6 @@ Nothing here downloads anything: a missing detector is an ``EnhanceError`` sayin
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import cv2
@@ -59,9 +58,6 @@ def _to_u8(rgb: np.ndarray) -> np.ndarray:
 
 # --- text detection (PP-OCRv4 det, DB head) ------------------------------------------------
 
-_SESSIONS: dict[str, object] = {}
-_LOCK = threading.Lock()
-
 
 def _text_detector_path() -> Path:
     try:
@@ -77,20 +73,9 @@ def _text_detector_path() -> Path:
 
 
 def _session(path: Path):
-    import onnxruntime as ort
+    from engine.models.backends.runtimes import cpu_session
 
-    from engine.models.backends.runtimes import cpu_threads
-
-    key = str(path)
-    with _LOCK:
-        s = _SESSIONS.get(key)
-        if s is None:
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            opts.intra_op_num_threads = cpu_threads()
-            s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            _SESSIONS[key] = s
-        return s
+    return cpu_session(path)
 
 
 def text_probability(rgb: np.ndarray, *, detector_path: str | Path | None = None,

@@ -98,24 +98,34 @@ def verified_onnx_path(model_id: str) -> Path:
     Raises ModelNotInstalled (with the command that fixes it) or WeightsTampered.
     """
     spec = catalog.get(model_id)
-    path = onnx_path(model_id)
     if spec.family == "own":
-        if not path.is_file():
-            raise ModelNotInstalled(f"model '{model_id}' is not trained yet: {path} is missing "
-                                    "(see models/README.md for how to train it)")
-        # models/train/manifest.py writes engine/data/trained/manifest.json {"models": {id: {"sha256"}}}
-        own = _read_json(path.parent / MANIFEST_FILE)
-        want = ((own or {}).get("models") or {}).get(model_id, {}).get("sha256")
-        if want and sha256_file(path) != want:
-            raise WeightsTampered(f"weights of '{model_id}' do not match engine/data/trained/manifest.json "
-                                  f"(sha256 mismatch in {path}): restore them with git or retrain")
-        return path
+        return verified_own_weights(model_id)
+    path = onnx_path(model_id)
     man = read_manifest(model_id)
     if not path.is_file() or man is None:
         raise ModelNotInstalled(f"model '{model_id}' is not installed: run 'enhancelayer import --only {model_id}'")
     if sha256_file(path) != man.get("sha256"):
         raise WeightsTampered(f"weights of '{model_id}' do not match their manifest (sha256 mismatch in {path}): "
                               f"run 'enhancelayer import --only {model_id}' to re-create them")
+    return path
+
+
+def verified_own_weights(name: str) -> Path:
+    """``engine/data/trained/<name>.onnx`` after checking its sha256 against the manifest there.
+
+    For the catalog's own models (``denoise``, ``sharpen``) and for the helper networks inside
+    a task (``dust``, restore-dust's detector), which are package data but not catalog entries.
+    """
+    path = paths.own_models_dir() / f"{name}.onnx"
+    if not path.is_file():
+        raise ModelNotInstalled(f"model '{name}' is not trained yet: {path} is missing "
+                                "(see models/README.md for how to train it)")
+    # models/train/manifest.py writes engine/data/trained/manifest.json {"models": {id: {"sha256"}}}
+    own = _read_json(path.parent / MANIFEST_FILE)
+    want = ((own or {}).get("models") or {}).get(name, {}).get("sha256")
+    if want and sha256_file(path) != want:
+        raise WeightsTampered(f"weights of '{name}' do not match engine/data/trained/manifest.json "
+                              f"(sha256 mismatch in {path}): restore them with git or retrain")
     return path
 
 

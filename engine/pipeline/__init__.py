@@ -224,6 +224,9 @@ def enhance(image: np.ndarray, opts: Optional[EnhanceOptions] = None, *,
     if task.info.skips:
         from engine.options import NEUTRAL
 
+        if "scale" in task.info.skips and opts.scale not in (None, 1.0):
+            raise BadInput(f"{task.info.id} keeps the image size: leave the scale out (or set it to 1), "
+                           "then enlarge the result with an upscaler")
         opts = opts.replace(**{k: NEUTRAL[k] for k in task.info.skips})
     values = opts.pipeline_values()
     mask01 = _mask01(opts.mask, h, w)

@@ -172,7 +172,7 @@ def _task():
                     needs_hints=True, colour_output=True, layer_blend="color",
                     notes="Spreads the colours of a hints image over the photo along its own edges "
                           "(Levin et al. 2004); the photo's brightness is kept.",
-                    skips=("grain", "keep_color", "protect"),
+                    skips=("grain", "keep_color", "protect", "scale"),
                     purpose="colorize", label="Colorize from my colour strokes",
                     description="Paint a few strokes of colour on a separate layer and choose it as the hints: "
                                 "the colours spread over the photo along its edges.")

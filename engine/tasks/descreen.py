@@ -159,7 +159,7 @@ def _task():
     from engine.tasks.base import TaskInfo, WholeImageTask
 
     info = TaskInfo(id="descreen", title="Halftone screen removal (descreen)", group="restore",
-                    kind="classical", scale=1, margin=32, license="MIT (EnhanceLayer code)",
+                    kind="classical", scale=1, margin=32, license="MIT (EnhanceLayer code)", skips=("scale",),
                     source="engine/tasks/descreen.py", ms_per_mp_cpu=900.0, tile_invariant=False,
                     notes="Finds the print screen's frequencies in the region sent and removes them and what "
                           "lies above them; a photo without a screen is left as it is.",

@@ -56,7 +56,8 @@ class RestoreChain:
         self.info = TaskInfo(
             id="restore", title="Restore old photo (dust, colour, noise, sharpness)", group="restore",
             # the whole image, as restore-dust needs (a crop finds other dust than the whole photo)
-            kind="classical", scale=1, margin=WHOLE_IMAGE, license="MIT (EnhanceLayer code and models)",
+            kind="classical", scale=1, margin=WHOLE_IMAGE, skips=("scale",),
+            license="MIT (EnhanceLayer code and models)",
             source="engine/tasks/restore_chain.py", tile_invariant=False, ms_per_mp_cpu=3000.0,
             notes="Runs restore-dust, restore-color, denoise and sharpen in that order (the ones chosen in steps).",
             options=(_steps_option(),), purpose="restore", takes_hints=True,

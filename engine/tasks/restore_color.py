@@ -215,7 +215,7 @@ def _task():
     cast = Option("cast", "float", 1.0, "Cast removal", "How much of the colour cast to remove: 0 restores "
                   "contrast only, 1 also neutralises the cast.", minimum=0, maximum=1)
     info = TaskInfo(id="restore-color", title="Faded colour recovery (levels + cast removal)", group="restore",
-                    kind="classical", scale=1, margin=0, license="MIT (EnhanceLayer code)",
+                    kind="classical", scale=1, margin=0, license="MIT (EnhanceLayer code)", skips=("scale",),
                     source="engine/tasks/restore_color.py", ms_per_mp_cpu=150.0, tile_invariant=False,
                     options=(clip, cast),
                     notes="One curve per channel, estimated from the region sent (the selection): select the faded "

@@ -478,7 +478,7 @@ def _task():
                          "How readily specks and scratches count as damage: higher finds more, and "
                          "more false spots.", minimum=0, maximum=1)
     info = TaskInfo(id="restore-dust", title="Dust & scratch repair (detect + inpaint)", group="restore",
-                    kind="classical", scale=1, margin=WHOLE_IMAGE,
+                    kind="classical", scale=1, margin=WHOLE_IMAGE, skips=("scale",),
                     license="MIT (EnhanceLayer code, OpenCV inpainting)",
                     source="engine/tasks/restore_dust.py", ms_per_mp_cpu=1_200.0, tile_invariant=False,
                     options=(sensitivity,),

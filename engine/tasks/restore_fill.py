@@ -321,7 +321,7 @@ def _task():
                     source="engine/tasks/restore_fill.py", ms_per_mp_cpu=20000.0, tile_invariant=False,
                     notes="Fills the selection with patches copied from around it (multi-scale PatchMatch); "
                           "the cost follows the size of the selection, not of the photo.",
-                    needs_mask=True, skips=("strength", "grain", "keep_color", "protect"),
+                    needs_mask=True, skips=("strength", "grain", "keep_color", "protect", "scale"),
                     purpose="damage", label="Fill tears and holes",
                     description="Select a tear, a hole or a missing corner: it is rebuilt from the photo's own "
                                 "texture around it.")

@@ -226,7 +226,7 @@ def _task():
                     source="engine/tasks/restore_stain.py", ms_per_mp_cpu=700.0, tile_invariant=False,
                     notes="Divides the stain's colour film out of the selection, keeping the picture under it.",
                     # a stain lifted at 60 % still shows: the layer's opacity is the way to regrade
-                    needs_mask=True, skips=("strength", "grain", "keep_color", "protect"), options=(anyway,),
+                    needs_mask=True, skips=("strength", "grain", "keep_color", "protect", "scale"), options=(anyway,),
                     purpose="damage", label="Lift a stain",
                     description="Select a water or tea stain with a little of the clean photo around it: its "
                                 "brownish film is taken out and the picture under it is kept.")

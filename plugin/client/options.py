@@ -240,9 +240,11 @@ def arg_names(option: Option) -> list[str]:
 
 def args_not_taken(catalog: Catalog, row: Optional[Row]) -> set[str]:
     """The procedure arguments of options the model of ``row`` does not take: a dialog built
-    from every argument (GIMP's) hides them while that model is chosen."""
+    from every argument (GIMP's) hides them while that model is chosen. The host's scale is
+    one of them for a task that keeps the size."""
     taken = {o["name"] for o in shown_options(catalog, row)} if row is not None else set()
-    return {a for o in every_shown_option(catalog) if o["name"] not in taken for a in arg_names(o)}
+    hidden = {a for o in every_shown_option(catalog) if o["name"] not in taken for a in arg_names(o)}
+    return hidden if takes_scale(row) else hidden | {arg_name("scale")}
 
 
 def values_from_args(options: Iterable[Option], read: Callable[[str], Any]) -> dict[str, Any]:
@@ -357,6 +359,13 @@ def step_plans(catalog: Catalog, row: Row, request: Request) -> list[Step]:
                                show_review=request.show_review)
         steps.append(Step(name=r["step"], label=str(r.get("label") or r["step"]), plan=plan(catalog, step_request)))
     return steps
+
+
+def takes_scale(row: Optional[Row]) -> bool:
+    """Whether the host's scale means anything for this model: its task takes a "scale"
+    option. Repair tasks (dust, stain, fill, colour, colorize) always keep the size, so the
+    dialogs hide their scale control and run them at 1 (one rule for both hosts)."""
+    return row is not None and "scale" in task_option_names(row)
 
 
 def takes_hints(row: Optional[Row]) -> bool:

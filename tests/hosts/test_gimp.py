@@ -1043,7 +1043,7 @@ def test_stain_dialog_shows_its_own_option_and_hides_strength(gimp, profile, eng
     assert shown["models"] == ["Fill tears and holes", "Lift a stain"], shown
     assert shown["help"].startswith("Select a water or tea stain"), shown
     assert "lift-anyway" not in shown["hidden_args"], shown
-    assert {"strength", "grain", "sensitivity", "clip"} <= set(shown["hidden_args"]), shown
+    assert {"strength", "grain", "sensitivity", "clip", "scale"} <= set(shown["hidden_args"]), shown
 
 
 def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
@@ -1084,6 +1084,7 @@ def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
     assert after["help"].startswith("Measures how noisy"), after
     # only the chosen task's options are shown: restore-dust's and restore-color's are hidden
     assert {"sensitivity", "clip", "cast"} <= set(after["hidden_args"]) and "strength" not in after["hidden_args"]
+    assert "scale" not in after["hidden_args"]       # denoise takes a scale (1x model, then resampling)
     assert r["status"] == "success", r
     assert r["layers"] == ["Enhanced · denoise · 60%", "Background"], r
     if shot.exists() and os.environ.get("ENHANCELAYER_UPDATE_SCREENSHOTS") == "1":

@@ -40,7 +40,7 @@ def test_the_ticked_steps_in_the_engine_order_finishing_options_last(cat: dict) 
     plan = _plan(cat, strength=80, steps=["denoise", "dust"], grain=20, keep_color=True, review=True)
     assert [s.name for s in plan.steps] == ["dust", "denoise"]
     first, last = (s.plan.submit for s in plan.steps)
-    assert first == {"model": "restore-dust", "strength": 100.0, "scale": 1.0}
+    assert first == {"model": "restore-dust", "strength": 100.0}       # a repair keeps the size: no scale
     assert last == {"model": "denoise", "strength": 60.0, "grain": 20.0, "keep_color": True, "review": True,
                     "scale": 1.0}
     assert [chain.step_layer_name(i, s) for i, s in enumerate(plan.steps)] == \

@@ -105,7 +105,7 @@ CATALOG = {
          "installed": True, "options": BLEND},
         {"id": "bare", "task": "mystery-group", "title": "bare", "scale": 1, "installed": True, "options": BLEND},
         {"id": "restore-dust", "task": "restore", "title": "Dust", "scale": 1, "margin": 32, "installed": True,
-         "options": [*BLEND, "sensitivity"]},
+         "options": [*(o for o in BLEND if o != "scale"), "sensitivity"]},     # a repair keeps the size
         {"id": "not-here", "task": "denoise", "title": "Missing", "scale": 1, "margin": 32, "installed": False,
          "options": BLEND},
         {"id": "identity", "task": "identity", "title": "Identity", "scale": 1, "margin": 0, "installed": True,
@@ -334,10 +334,13 @@ def test_procedure_argument_names_and_values() -> None:
 def test_submit_options_take_the_task_options_and_the_host_scale() -> None:
     dust = catalog.find_model(CATALOG, "restore-dust")
     values = {"strength": 100, "sensitivity": 0.7, "feather": 9.0, "unknown": 1, "protect": ("faces",)}
-    got = options.submit_options(CATALOG, dust, options.Request(model="restore-dust", scale=2, values=values))
-    assert got == {"model": "restore-dust", "strength": 100.0, "sensitivity": 0.7, "protect": ["faces"],
-                   "scale": 2.0}          # no feather (the host masks), nothing the task does not take
+    got = options.submit_options(CATALOG, dust, options.Request(model="restore-dust", scale=1, values=values))
+    assert got == {"model": "restore-dust", "strength": 100.0, "sensitivity": 0.7, "protect": ["faces"]}
+    # no feather (the host masks), nothing the task does not take, no scale (it keeps the size)
+    with pytest.raises(ec.UserError, match="scale to 1"):
+        options.submit_options(CATALOG, dust, options.Request(model="restore-dust", scale=2))
     photo = catalog.find_model(CATALOG, "photo-x4")
+    assert options.submit_options(CATALOG, photo, options.Request("photo-x4", scale=3))["scale"] == 3.0
     assert "sensitivity" not in options.submit_options(CATALOG, photo, options.Request("photo-x4", values=values))
     ident = catalog.find_model(CATALOG, "identity")
     assert options.submit_options(CATALOG, ident, options.Request("identity", values=values)) == {"model": "identity"}
@@ -345,6 +348,17 @@ def test_submit_options_take_the_task_options_and_the_host_scale() -> None:
         options.submit_options(CATALOG, ident, options.Request("identity", scale=2))
     with pytest.raises(ec.UserError, match="whole number"):
         options.submit_options(CATALOG, photo, options.Request("photo-x4", scale=0))
+
+
+def test_takes_scale_follows_the_task_options() -> None:
+    """The dialogs show Scale only for a model whose task takes it (repair tasks keep the size)."""
+    assert options.takes_scale(catalog.find_model(CATALOG, "photo-x4"))
+    assert options.takes_scale(catalog.find_model(CATALOG, "jpeg-clean-1"))      # a 1x model: clean, then resample
+    assert not options.takes_scale(catalog.find_model(CATALOG, "restore-dust"))
+    assert not options.takes_scale(catalog.find_model(CATALOG, "identity"))
+    assert not options.takes_scale(None)
+    assert "scale" in options.args_not_taken(CATALOG, catalog.find_model(CATALOG, "restore-dust"))
+    assert "scale" not in options.args_not_taken(CATALOG, catalog.find_model(CATALOG, "photo-x4"))
 
 
 def test_scale_range() -> None:

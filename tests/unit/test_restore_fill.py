@@ -67,6 +67,23 @@ def test_blend_options_that_would_show_the_hole_are_not_taken():
     assert tasks.get("photo-x2").row()["needs_mask"] is False
 
 
+REPAIRS = ("restore-dust", "restore-color", "descreen", "restore-fill", "restore-stain", "colorize", "restore")
+
+
+def test_repair_tasks_keep_the_size_and_say_so_when_asked_to_enlarge():
+    """Scale is not theirs to take (the dialogs hide it, options.takes_scale); an explicit 2x
+    is refused with the way out, not resampled behind the user's back; 1 is accepted."""
+    from engine import tasks
+
+    for tid in REPAIRS:
+        assert "scale" not in tasks.option_names(tasks.get(tid)), tid
+    assert "scale" in tasks.option_names(tasks.get("denoise"))      # a 1x model, then resampling
+    img = np.full((40, 48, 3), 0.5, np.float32)
+    with pytest.raises(BadInput, match="keeps the image size"):
+        enhance(img, EnhanceOptions(model="restore-color", scale=2))
+    assert enhance(img, EnhanceOptions(model="restore-color", scale=1)).image.shape == img.shape
+
+
 @pytest.mark.parametrize("mask, words", [
     (None, "works on the selected area"),
     (np.zeros((64, 64), np.uint8), "selection to repair is empty"),

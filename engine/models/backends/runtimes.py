@@ -27,6 +27,28 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_cpu_sessions: dict[str, object] = {}
+_cpu_sessions_lock = threading.Lock()
+
+
+def cpu_session(path: os.PathLike[str] | str) -> object:
+    """An ONNX Runtime CPU session for a small helper network (text detector, dust detector),
+    created once per process and shared: these run beside the model backends, not through them,
+    and loading one costs more than running it on a small image."""
+    import onnxruntime as ort
+
+    key = str(path)
+    with _cpu_sessions_lock:
+        s = _cpu_sessions.get(key)
+        if s is None:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            opts.intra_op_num_threads = cpu_threads()
+            s = ort.InferenceSession(key, opts, providers=["CPUExecutionProvider"])
+            _cpu_sessions[key] = s
+        return s
+
+
 def ncnn_available() -> bool:
     """The ``ncnn`` pip package imports (a broken install counts as absent)."""
     try:

@@ -292,6 +292,7 @@ def _boxes(image: Gimp.Image, drawable: Gimp.Drawable, margin: int) -> tuple[boo
 # --------------------------------------------------------------------------- the procedure
 # Arguments GIMP's dialog does not show as plain widgets: the image procedure's own, the model
 # (the task chooser replaces it) and the custom model id (under "Advanced").
+SCALE_ARG = "scale"              # the host's integer scale (the engine option of the same name)
 HINTS_ARG = "hints-layer"        # colorize's colour strokes: a layer of the same image
 _NOT_FILLED = ("run-mode", "image", "drawables", "model", "custom-model")
 
@@ -324,6 +325,8 @@ def _dialog(procedure: Any, config: Any, image: Any = None, drawables: Any = Non
             hidden = ec.options.args_not_taken(cat, row)
             if not ec.options.takes_hints(row):
                 hidden = hidden | {HINTS_ARG}
+            if SCALE_ARG in hidden:
+                config.set_property(SCALE_ARG, 1)    # hidden, so it must not keep a 2x from before
             for name in filled:
                 widget = dialog.get_widget(name, GObject.TYPE_NONE)
                 if widget is not None:

@@ -113,6 +113,8 @@ def load_request(cat: dict) -> Request:
         scale = max(lo, min(hi, int(_read_setting("scale") or 1)))
     except ValueError:
         scale = 1
+    if not options.takes_scale(catalog.find_model(cat, model)):
+        scale = 1      # the form hides Scale for a task that keeps the size (a 2x left from before)
     try:
         mode = output.output_mode(_read_setting("output") or output.DEFAULT_OUTPUT)
     except UserError:

@@ -180,7 +180,8 @@ class EnhanceForm(QWidget):
         self.scale.setSuffix(" ×")
         self.scale.setToolTip("1 × keeps the document size; more resizes the document with "
                               "Krita's resampling and places the enhanced layer on top")
-        host.addRow("Scale", self.scale)
+        self._scale_label = QLabel("Scale")
+        host.addRow(self._scale_label, self.scale)
         self.output = QComboBox()
         self.output.setObjectName("output")
         for key in output.OUTPUT_MODES:
@@ -300,6 +301,12 @@ class EnhanceForm(QWidget):
             layout.replaceWidget(old, self.options_box)
         old.hide()
         old.deleteLater()
+        # a repair task always keeps the size: no Scale row for it, and the value goes back to 1
+        scaled = options.takes_scale(row)
+        if not scaled:
+            self.scale.setValue(1)
+        self.scale.setVisible(scaled)
+        self._scale_label.setVisible(scaled)
         needs_hints = options.takes_hints(row)
         self.hints_layer.setVisible(needs_hints)
         self._hints_label.setVisible(needs_hints)

@@ -176,10 +176,21 @@ def wait_dialog():
         QTimer.singleShot(0, final)
         return
     form = w.form
-    _write("dialog.json", {"opened": True, "title": w.windowTitle(), "purpose": form.purpose.currentText(),
-                           "model": form.current_model(), "model_text": form.model.currentText(),
-                           "help": form.help.text(), "estimate": form.estimate.text(),
-                           "scale_note": form.scale_note.text() if form.scale_note.isVisible() else ""})
+    shown = {"opened": True, "title": w.windowTitle(), "purpose": form.purpose.currentText(),
+             "model": form.current_model(), "model_text": form.model.currentText(),
+             "help": form.help.text(), "estimate": form.estimate.text(),
+             "scale_note": form.scale_note.text() if form.scale_note.isVisible() else "",
+             "scale_shown": form.scale.isVisible()}
+    # a repair task keeps the size: its Scale row disappears and a 2x left from before goes back to 1
+    first = form.current_model()
+    form.scale.setValue(2)
+    form.select_model("restore-dust")
+    shown["repair"] = {"model": form.current_model(), "scale_shown": form.scale.isVisible(),
+                       "scale": form.scale.value()}
+    form.select_model(first)
+    shown["back"] = {"model": form.current_model(), "scale_shown": form.scale.isVisible(),
+                     "scale": form.scale.value()}
+    _write("dialog.json", shown)
     state["t3"] = time.time()
     QTimer.singleShot(300, wait_action)
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Recreate engine/data/trained/{denoise,sharpen}.onnx with the exact stage sequence of the committed run,
+# Recreate engine/data/trained/{denoise,sharpen,dust}.onnx with the exact stage sequence of the committed run,
 # then the manifest.  Usage: models/train/reproduce.sh [extra train.py args, e.g. --mate-dir DIR]
 # Each stage starts from the previous stage's weights (--init).  Stage 1 of the committed run stopped
 # on its 25-min wall-clock cap (denoise 4701, sharpen 4583 steps; the lr was annealed by time), so
@@ -18,4 +18,12 @@ for task in denoise sharpen; do
 done
 # stage 4, denoiser only (a 4th sharpener stage made short motion blur worse and was not shipped)
 $PY $T --task denoise --init engine/data/trained/denoise_stage3.pt --noise-input --detail 0.5 --lr 5e-4 --seed 1 --steps 5000 --budget-min 12 --tag _stage4 "$@"
+# restore-dust's detector (models/train/train_dust.py): stage 1 from scratch (it ran its full 12000 steps
+# in 30 min), stage 2 weighs confident false positives more (--hard-neg), then the default threshold is
+# calibrated on GIMP's photographic patterns (Debian gimp-data; GIMP_PATTERNS=<dir>/usr/share/gimp/3.0/patterns)
+D=models/train/train_dust.py
+$PY $D --steps 12000 --budget-min 40 --patch 96 --tag _stage1 "$@"
+$PY $D --init engine/data/trained/dust_stage1.pt --hard-neg 8 --lr 5e-4 --seed 1 --steps 6000 --budget-min 20 \
+  --patch 96 --tag _stage2 "$@"
+$PY $D --calibrate engine/data/trained/dust_stage2.pt
 $PY models/train/manifest.py

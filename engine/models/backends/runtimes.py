@@ -11,7 +11,7 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 
 def cpu_threads() -> int:
@@ -31,7 +31,7 @@ _cpu_sessions: dict[str, object] = {}
 _cpu_sessions_lock = threading.Lock()
 
 
-def cpu_session(path: os.PathLike[str] | str) -> object:
+def cpu_session(path: os.PathLike[str] | str) -> Any:
     """An ONNX Runtime CPU session for a small helper network (text detector, dust detector),
     created once per process and shared: these run beside the model backends, not through them,
     and loading one costs more than running it on a small image."""

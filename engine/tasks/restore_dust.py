@@ -36,8 +36,6 @@ from engine.pipeline.formats import LUMA as _LUMA
 # far each 0.1 of sensitivity moves it.
 _LOGIT_AT_DEFAULT = 3.2
 _LOGIT_PER_STEP = 0.8       # logit units per 0.1 of sensitivity
-_NET_CORE = 512          # output px per side of one detector tile (~60 MB of activations)
-_NET_HALO = 32           # context px per side: > the net's receptive field (+-27), a multiple of 4
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -63,29 +61,11 @@ def _threshold(sensitivity: float) -> float:
 
 
 def defect_probability(rgb: np.ndarray) -> np.ndarray:
-    """Per-pixel probability (float32 HxW 0..1) that the pixel is dust, a hair or a scratch.
+    """Per-pixel probability (float32 HxW 0..1) that the pixel is dust, a hair or a scratch:
+    the trained detector, run in tiles that do not change its result (engine/tasks/local_net.py)."""
+    from engine.tasks.local_net import run_tiled
 
-    The trained detector, run in tiles whose halo covers its receptive field: tile origins are
-    multiples of 4 (the net's two 2x downsamplings), so every tile sees what the whole image
-    would and the result does not depend on the tiling (float rounding aside).
-    """
-    from engine.models.backends.runtimes import cpu_session
-    from engine.models.registry import verified_own_weights
-
-    rgb = _check_rgb(rgb)
-    sess = cpu_session(verified_own_weights("dust"))
-    h, w = rgb.shape[:2]
-    x = np.clip(rgb, 0.0, 1.0).transpose(2, 0, 1)[None]
-    out = np.empty((h, w), np.float32)
-    for y0 in range(0, h, _NET_CORE):
-        for x0 in range(0, w, _NET_CORE):
-            ya, xa = max(0, y0 - _NET_HALO), max(0, x0 - _NET_HALO)
-            yb, xb = min(h, y0 + _NET_CORE + _NET_HALO), min(w, x0 + _NET_CORE + _NET_HALO)
-            tile = np.ascontiguousarray(x[:, :, ya:yb, xa:xb], dtype=np.float32)
-            p = sess.run(None, {"input": tile})[0][0, 0]
-            out[y0:y0 + _NET_CORE, x0:x0 + _NET_CORE] = \
-                p[y0 - ya:y0 - ya + _NET_CORE, x0 - xa:x0 - xa + _NET_CORE]
-    return out
+    return run_tiled("dust", _check_rgb(rgb))[0]
 
 
 def detect_defects(rgb: np.ndarray, sensitivity: float = 0.5, *, dilate: int = 1) -> np.ndarray:

@@ -59,19 +59,20 @@ IGNORE_BELOW = 0.03  # pixels moved by 0.03..0.08 (soft rims) are left out of th
 SS = 4               # supersampling of the drawing
 
 
-def load_photos(mate_dir: Path) -> list[np.ndarray]:
+def load_photos(mate_dir: Path, with_names: bool = False) -> list:
+    """The training photos (float32 RGB 0..1), or (name, photo) pairs with ``with_names``."""
     import skimage.data as sd
     from PIL import Image
-    photos = []
+    named = []
     for name in MATE_TRAIN:
         p = mate_dir / f"{name}.jpg"
         if not p.exists():
             raise SystemExit(f"missing {p}: fetch mate-backgrounds (see models/train/README.md)")
-        photos.append(box_down2(to_rgb_f32(np.asarray(Image.open(p).convert("RGB")))).astype(np.float32))
+        named.append((name, box_down2(to_rgb_f32(np.asarray(Image.open(p).convert("RGB")))).astype(np.float32)))
     for name in SKIMAGE_TRAIN:
-        photos.append(to_rgb_f32(getattr(sd, name)()))
-    photos.append(to_rgb_f32(getattr(sd, SKIMAGE_STEREO)()[0]))
-    return photos
+        named.append((name, to_rgb_f32(getattr(sd, name)())))
+    named.append(("motorcycle", to_rgb_f32(getattr(sd, SKIMAGE_STEREO)()[0])))
+    return named if with_names else [img for _, img in named]
 
 
 def _polyline(rng: np.random.Generator, size: int, hair: bool) -> np.ndarray:

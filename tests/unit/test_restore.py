@@ -137,9 +137,11 @@ def test_detector_does_not_depend_on_the_tiling(photos, monkeypatch):
     """Tiles start at multiples of 4 and carry a 32 px halo (> the receptive field), so the
     probability map is the same whatever the tile size: a big photo (many tiles) is no
     different from a small one (one tile)."""
+    from engine.tasks import local_net
+
     img = np.ascontiguousarray(photos["astronaut"][:300, :420])
     whole = R.defect_probability(img)
-    monkeypatch.setattr(R, "_NET_CORE", 64)
+    monkeypatch.setattr(local_net, "TILE_CORE", 64)
     tiled = R.defect_probability(img)
     assert float(np.abs(tiled - whole).max()) < 1e-5
 

@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -248,28 +249,115 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", choices=["denoise", "sharpen"], required=True)
+def lr_at(step: int, steps: int, elapsed: float, budget: float, base_lr: float) -> float | None:
+    """The learning rate of a stage: cosine from ``base_lr`` to 1e-5 over
+    max(step / steps, elapsed / budget) (so a stage stopped by its wall-clock budget still
+    anneals), after a 200-step linear warm-up; None once the stage is over."""
+    prog = max(step / steps, elapsed / budget)
+    if prog >= 1.0:
+        return None
+    lr = 1e-5 + 0.5 * (base_lr - 1e-5) * (1 + math.cos(math.pi * prog))
+    return lr * (step + 1) / 200 if step < 200 else lr
+
+
+def export_onnx(net: nn.Module, path: Path, batch_axis: bool = False) -> dict:
+    """Export ``net`` (opset 17, "input" -> "output", dynamic H and W, and N with ``batch_axis``)
+    and check the file against torch with ONNX Runtime on an odd-sized input. Returns the
+    summary fields: sha256, size and the largest difference."""
+    import onnxruntime as ort
+
+    dummy = torch.rand(1, 3, 67, 61)
+    axes = {0: "n", 2: "h", 3: "w"} if batch_axis else {2: "h", 3: "w"}
+    torch.onnx.export(net, dummy, str(path), input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": axes, "output": axes}, opset_version=17, dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = net(dummy).numpy()
+    got = sess.run(["output"], {"input": dummy.numpy()})[0]
+    return {"onnx_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "onnx_bytes": path.stat().st_size,
+            "onnx_vs_torch_maxdiff": float(np.abs(ref - got).max())}
+
+
+def add_stage_args(ap: argparse.ArgumentParser, *, threads: int, steps: int, budget_min: float, patch: int,
+                   init_help: str = "start from this state_dict (.pt): the next stage") -> None:
+    """The arguments every trainer here takes (one training stage, its data and where it writes)."""
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=12000, help="optimizer steps (the lr schedule follows them)")
-    ap.add_argument("--budget-min", type=float, default=25.0,
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--steps", type=int, default=steps, help="optimizer steps (the lr schedule follows them)")
+    ap.add_argument("--budget-min", type=float, default=budget_min,
                     help="wall-clock cap in minutes (0 = none); when it binds, the lr schedule follows time")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--patch", type=int, default=patch)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--widths", default="16,32,64")
-    ap.add_argument("--detail", type=float, default=0.0,
-                    help="share of batches' crops picked as the most textured of 4")
-    ap.add_argument("--init", default=None, help="start from this state_dict (.pt) instead of random weights; "
-                    "a 3-channel head is widened to 4 with zero weights for the noise-estimate channel")
-    ap.add_argument("--noise-input", action="store_true", help="feed the in-graph noise estimate as a 4th channel")
+    ap.add_argument("--init", default=None, help=init_help)
     ap.add_argument("--tag", default="", help="suffix for the log/summary/.pt file names (stages)")
     ap.add_argument("--mate-dir",
                     default=os.environ.get("MATE_DIR", "/work/data_mate/x/usr/share/backgrounds/mate/nature"))
     ap.add_argument("--out", default=str(ROOT / "engine" / "data" / "trained"))
+
+
+def start_stage(net: nn.Module, args: argparse.Namespace) -> tuple[torch.optim.Optimizer, int, Path]:
+    """The previous stage's weights (``--init``) into ``net``; its Adam optimizer, parameter count
+    and output folder (created)."""
+    if args.init:
+        net.load_state_dict(torch.load(args.init, map_location=args.device, weights_only=True))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return torch.optim.Adam(net.parameters(), lr=args.lr), sum(p.numel() for p in net.parameters()), out_dir
+
+
+def run_stage(net: nn.Module, opt: torch.optim.Optimizer, args: argparse.Namespace, log_path: Path,
+              columns: list[str], loss_of_batch: Callable[[], torch.Tensor],
+              validate: Callable[[], tuple[list[str], str]], every: int = 100,
+              checkpoint: Path | None = None) -> tuple[int, float]:
+    """One training stage, as every trainer here runs it: ``args.steps`` optimizer steps or
+    ``args.budget_min`` minutes (the lr follows :func:`lr_at`), a loss EMA, and every ``every``
+    steps (and after the first) a CSV row (step, elapsed_s, lr, train_loss_ema, then
+    ``validate()``'s values under ``columns``), a printed line and, with ``checkpoint``, the
+    weights so far (resumable with --init). Returns (steps done, seconds)."""
+    t0 = time.time()
+    budget = args.budget_min * 60 if args.budget_min > 0 else float("inf")
+    ema: float | None = None
+    step = 0
+    with open(log_path, "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["step", "elapsed_s", "lr", "train_loss_ema", *columns])
+        while step < args.steps:
+            lr = lr_at(step, args.steps, time.time() - t0, budget, args.lr)
+            if lr is None:
+                break
+            for pg_ in opt.param_groups:
+                pg_["lr"] = lr
+            net.train()
+            loss = loss_of_batch()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            if step % every == 0 or step == 1:
+                net.eval()
+                with torch.no_grad():
+                    values, text = validate()
+                wr.writerow([step, round(time.time() - t0, 1), f"{lr:.2e}", f"{ema:.5f}", *values])
+                fh.flush()
+                print(f"step {step} t={time.time() - t0:.0f}s lr={lr:.2e} loss={ema:.5f} {text}", flush=True)
+                if checkpoint is not None:
+                    torch.save(net.state_dict(), checkpoint)
+    return step, time.time() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=["denoise", "sharpen"], required=True)
+    add_stage_args(ap, threads=1, steps=12000, budget_min=25.0, patch=64,
+                   init_help="start from this state_dict (.pt) instead of random weights; "
+                             "a 3-channel head is widened to 4 with zero weights for the noise-estimate channel")
+    ap.add_argument("--detail", type=float, default=0.0,
+                    help="share of batches' crops picked as the most textured of 4")
+    ap.add_argument("--noise-input", action="store_true", help="feed the in-graph noise estimate as a 4th channel")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -311,69 +399,33 @@ def main(argv: list[str] | None = None) -> int:
     log_path = out_dir / f"{args.task}_train_log{args.tag}.csv"
     meta = dict(vars(args), params=nparams, torch=torch.__version__, seed_effective=seed)
     print(json.dumps(meta), flush=True)
-    t0 = time.time()
-    budget = args.budget_min * 60 if args.budget_min > 0 else float("inf")
-    ema = None
-    step = 0
-    with open(log_path, "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["step", "elapsed_s", "lr", "train_loss_ema", "val_psnr", "val_input_psnr"])
-        while step < args.steps:
-            elapsed = time.time() - t0
-            prog = max(step / args.steps, elapsed / budget)
-            if prog >= 1.0:
-                break
-            lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * prog))
-            if step < 200:
-                lr *= (step + 1) / 200
-            for pg_ in opt.param_groups:
-                pg_["lr"] = lr
-            net.train()
-            if args.task == "denoise":
-                clean = sampler.batch(args.batch, args.patch).to(dev)
-                deg = add_noise(clean, g)
-            else:
-                big = sampler.batch(args.batch, args.patch + KSIZE - 1).to(dev)
-                clean = big[:, :, KSIZE // 2:-(KSIZE // 2), KSIZE // 2:-(KSIZE // 2)]
-                deg = blur_batch(big, rng, g)
-            pred = net(deg)
-            loss = torch.sqrt((pred - clean) ** 2 + 1e-6).mean()  # Charbonnier
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-            if step % 100 == 0 or step == 1:
-                net.eval()
-                with torch.no_grad():
-                    vp = psnr(net(vdeg), vclean)
-                vi = psnr(vdeg, vclean)
-                wr.writerow([step, round(time.time() - t0, 1), f"{lr:.2e}", f"{ema:.5f}", f"{vp:.3f}", f"{vi:.3f}"])
-                fh.flush()
-                print(f"step {step} t={time.time() - t0:.0f}s lr={lr:.2e} loss={ema:.5f} val {vi:.2f}->{vp:.2f} dB",
-                      flush=True)
-    train_s = time.time() - t0
+
+    def loss_of_batch() -> torch.Tensor:
+        if args.task == "denoise":
+            clean = sampler.batch(args.batch, args.patch).to(dev)
+            deg = add_noise(clean, g)
+        else:
+            big = sampler.batch(args.batch, args.patch + KSIZE - 1).to(dev)
+            clean = big[:, :, KSIZE // 2:-(KSIZE // 2), KSIZE // 2:-(KSIZE // 2)]
+            deg = blur_batch(big, rng, g)
+        return torch.sqrt((net(deg) - clean) ** 2 + 1e-6).mean()  # Charbonnier
+
+    def validate() -> tuple[list[str], str]:
+        vp, vi = psnr(net(vdeg), vclean), psnr(vdeg, vclean)
+        return [f"{vp:.3f}", f"{vi:.3f}"], f"val {vi:.2f}->{vp:.2f} dB"
+
+    step, train_s = run_stage(net, opt, args, log_path, ["val_psnr", "val_input_psnr"], loss_of_batch, validate)
 
     # export
     net.eval().cpu()
     onnx_path = out_dir / f"{args.task}.onnx"
-    dummy = torch.rand(1, 3, 67, 61)
-    torch.onnx.export(net, dummy, str(onnx_path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {2: "h", 3: "w"}, "output": {2: "h", 3: "w"}},
-                      opset_version=17, dynamo=False)
+    exported = export_onnx(net, onnx_path)
     torch.save(net.state_dict(), out_dir / f"{args.task}{args.tag}.pt.tmp")  # not committed (gitignored)
     os.replace(out_dir / f"{args.task}{args.tag}.pt.tmp", out_dir / f"{args.task}{args.tag}.pt")
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = net(dummy).numpy()
-    got = sess.run(["output"], {"input": dummy.numpy()})[0]
-    maxdiff = float(np.abs(ref - got).max())
-    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     summary = dict(task=args.task, tag=args.tag, noise_input=args.noise_input, init=args.init, detail=args.detail,
                    steps=step, train_seconds=round(train_s, 1), params=nparams,
                    widths=[c1, c2, c3], batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
-                   onnx_sha256=sha, onnx_bytes=onnx_path.stat().st_size, onnx_vs_torch_maxdiff=maxdiff,
+                   **exported,
                    device=args.device, threads=args.threads, torch=torch.__version__)
     (out_dir / f"{args.task}_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary), flush=True)

@@ -29,13 +29,10 @@ the detector does not learn one photo style.
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -45,7 +42,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from models.train.train import MATE_TRAIN, ROOT, TinyUNet, box_down2, to_rgb_f32
+from models.train.train import (
+    MATE_TRAIN,
+    TinyUNet,
+    add_stage_args,
+    box_down2,
+    export_onnx,
+    run_stage,
+    start_stage,
+    to_rgb_f32,
+)
 
 # DATA: the denoiser's training photos minus those of the dust benchmark (rocket, brick), plus
 # scikit-image's other bundled photos: printed text, coins, a motorcycle, the moon, micrographs
@@ -293,22 +299,9 @@ def calibrate(net: DustNet, patterns_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=8000)
-    ap.add_argument("--budget-min", type=float, default=40.0)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--patch", type=int, default=80)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--widths", default="16,32,64")
-    ap.add_argument("--init", default=None, help="start from this state_dict (.pt): the next stage")
+    add_stage_args(ap, threads=2, steps=8000, budget_min=40.0, patch=80)
     ap.add_argument("--hard-neg", type=float, default=0.0,
                     help="extra loss weight of a negative pixel in proportion to its predicted probability")
-    ap.add_argument("--tag", default="")
-    ap.add_argument("--mate-dir",
-                    default=os.environ.get("MATE_DIR", "/work/data_mate/x/usr/share/backgrounds/mate/nature"))
-    ap.add_argument("--out", default=str(ROOT / "engine" / "data" / "trained"))
     ap.add_argument("--calibrate", metavar="PT", default=None,
                     help="no training: calibrate the default threshold of these weights (.pt) on the GIMP "
                          "patterns and write dust_calibration.json to --out")
@@ -332,72 +325,35 @@ def main(argv: list[str] | None = None) -> int:
     sampler = Sampler(photos, seed + 2)
     c1, c2, c3 = (int(v) for v in args.widths.split(","))
     net = DustNet(c1, c2, c3).to(dev)
-    if args.init:
-        net.load_state_dict(torch.load(args.init, map_location=dev, weights_only=True))
-    nparams = sum(p.numel() for p in net.parameters())
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    opt, nparams, out_dir = start_stage(net, args)
     vx, vy, vw = (t.to(dev) for t in Sampler(photos, 12345).batch(48, 128))   # training photos, logging only
 
-    log_path = out_dir / f"dust_train_log{args.tag}.csv"
     print(json.dumps(dict(vars(args), params=nparams, torch=torch.__version__)), flush=True)
-    t0 = time.time()
-    budget = args.budget_min * 60 if args.budget_min > 0 else float("inf")
-    ema = None
-    step = 0
-    with open(log_path, "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["step", "elapsed_s", "lr", "train_loss_ema", "val_recall_at_0.1pct", "val_threshold"])
-        while step < args.steps:
-            prog = max(step / args.steps, (time.time() - t0) / budget)
-            if prog >= 1.0:
-                break
-            lr = 1e-5 + 0.5 * (args.lr - 1e-5) * (1 + math.cos(math.pi * prog))
-            if step < 200:
-                lr *= (step + 1) / 200
-            for pg_ in opt.param_groups:
-                pg_["lr"] = lr
-            net.train()
-            x, y, w = (t.to(dev) for t in sampler.batch(args.batch, args.patch))
-            logits = net.logits(x)
-            if args.hard_neg > 0:
-                # stage 2: a confident false positive costs more (focal-like, negatives only), so
-                # the high thresholds that keep clean photos clean lose less of the damage
-                w = w * (1 + args.hard_neg * (1 - y) * torch.sigmoid(logits).detach())
-            loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-            if step % 250 == 0 or step == 1:
-                net.eval()
-                rec, th = val_stats(net, vx, vy, vw)
-                wr.writerow([step, round(time.time() - t0, 1), f"{lr:.2e}", f"{ema:.5f}", f"{rec:.4f}", f"{th:.4f}"])
-                fh.flush()
-                print(f"step {step} t={time.time() - t0:.0f}s lr={lr:.2e} loss={ema:.5f} val recall {rec:.3f} "
-                      f"@ th {th:.3f}", flush=True)
-                torch.save(net.state_dict(), out_dir / f"dust{args.tag}.pt")   # resumable (--init)
-    train_s = time.time() - t0
+
+    def loss_of_batch() -> torch.Tensor:
+        x, y, w = (t.to(dev) for t in sampler.batch(args.batch, args.patch))
+        logits = net.logits(x)
+        if args.hard_neg > 0:
+            # stage 2: a confident false positive costs more (focal-like, negatives only), so
+            # the high thresholds that keep clean photos clean lose less of the damage
+            w = w * (1 + args.hard_neg * (1 - y) * torch.sigmoid(logits).detach())
+        return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * w).sum() / w.sum()
+
+    def validate() -> tuple[list[str], str]:
+        rec, th = val_stats(net, vx, vy, vw)
+        return [f"{rec:.4f}", f"{th:.4f}"], f"val recall {rec:.3f} @ th {th:.3f}"
+
+    step, train_s = run_stage(net, opt, args, out_dir / f"dust_train_log{args.tag}.csv",
+                              ["val_recall_at_0.1pct", "val_threshold"], loss_of_batch, validate, every=250,
+                              checkpoint=out_dir / f"dust{args.tag}.pt")
 
     net.eval().cpu()
-    onnx_path = out_dir / "dust.onnx"
-    dummy = torch.rand(1, 3, 67, 61)
-    torch.onnx.export(net, dummy, str(onnx_path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
-                      opset_version=17, dynamo=False)
+    exported = export_onnx(net, out_dir / "dust.onnx", batch_axis=True)
     torch.save(net.state_dict(), out_dir / f"dust{args.tag}.pt")
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = net(dummy).numpy()
-    maxdiff = float(np.abs(ref - sess.run(["output"], {"input": dummy.numpy()})[0]).max())
     summary = dict(task="dust", tag=args.tag, init=args.init, hard_neg=args.hard_neg, steps=step,
                    train_seconds=round(train_s, 1), params=nparams, widths=[c1, c2, c3], batch=args.batch,
                    patch=args.patch, lr=args.lr,
-                   seed=args.seed, onnx_sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-                   onnx_bytes=onnx_path.stat().st_size, onnx_vs_torch_maxdiff=maxdiff,
+                   seed=args.seed, **exported,
                    device=args.device, threads=args.threads, torch=torch.__version__)
     (out_dir / f"dust_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary), flush=True)

@@ -311,12 +311,13 @@ def start_stage(net: nn.Module, args: argparse.Namespace) -> tuple[torch.optim.O
 def run_stage(net: nn.Module, opt: torch.optim.Optimizer, args: argparse.Namespace, log_path: Path,
               columns: list[str], loss_of_batch: Callable[[], torch.Tensor],
               validate: Callable[[], tuple[list[str], str]], every: int = 100,
-              checkpoint: Path | None = None) -> tuple[int, float]:
+              checkpoint: Path | None = None, clip_grad: float | None = None) -> tuple[int, float]:
     """One training stage, as every trainer here runs it: ``args.steps`` optimizer steps or
     ``args.budget_min`` minutes (the lr follows :func:`lr_at`), a loss EMA, and every ``every``
     steps (and after the first) a CSV row (step, elapsed_s, lr, train_loss_ema, then
     ``validate()``'s values under ``columns``), a printed line and, with ``checkpoint``, the
-    weights so far (resumable with --init). Returns (steps done, seconds)."""
+    weights so far (resumable with --init); ``clip_grad`` caps the gradient norm. Returns (steps
+    done, seconds)."""
     t0 = time.time()
     budget = args.budget_min * 60 if args.budget_min > 0 else float("inf")
     ema: float | None = None
@@ -334,6 +335,8 @@ def run_stage(net: nn.Module, opt: torch.optim.Optimizer, args: argparse.Namespa
             loss = loss_of_batch()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad)
             opt.step()
             step += 1
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()

@@ -102,8 +102,9 @@ def test_bad_input(models_installed, chelsea):
 
 
 def test_restore_family_dispatches_to_engine_restore(coffee):
-    """restore-dust is classic image processing (engine/tasks/restore_dust.py), not a network: the
-    pipeline hands it the float RGB image and blends its repair like any model output."""
+    """restore-dust is a task module (engine/tasks/restore_dust.py; its detector is a helper network,
+    not a catalog model): the pipeline hands it the float RGB image and blends its repair like any
+    model output."""
     restore = pytest.importorskip("engine.tasks.restore_dust")
     img = coffee[50:150, 100:220].copy()
     img[40:42, 10:110] = 250                           # a bright scratch

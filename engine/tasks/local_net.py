@@ -1,7 +1,7 @@
 """Run one of our own small image-to-image networks over a whole image, in tiles.
 
-Shared by the tasks that use a trained helper network inside a classical task (restore-dust's
-detector, descreen's inverse halftoning): the weights are package data checked against the
+For the tasks that use a trained helper network inside a classical task (today restore-dust's
+detector): the weights are package data checked against the
 manifest (``registry.verified_own_weights``), the session is created once per process
 (``runtimes.cpu_session``), and the image is cut into ``TILE_CORE`` px tiles with a
 ``TILE_HALO`` px halo. The halo exceeds the nets' receptive field (TinyUNet: about +-27 px) and

@@ -9,10 +9,11 @@ the picture or over it), which the net sees; the earlier classical detector (top
 much at comparable false positives (bench/results/quality_restore.md).
 
 The mask is ``probability > threshold``, grown by 1 px to cover soft rims. ``sensitivity``
-moves the threshold in logit space; its default 0.5 is calibrated on clean TRAINING photos
-(``train_dust.py --calibrate``), never on the benchmark's. The net runs in 512 px tiles with a
-32 px halo, more than its receptive field (+-27 px), so the mask does not depend on the tiling,
-and a host crop with 32 px of context gives the whole image's mask inside the crop.
+moves the threshold in logit space; its default 0.5 is calibrated on GIMP's photographic
+patterns, neither training nor benchmark photos (``train_dust.py --calibrate``). The net runs in
+512 px tiles with a 32 px halo, more than its receptive field (+-27 px), so the mask does not
+depend on the tiling; a host crop still differs slightly with its offset (modulo 4 px), so the
+task asks for the whole layer (bench/results/dust_context.md).
 
 Single-image dust detection stays ambiguous (a catch-light, a specular rim on a cup or a
 mortar line between bricks *looks* like a speck or a scratch), so the returned mask is the new

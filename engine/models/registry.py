@@ -123,7 +123,11 @@ def verified_own_weights(name: str) -> Path:
     # models/train/manifest.py writes engine/data/trained/manifest.json {"models": {id: {"sha256"}}}
     own = _read_json(path.parent / MANIFEST_FILE)
     want = ((own or {}).get("models") or {}).get(name, {}).get("sha256")
-    if want and sha256_file(path) != want:
+    if not want:
+        # a file the manifest does not name was not shipped by us: as untrusted as a changed one
+        raise WeightsTampered(f"weights of '{name}' are not listed in engine/data/trained/manifest.json "
+                              f"({path}): restore them with git, or run models/train/manifest.py after training")
+    if sha256_file(path) != want:
         raise WeightsTampered(f"weights of '{name}' do not match engine/data/trained/manifest.json "
                               f"(sha256 mismatch in {path}): restore them with git or retrain")
     return path

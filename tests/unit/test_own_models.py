@@ -71,7 +71,7 @@ def _gains(sess, photos, degrade, seed: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- manifest
-@pytest.mark.parametrize("name", ["denoise", "sharpen"])
+@pytest.mark.parametrize("name", ["denoise", "sharpen", "dust"])
 def test_manifest_sha256_matches_and_licence(name: str) -> None:
     man = json.loads((TRAINED / "manifest.json").read_text())
     entry = man["models"][name]
@@ -185,3 +185,21 @@ def test_sharpen_does_not_ring_on_a_step_edge() -> None:
     assert row.max() <= 0.75 + 0.06 and row.min() >= 0.25 - 0.06, (row.min(), row.max())
     # steeper than the blurred input
     assert np.abs(np.diff(row)).max() > 1.3 * np.abs(np.diff(b[32, 8:-8, 1])).max()
+
+
+def test_own_weights_the_manifest_does_not_list_are_refused(tmp_path, monkeypatch) -> None:
+    """An .onnx dropped next to ours without a manifest entry is not trusted (before, a missing
+    entry skipped the check and any such file ran)."""
+    import shutil
+
+    from engine import paths
+    from engine.errors import WeightsTampered
+    from engine.models import registry
+
+    shutil.copy(TRAINED / "manifest.json", tmp_path / "manifest.json")
+    shutil.copy(TRAINED / "denoise.onnx", tmp_path / "denoise.onnx")
+    shutil.copy(TRAINED / "denoise.onnx", tmp_path / "stranger.onnx")
+    monkeypatch.setattr(paths, "own_models_dir", lambda: tmp_path)
+    assert registry.verified_own_weights("denoise") == tmp_path / "denoise.onnx"
+    with pytest.raises(WeightsTampered, match="not listed"):
+        registry.verified_own_weights("stranger")

@@ -30,6 +30,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # run as a script: the repository root
+from models.train.photos import box_down2, to_rgb_f32
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
@@ -44,21 +47,6 @@ MATE_HELDOUT = ["LadyBird", "Storm", "Wood"]
 SKIMAGE_TRAIN = ["brick", "grass", "gravel", "rocket", "hubble_deep_field"]
 SKIMAGE_HELDOUT = ["astronaut", "coffee", "chelsea", "camera"]
 MATE_SHA256 = "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04"  # mate-backgrounds_1.26.0-1_all.deb
-
-
-def box_down2(img: np.ndarray) -> np.ndarray:
-    """2x box averaging: tames the mate photos' own JPEG history and sensor noise."""
-    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
-    img = img[:h, :w]
-    return img.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
-
-
-def to_rgb_f32(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 2:
-        a = np.stack([a] * 3, -1)
-    a = a[..., :3]
-    return (a.astype(np.float32) / 255.0) if a.dtype == np.uint8 else a.astype(np.float32)
 
 
 def load_training_photos(mate_dir: Path) -> list[np.ndarray]:

@@ -65,8 +65,9 @@ IGNORE_BELOW = 0.03  # pixels moved by 0.03..0.08 (soft rims) are left out of th
 SS = 4               # supersampling of the drawing
 
 
-def load_photos(mate_dir: Path, with_names: bool = False) -> list:
-    """The training photos (float32 RGB 0..1), or (name, photo) pairs with ``with_names``."""
+def load_photos(mate_dir: Path, with_names: bool = False, wallpapers: Path | None = None) -> list:
+    """The training photos (float32 RGB 0..1), or (name, photo) pairs with ``with_names``;
+    with ``wallpapers`` (stage 3) also :func:`wallpaper_photos`."""
     import skimage.data as sd
     from PIL import Image
     named = []
@@ -78,7 +79,17 @@ def load_photos(mate_dir: Path, with_names: bool = False) -> list:
     for name in SKIMAGE_TRAIN:
         named.append((name, to_rgb_f32(getattr(sd, name)())))
     named.append(("motorcycle", to_rgb_f32(getattr(sd, SKIMAGE_STEREO)()[0])))
+    if wallpapers is not None:
+        named += wallpaper_photos(wallpapers)
     return named if with_names else [img for _, img in named]
+
+
+def wallpaper_photos(root: Path) -> list[tuple[str, np.ndarray]]:
+    """The colorization experiment's training and development wallpaper photos
+    (colorize_photos.TRAIN, DEV; not its held-out ones) at <= 1280 px: more clean, varied
+    photos, so that fewer of the picture's own thin lines are taken for damage."""
+    from models.train.colorize_photos import DEV, TRAIN, shrink, wallpaper
+    return [(name, shrink(wallpaper(root, name, pkg), 1280)) for name, pkg in [*TRAIN, *DEV.items()]]
 
 
 def _polyline(rng: np.random.Generator, size: int, hair: bool) -> np.ndarray:
@@ -306,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="no training: calibrate the default threshold of these weights (.pt) on the GIMP "
                          "patterns and write dust_calibration.json to --out")
     ap.add_argument("--patterns-dir", default=os.environ.get("GIMP_PATTERNS", "/usr/share/gimp/3.0/patterns"))
+    ap.add_argument("--wallpapers", default=None,
+                    help="also train on the wallpaper photos extracted there (models/train/colorize_photos.py)")
     args = ap.parse_args(argv)
     if args.calibrate:
         torch.set_num_threads(args.threads)
@@ -321,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed + 2000
     torch.manual_seed(seed)
     dev = torch.device(args.device)
-    photos = load_photos(Path(args.mate_dir))
+    photos = load_photos(Path(args.mate_dir), wallpapers=Path(args.wallpapers) if args.wallpapers else None)
     sampler = Sampler(photos, seed + 2)
     c1, c2, c3 = (int(v) for v in args.widths.split(","))
     net = DustNet(c1, c2, c3).to(dev)
@@ -351,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     exported = export_onnx(net, out_dir / "dust.onnx", batch_axis=True)
     torch.save(net.state_dict(), out_dir / f"dust{args.tag}.pt")
     summary = dict(task="dust", tag=args.tag, init=args.init, hard_neg=args.hard_neg, steps=step,
+                   photos=len(photos), wallpapers=bool(args.wallpapers),
                    train_seconds=round(train_s, 1), params=nparams, widths=[c1, c2, c3], batch=args.batch,
                    patch=args.patch, lr=args.lr,
                    seed=args.seed, **exported,

@@ -250,7 +250,7 @@ def val_stats(net: DustNet, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -
 # are made to tile. They are hard negatives on purpose (bricks, cracks, bark, a lightning bolt).
 # ---------------------------------------------------------------------------------------
 CAL_SHARE = 0.001        # the default flags at most this share of the calibration pixels
-CAL_GRID = [round(3.0 + 0.1 * i, 1) for i in range(91)]     # logits 3.0 .. 12.0
+CAL_GRID = [round(0.1 * i, 1) for i in range(121)]     # logits 0.0 .. 12.0
 
 
 def read_gimp_pattern(path: Path) -> np.ndarray:

@@ -170,7 +170,8 @@ def main() -> None:
               f"- development photo: colorize dE00 {dev[0]['colorize'][0]:.2f}, Levin {dev[0]['levin'][0]:.2f}, "
               f"gray {dev[0]['gray'][0]:.2f}.",
               "- Without hints the task refuses to run (no automatic colorization model: none ships offline "
-              "weights, and none was trained here yet).", "",
+              "weights; the one trained here coloured held-out photos further from the truth than gray and is not "
+              "shipped: models/train/README.md, \"Automatic colorization\").", "",
               f"![gray + hint strokes, colorize, original](../../docs/images/{SHEET.name})", ""]
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))

@@ -38,12 +38,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from models.train.train import (
     MATE_TRAIN,
+    Block,
     TinyUNet,
     add_stage_args,
     box_down2,
@@ -233,6 +235,36 @@ class DustNet(TinyUNet):
         return torch.sigmoid(self.logits(x))
 
 
+class DeepDustNet(DustNet):
+    """DustNet with a third 2x level (stride 8): a receptive field of about +-60 px instead of
+    +-27, to see more of a line's surroundings (one thin line of many, like mortar, or a lone
+    scratch?). Its input must be cut at multiples of 8 (local_net's tiles are)."""
+
+    def __init__(self, c1: int = 16, c2: int = 32, c3: int = 64, c4: int = 64):
+        super().__init__(c1, c2, c3)
+        self.mid = Block(c3, 2)
+        self.down3 = nn.Conv2d(c3, c4, 2, stride=2)
+        self.mid3 = Block(c4, 3)
+        self.up3 = nn.Sequential(nn.Conv2d(c4, 4 * c3, 1), nn.PixelShuffle(2))
+        self.dec3 = Block(c3, 1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        xp = F.pad(x, (0, (8 - w % 8) % 8, 0, (8 - h % 8) % 8), mode="replicate")
+        f1 = self.enc1(self.head(xp))
+        f2 = self.enc2(self.down1(f1))
+        f3 = self.mid(self.down2(f2))
+        g3 = self.dec3(self.up3(self.mid3(self.down3(f3))) + f3)
+        g2 = self.dec2(self.up2(g3) + f2)
+        g1 = self.dec1(self.up1(g2) + f1)
+        return self.tail(g1)[:, :, :h, :w]
+
+
+def make_net(widths: str, deep: bool) -> DustNet:
+    c1, c2, c3 = (int(v) for v in widths.split(","))
+    return DeepDustNet(c1, c2, c3) if deep else DustNet(c1, c2, c3)
+
+
 def val_stats(net: DustNet, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> tuple[float, float]:
     """(recall at the threshold that flags 0.1 % of the clean pixels, that threshold)."""
     with torch.no_grad():
@@ -317,12 +349,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="no training: calibrate the default threshold of these weights (.pt) on the GIMP "
                          "patterns and write dust_calibration.json to --out")
     ap.add_argument("--patterns-dir", default=os.environ.get("GIMP_PATTERNS", "/usr/share/gimp/3.0/patterns"))
+    ap.add_argument("--deep", action="store_true", help="DeepDustNet (a third level, ~+-60 px receptive field)")
     ap.add_argument("--wallpapers", default=None,
                     help="also train on the wallpaper photos extracted there (models/train/colorize_photos.py)")
     args = ap.parse_args(argv)
     if args.calibrate:
         torch.set_num_threads(args.threads)
-        cal_net = DustNet(*(int(v) for v in args.widths.split(",")))
+        cal_net = make_net(args.widths, args.deep)
         cal_net.load_state_dict(torch.load(args.calibrate, map_location="cpu", weights_only=True))
         cal = calibrate(cal_net.eval(), Path(args.patterns_dir))
         Path(args.out, "dust_calibration.json").write_text(json.dumps(cal, indent=1) + "\n")
@@ -337,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = load_photos(Path(args.mate_dir), wallpapers=Path(args.wallpapers) if args.wallpapers else None)
     sampler = Sampler(photos, seed + 2)
     c1, c2, c3 = (int(v) for v in args.widths.split(","))
-    net = DustNet(c1, c2, c3).to(dev)
+    net = make_net(args.widths, args.deep).to(dev)
     opt, nparams, out_dir = start_stage(net, args)
     vx, vy, vw = (t.to(dev) for t in Sampler(photos, 12345).batch(48, 128))   # training photos, logging only
 
@@ -363,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     net.eval().cpu()
     exported = export_onnx(net, out_dir / "dust.onnx", batch_axis=True)
     torch.save(net.state_dict(), out_dir / f"dust{args.tag}.pt")
-    summary = dict(task="dust", tag=args.tag, init=args.init, hard_neg=args.hard_neg, steps=step,
+    summary = dict(task="dust", tag=args.tag, init=args.init, hard_neg=args.hard_neg, steps=step, deep=args.deep,
                    photos=len(photos), wallpapers=bool(args.wallpapers),
                    train_seconds=round(train_s, 1), params=nparams, widths=[c1, c2, c3], batch=args.batch,
                    patch=args.patch, lr=args.lr,

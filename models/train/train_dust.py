@@ -236,7 +236,7 @@ class DustNet(TinyUNet):
 
 
 class DeepDustNet(DustNet):
-    """DustNet with a third 2x level (stride 8): a receptive field of about +-60 px instead of
+    """DustNet with a third 2x level (stride 8): a receptive field of about +-54 px instead of
     +-27, to see more of a line's surroundings (one thin line of many, like mortar, or a lone
     scratch?). Its input must be cut at multiples of 8 (local_net's tiles are)."""
 
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="no training: calibrate the default threshold of these weights (.pt) on the GIMP "
                          "patterns and write dust_calibration.json to --out")
     ap.add_argument("--patterns-dir", default=os.environ.get("GIMP_PATTERNS", "/usr/share/gimp/3.0/patterns"))
-    ap.add_argument("--deep", action="store_true", help="DeepDustNet (a third level, ~+-60 px receptive field)")
+    ap.add_argument("--deep", action="store_true",
+                    help="DeepDustNet (a third level, ~+-54 px receptive field; an experiment, not shipped)")
     ap.add_argument("--wallpapers", default=None,
                     help="also train on the wallpaper photos extracted there (models/train/colorize_photos.py)")
     args = ap.parse_args(argv)

@@ -12,10 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.train.photos import box_down2, read_photo, shrink, to_rgb_f32
-
-__all__ = ["DEV", "HELD_OUT", "TRAIN", "box_down2", "read_photo", "shrink", "to_rgb_f32", "wallpaper",
-           "wallpaper_path"]
+from models.train.photos import read_photo
 
 # the photographs (not the drawings) of each package
 PLASMA = ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "FallenLeaf", "Kite",

@@ -340,6 +340,26 @@ def run_stage(net: nn.Module, opt: torch.optim.Optimizer, args: argparse.Namespa
     return step, time.time() - t0
 
 
+def finish_stage(net: nn.Module, args: argparse.Namespace, out_dir: Path, name: str, steps: int, train_s: float,
+                 nparams: int, export_net: nn.Module | None = None, batch_axis: bool = True, **fields) -> dict:
+    """The end of every trainer's stage: ``net`` (eval, CPU) exported to ``<name>.onnx`` (through
+    ``export_net``, a wrapper, when given) and checked, its state_dict to ``<name><tag>.pt``
+    (gitignored; written under a temporary name, then renamed), and the stage's summary (the
+    common facts, then ``fields``) to ``<name>_train_summary<tag>.json`` and stdout."""
+    net.eval().cpu()
+    exported = export_onnx(export_net or net, out_dir / f"{name}.onnx", batch_axis=batch_axis)
+    pt = out_dir / f"{name}{args.tag}.pt"
+    torch.save(net.state_dict(), pt.with_suffix(".pt.tmp"))
+    os.replace(pt.with_suffix(".pt.tmp"), pt)
+    summary = dict(task=name, tag=args.tag, init=args.init, steps=steps, train_seconds=round(train_s, 1),
+                   params=nparams, widths=[int(v) for v in args.widths.split(",")], batch=args.batch,
+                   patch=args.patch, lr=args.lr, seed=args.seed, **fields, **exported,
+                   device=args.device, threads=args.threads, torch=torch.__version__)
+    (out_dir / f"{name}_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=["denoise", "sharpen"], required=True)
@@ -407,19 +427,8 @@ def main(argv: list[str] | None = None) -> int:
 
     step, train_s = run_stage(net, opt, args, log_path, ["val_psnr", "val_input_psnr"], loss_of_batch, validate)
 
-    # export
-    net.eval().cpu()
-    onnx_path = out_dir / f"{args.task}.onnx"
-    exported = export_onnx(net, onnx_path)
-    torch.save(net.state_dict(), out_dir / f"{args.task}{args.tag}.pt.tmp")  # not committed (gitignored)
-    os.replace(out_dir / f"{args.task}{args.tag}.pt.tmp", out_dir / f"{args.task}{args.tag}.pt")
-    summary = dict(task=args.task, tag=args.tag, noise_input=args.noise_input, init=args.init, detail=args.detail,
-                   steps=step, train_seconds=round(train_s, 1), params=nparams,
-                   widths=[c1, c2, c3], batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
-                   **exported,
-                   device=args.device, threads=args.threads, torch=torch.__version__)
-    (out_dir / f"{args.task}_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary), flush=True)
+    finish_stage(net, args, out_dir, args.task, step, train_s, nparams, batch_axis=False,
+                 noise_input=args.noise_input, detail=args.detail)
     return 0
 
 

@@ -44,8 +44,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from models.train.colorize_photos import DEV, TRAIN, box_down2, read_photo, shrink, wallpaper
-from models.train.train import MATE_TRAIN, ROOT, add_stage_args, export_onnx, run_stage, start_stage
+from models.train.colorize_photos import DEV, TRAIN, wallpaper
+from models.train.photos import box_down2, read_photo, shrink
+from models.train.train import MATE_TRAIN, ROOT, add_stage_args, finish_stage, run_stage, start_stage
 
 WORK_SIDE = 256           # the net runs on the whole photo scaled to this longest side
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -273,18 +274,11 @@ def main(argv: list[str] | None = None) -> int:
                                           for x, ab in dev_set]))
         net.temperature = min(temps, key=lambda k: temps[k])
         print(json.dumps({"dev_ab_error_by_temperature": temps, "chosen": net.temperature}), flush=True)
-    exported = export_onnx(_OneChannel(net), out_dir / "colorize.onnx", batch_axis=True)
-    torch.save(net.state_dict(), out_dir / f"colorize{args.tag}.pt")
-    summary = dict(task="colorize", tag=args.tag, init=args.init, steps=step, train_seconds=round(train_s, 1),
-                   params=nparams, widths=list(widths), loss=args.loss, classes=classes,
-                   temperature=net.temperature if classes else None,
-                   batch=args.batch, patch=args.patch, lr=args.lr, clip_grad=args.clip_grad,
-                   seed=args.seed, photos=[n for n, _ in named], kept_step=best["step"],
-                   dev_ab_error=round(best["err"], 3), dev_ab_error_gray=round(dev_gray, 3),
-                   dev_ab_error_by_temperature={str(k): round(v, 3) for k, v in temps.items()}, **exported,
-                   device=args.device, threads=args.threads, torch=torch.__version__)
-    (out_dir / f"colorize_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary), flush=True)
+    finish_stage(net, args, out_dir, "colorize", step, train_s, nparams, export_net=_OneChannel(net),
+                 loss=args.loss, classes=classes, temperature=net.temperature if classes else None,
+                 clip_grad=args.clip_grad, photos=[n for n, _ in named], kept_step=best["step"],
+                 dev_ab_error=round(best["err"], 3), dev_ab_error_gray=round(dev_gray, 3),
+                 dev_ab_error_by_temperature={str(k): round(v, 3) for k, v in temps.items()})
     return 0
 
 

@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from models.train.train import TinyUNet, add_stage_args, export_onnx, run_stage, start_stage
+from models.train.train import TinyUNet, add_stage_args, finish_stage, run_stage, start_stage
 from models.train.train_dust import LUMA, Sampler, load_photos
 
 DESCREEN_DEV = {"motorcycle"}      # train_dust's photo names that the descreen benchmark develops on
@@ -137,16 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                               ["val_psnr", "val_input_psnr"], loss_of_batch, validate, every=250,
                               checkpoint=out_dir / f"descreen{args.tag}.pt", clip_grad=args.clip_grad)
 
-    net.eval().cpu()
-    exported = export_onnx(net, out_dir / "descreen.onnx", batch_axis=True)
-    torch.save(net.state_dict(), out_dir / f"descreen{args.tag}.pt")
-    summary = dict(task="descreen", tag=args.tag, init=args.init, clip_grad=args.clip_grad, steps=step,
-                   train_seconds=round(train_s, 1),
-                   params=nparams, widths=[c1, c2, c3], batch=args.batch, patch=args.patch, lr=args.lr,
-                   seed=args.seed, **exported,
-                   device=args.device, threads=args.threads, torch=torch.__version__)
-    (out_dir / f"descreen_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary), flush=True)
+    finish_stage(net, args, out_dir, "descreen", step, train_s, nparams, clip_grad=args.clip_grad)
     return 0
 
 

@@ -49,7 +49,7 @@ from models.train.train import (
     TinyUNet,
     add_stage_args,
     box_down2,
-    export_onnx,
+    finish_stage,
     run_stage,
     start_stage,
     to_rgb_f32,
@@ -90,7 +90,8 @@ def wallpaper_photos(root: Path) -> list[tuple[str, np.ndarray]]:
     """The colorization experiment's training and development wallpaper photos
     (colorize_photos.TRAIN, DEV; not its held-out ones) at <= 1280 px: more clean, varied
     photos, so that fewer of the picture's own thin lines are taken for damage."""
-    from models.train.colorize_photos import DEV, TRAIN, shrink, wallpaper
+    from models.train.colorize_photos import DEV, TRAIN, wallpaper
+    from models.train.photos import shrink
     return [(name, shrink(wallpaper(root, name, pkg), 1280)) for name, pkg in [*TRAIN, *DEV.items()]]
 
 
@@ -370,7 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     dev = torch.device(args.device)
     photos = load_photos(Path(args.mate_dir), wallpapers=Path(args.wallpapers) if args.wallpapers else None)
     sampler = Sampler(photos, seed + 2)
-    c1, c2, c3 = (int(v) for v in args.widths.split(","))
     net = make_net(args.widths, args.deep).to(dev)
     opt, nparams, out_dir = start_stage(net, args)
     vx, vy, vw = (t.to(dev) for t in Sampler(photos, 12345).batch(48, 128))   # training photos, logging only
@@ -393,18 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     step, train_s = run_stage(net, opt, args, out_dir / f"dust_train_log{args.tag}.csv",
                               ["val_recall_at_0.1pct", "val_threshold"], loss_of_batch, validate, every=250,
                               checkpoint=out_dir / f"dust{args.tag}.pt")
-
-    net.eval().cpu()
-    exported = export_onnx(net, out_dir / "dust.onnx", batch_axis=True)
-    torch.save(net.state_dict(), out_dir / f"dust{args.tag}.pt")
-    summary = dict(task="dust", tag=args.tag, init=args.init, hard_neg=args.hard_neg, steps=step, deep=args.deep,
-                   photos=len(photos), wallpapers=bool(args.wallpapers),
-                   train_seconds=round(train_s, 1), params=nparams, widths=[c1, c2, c3], batch=args.batch,
-                   patch=args.patch, lr=args.lr,
-                   seed=args.seed, **exported,
-                   device=args.device, threads=args.threads, torch=torch.__version__)
-    (out_dir / f"dust_train_summary{args.tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary), flush=True)
+    finish_stage(net, args, out_dir, "dust", step, train_s, nparams, hard_neg=args.hard_neg, deep=args.deep,
+                 photos=len(photos), wallpapers=bool(args.wallpapers))
     return 0
 
 

@@ -121,8 +121,25 @@ class TilePlan:
     scale: int           # model output / input
 
     def grid(self, h: int, w: int, tile: Optional[int] = None) -> list[tuple[int, int]]:
-        t = tile or self.tile
-        return [(y, x) for y in range(0, h, t) for x in range(0, w, t)]
+        return grid_of(tile or self.tile, h, w)
+
+    def processed(self, h: int, w: int) -> int:
+        """Input pixels the network processes on an h x w image, overlaps included."""
+        return processed_px(self.tile, self.overlap, h, w)
+
+
+def grid_of(tile: int, h: int, w: int) -> list[tuple[int, int]]:
+    """Top-left corners of the core tiles of side ``tile`` covering an h x w image."""
+    return [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
+
+
+def processed_px(tile: int, context: int, h: int, w: int) -> int:
+    """Pixels that tiles of core side ``tile`` with ``context`` px on each inner side cover in
+    total (the work of a tiled run, in pixels; h*w for one tile)."""
+    def extent(n: int) -> int:
+        return sum(min(n, a + tile + context) - max(0, a - context) for a in range(0, n, tile))
+
+    return extent(h) * extent(w)
 
 
 def _round_down(v: int, a: int) -> int:
@@ -183,9 +200,10 @@ def _ramp(n_out: int, start_inner: bool, end_inner: bool, rf: float, feather: fl
 
 
 ModelRun = Callable[[np.ndarray], np.ndarray]
+RgbBox = Callable[[int, int, int, int], np.ndarray]     # (y0, y1, x0, x1) -> the model's input for that box
 
 
-def tiled_rows(run: ModelRun, get_rgb: Callable[[int, int, int, int], np.ndarray], h: int, w: int,
+def tiled_rows(run: ModelRun, get_rgb: RgbBox, h: int, w: int,
                p: TilePlan, *, progress=None, cancel=None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(y0, rows)``: finished model-output rows (float32, width ``w*scale``), in order.
 

@@ -61,10 +61,19 @@ class NetworkTask:
         return None                  # every value the option table allows runs
 
     def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
-        from engine.pipeline import tiling
+        from engine.pipeline import staged, tiling
 
         model = self.load(device)
         spec = model.spec
+        sp = staged.plan_staged(model, req.height, req.width, tile=req.tile, memory_budget=req.memory_budget)
+        if sp is not None:        # a deep net under a small budget: stage by stage (engine/pipeline/staged.py)
+            rows = staged.staged_rows(model, sp, req.rgb, req.height, req.width,
+                                      progress=req.progress, cancel=req.cancel)
+            return TaskOutput(scale=int(spec.scale), rows=rows, tile=max(sp.tiles),
+                              tiles=len(sp.tail_plan.grid(*sp.padded)),
+                              info={"tile": max(sp.tiles), "overlap": max(st.halo for st in sp.split.stages),
+                                    "stages": len(sp.files), "work": round(sp.work, 3),
+                                    "plain_work": round(sp.plain_work, 3)})
         plan = tiling.plan(spec, req.height, req.width, tile=req.tile, memory_budget=req.memory_budget,
                            device=str(getattr(model, "device", "cpu")))
         rows = tiling.tiled_rows(model.run, req.rgb, req.height, req.width, plan,

@@ -265,6 +265,26 @@ class OnnxModel:
                                   f"{x.shape[3]}x{x.shape[2]} tile ({self.device})") from None
             raise
 
+    def feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a graph with named inputs and outputs (a piece of a network split into stages,
+        engine/models/stages.py): {tensor name: NCHW float32} -> {output name: array}."""
+        try:
+            if self._ov_compiled is not None:
+                req = getattr(self._ov_local, "req", None)
+                if req is None:
+                    req = self._ov_local.req = self._ov_compiled.create_infer_request()
+                res = req.infer(inputs)
+                # a port may carry several tensor names (OpenVINO folds an Identity into its input)
+                return {name: np.array(v) for port, v in res.items() for name in port.get_names()}
+            names = [o.name for o in self._session.get_outputs()]
+            return dict(zip(names, self._session.run(None, inputs)))
+        except Exception as e:  # OOM becomes OutOfMemory, anything else is re-raised
+            if _is_oom(e):
+                shape = next(iter(inputs.values())).shape
+                raise OutOfMemory(f"out of memory running a stage of '{self.spec.id}' on a "
+                                  f"{shape[3]}x{shape[2]} tile ({self.device})") from None
+            raise
+
     def run(self, x: np.ndarray) -> np.ndarray:
         """x: float32 HxWx3 RGB 0..1 -> float32 (H*s)x(W*s)x3, not clipped (wrapper-identical)."""
         return prepost.run_with(self.spec, self.net, x)

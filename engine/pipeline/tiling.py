@@ -180,6 +180,10 @@ def plan(spec, h: int, w: int, *, tile: Optional[int] = None, memory_budget: Opt
         if spec.tile_invariant:
             t = min(t, MAX_TILE_INVARIANT)
         t = max(MIN_TILE, t)
+    if str(device) == "tensorrt":          # one TensorRT engine covers inputs up to TRT_MAX_SIDE
+        from engine.models.backends.onnx_backend import TRT_MAX_SIDE
+
+        t = min(t, TRT_MAX_SIDE - 2 * (overlap + spec.prepad + align))
     t = _round_down(t, align) if t < whole else whole
     if t >= whole:
         t = _round_up(whole, align)

@@ -75,6 +75,40 @@ _OOM_MARKERS = ("failed to allocate memory", "bad_alloc", "out of memory", "cudn
                 "cuda_error_out_of_memory", "e_outofmemory", "std::bad_alloc", "cannot allocate")
 
 
+# TensorRT input sizes one engine covers (px per side): every tile the tiler makes for a model
+# fits (tile <= 1024 + overlaps + the wrapper's padding), so an engine is built once per model.
+TRT_MIN_SIDE, TRT_OPT_SIDE, TRT_MAX_SIDE = 16, 512, 1536
+
+
+def tensorrt_options(input_name: str = "input") -> dict[str, str]:
+    """ONNX Runtime's TensorRT provider as the engine uses it: fp16 kernels (a GPU's tensor
+    cores; fidelity against ncnn CPU fp32 is what bench/device_check.py measures), the built
+    engines and the timing cache kept in the user cache folder (building one takes minutes, so a
+    second run starts at once), and one dynamic-shape profile for every tile size (else TensorRT
+    would rebuild for every new tile shape). Not yet run on a GPU (none available so far)."""
+    from engine import paths
+
+    cache = paths.cache_dir() / "tensorrt"
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def shape(side: int) -> str:
+        return f"{input_name}:1x3x{side}x{side}"
+
+    return {"trt_fp16_enable": "True", "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(cache),
+            "trt_profile_min_shapes": shape(TRT_MIN_SIDE), "trt_profile_opt_shapes": shape(TRT_OPT_SIDE),
+            "trt_profile_max_shapes": shape(TRT_MAX_SIDE)}
+
+
+def _input_name(path: Path) -> str:
+    """The graph's first input (our conversions call it ``input``; a user's file may not)."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in g.initializer}
+    return next((i.name for i in g.input if i.name not in inits), "input")
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -218,8 +252,9 @@ class OnnxModel:
             so.enable_mem_pattern = False   # required by the DirectML provider
             providers = [GPU_PROVIDERS["directml"], "CPUExecutionProvider"]
         elif self.device == "tensorrt":
-            providers = [GPU_PROVIDERS["tensorrt"], GPU_PROVIDERS["cuda"], "CPUExecutionProvider"]
-            providers = [p for p in providers if p in available_providers()]
+            have = available_providers()
+            providers = [(GPU_PROVIDERS["tensorrt"], tensorrt_options(_input_name(self.path)))]
+            providers += [p for p in (GPU_PROVIDERS["cuda"], "CPUExecutionProvider") if p in have]
         else:
             providers = [GPU_PROVIDERS[self.device], "CPUExecutionProvider"]
         self._session = ort.InferenceSession(str(self.path), sess_options=so, providers=providers)

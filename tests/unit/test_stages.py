@@ -161,3 +161,23 @@ def test_photo_x4_under_a_small_budget_runs_in_stages_and_matches_the_untiled_ne
     assert diff <= 1.0 / 255.0, f"staged vs untiled max diff {diff * 255:.3f} LSB"
     # a forced tile keeps the plain tiler
     assert staged.plan_staged(m, 96, 112, tile=48, memory_budget=64 << 20) is None
+
+
+def test_feature_maps_are_float16_only_under_a_bf16_runtime(tmp_path, engine_home, coffee):
+    """float16 maps halve the disk a big photo needs; they are used where the runtime computes
+    in bf16 anyway (less precise than float16), never where the output must stay exact."""
+    from types import SimpleNamespace
+
+    m = _tiny_model(tmp_path)
+    x = coffee[:70, :90].astype(np.float32) / 255.0
+    sp = staged.plan_staged(m, 70, 90, stage_tile=32, max_halo=2)
+    assert sp is not None and sp.map_dtype == "float32"
+    bf16 = SimpleNamespace(spec=m.spec, path=m.path, device="openvino-bf16", feed=m.feed)
+    sp16 = staged.plan_staged(bf16, 70, 90, stage_tile=32, max_halo=2)
+    assert sp16 is not None and sp16.map_dtype == "float16"
+    assert sp16.feature_bytes * 2 == sp.feature_bytes
+    whole = m.run(x)
+    got = _collect(staged.staged_rows(m, replace(sp, map_dtype="float16", in_ram=False),
+                                      lambda a, b, c, d: x[a:b, c:d], 70, 90), 140, 180)
+    diff = float(np.abs(got - whole).max())
+    assert 0 < diff < 0.5 / 255, diff      # rounded through float16, and still well within a step

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -247,7 +248,19 @@ def piece(model: Any, st: Stage) -> Any:
 
 def split_files(onnx_path: Path, cache: Path, max_halo: int) -> Optional[tuple[Split, list[Path], Path]]:
     """Split the model file once and keep the pieces in ``cache`` (keyed by the file's content
-    digest and the halo limit): the stages' files, in order, and the tail's."""
+    digest and the halo limit): the stages' files, in order, and the tail's. Remembered per
+    process by the file's path, size and time, so a job pays neither the reading nor the analysis."""
+    st = onnx_path.stat()
+    got = _split_files(onnx_path, st.st_size, st.st_mtime_ns, cache, max_halo)
+    if got is not None and not all(f.is_file() for f in (*got[1], got[2])):   # the cache was emptied
+        _split_files.cache_clear()
+        got = _split_files(onnx_path, st.st_size, st.st_mtime_ns, cache, max_halo)
+    return got
+
+
+@lru_cache(maxsize=16)
+def _split_files(onnx_path: Path, _size: int, _mtime: int, cache: Path,
+                 max_halo: int) -> Optional[tuple[Split, list[Path], Path]]:
     import onnx
 
     data = onnx_path.read_bytes()

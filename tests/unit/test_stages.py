@@ -181,3 +181,15 @@ def test_feature_maps_are_float16_only_under_a_bf16_runtime(tmp_path, engine_hom
                                       lambda a, b, c, d: x[a:b, c:d], 70, 90), 140, 180)
     diff = float(np.abs(got - whole).max())
     assert 0 < diff < 0.5 / 255, diff      # rounded through float16, and still well within a step
+
+
+def test_the_split_is_remembered_and_rebuilt_when_the_cache_is_emptied(tmp_path):
+    import shutil as sh
+
+    _tiny_net(tmp_path / "n.onnx")
+    first = stages.split_files(tmp_path / "n.onnx", tmp_path / "cache", 2)
+    assert first is not None
+    assert stages.split_files(tmp_path / "n.onnx", tmp_path / "cache", 2) is first     # no second analysis
+    sh.rmtree(tmp_path / "cache")
+    again = stages.split_files(tmp_path / "n.onnx", tmp_path / "cache", 2)
+    assert again is not None and all(f.is_file() for f in (*again[1], again[2]))

@@ -70,6 +70,19 @@ class StagedPlan:
     map_dtype: str                    # feature maps: float32, or float16 under a bf16 runtime
     work: float                       # estimated network work / the untiled network's
     plain_work: float                 # the same for the plain tiler's plan
+    disk_free: Optional[int] = None   # free bytes in the cache folder (maps on disk), else None
+
+    @property
+    def disk_short(self) -> bool:
+        """The maps go to disk and the cache folder has not room for them (plus a margin)."""
+        return self.disk_free is not None and self.disk_free < self.feature_bytes + DISK_MARGIN
+
+    def disk_note(self) -> str:
+        """What the retoucher is told when the stages could not run for want of disk."""
+        gb = 1 << 30
+        return (f"ran in tiles, about {self.plain_work / self.work:.0f}x the work: running it stage by stage "
+                f"needs {(self.feature_bytes + DISK_MARGIN) / gb:.0f} GB free in {paths.cache_dir()} "
+                f"({(self.disk_free or 0) / gb:.1f} GB free)")
 
     @property
     def feature_bytes(self) -> int:
@@ -156,13 +169,14 @@ def plan_staged(model: Any, h: int, w: int, *, tile: Optional[int] = None, memor
     in_ram = maps <= budget // 4
     if stage_tile is None and work * MIN_GAIN > plain_work:
         return None
+    free = None
     if not in_ram:
         cache = paths.cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
-        if shutil.disk_usage(cache).free < maps + DISK_MARGIN:
-            return None                 # not enough disk for the feature maps: the plain tiler
+        free = shutil.disk_usage(cache).free
     return StagedPlan(split=split, files=tuple(files), tail_file=tail_file, tiles=tiles, tail_plan=tail_plan,
-                      padded=(hp, wp), in_ram=in_ram, map_dtype=map_dtype, work=work, plain_work=plain_work)
+                      padded=(hp, wp), in_ram=in_ram, map_dtype=map_dtype, work=work, plain_work=plain_work,
+                      disk_free=free)
 
 
 def _load_piece(model: Any, path: Path) -> Any:

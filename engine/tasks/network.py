@@ -66,6 +66,9 @@ class NetworkTask:
         model = self.load(device)
         spec = model.spec
         sp = staged.plan_staged(model, req.height, req.width, tile=req.tile, memory_budget=req.memory_budget)
+        note = ""
+        if sp is not None and sp.disk_short:      # no room for the feature maps: tiles, and say why
+            note, sp = sp.disk_note(), None
         if sp is not None:        # a deep net under a small budget: stage by stage (engine/pipeline/staged.py)
             rows = staged.staged_rows(model, sp, req.rgb, req.height, req.width,
                                       progress=req.progress, cancel=req.cancel)
@@ -80,7 +83,7 @@ class NetworkTask:
                                  progress=req.progress, cancel=req.cancel)
         return TaskOutput(scale=int(spec.scale), rows=rows, tile=plan.tile,
                           tiles=len(plan.grid(req.height, req.width)),
-                          info={"tile": plan.tile, "overlap": plan.overlap})
+                          info={"tile": plan.tile, "overlap": plan.overlap, **({"note": note} if note else {})})
 
     def row(self) -> dict[str, Any]:
         if self.user_path is not None:

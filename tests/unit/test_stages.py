@@ -193,3 +193,22 @@ def test_the_split_is_remembered_and_rebuilt_when_the_cache_is_emptied(tmp_path)
     sh.rmtree(tmp_path / "cache")
     again = stages.split_files(tmp_path / "n.onnx", tmp_path / "cache", 2)
     assert again is not None and all(f.is_file() for f in (*again[1], again[2]))
+
+
+def test_without_disk_for_the_feature_maps_it_runs_in_tiles_and_says_why(tmp_path, engine_home, coffee, monkeypatch):
+    import shutil as sh
+    from collections import namedtuple
+
+    m = _tiny_model(tmp_path)
+    x = coffee[:70, :90].astype(np.float32) / 255.0
+    budget = 200_000                      # maps (~0.2 MB) over a quarter of it: they would go to disk
+    sp = staged.plan_staged(m, 70, 90, memory_budget=budget)
+    assert sp is not None and not sp.in_ram and not sp.disk_short
+    ok = enhance(x, EnhanceOptions(strength=1.0, grain=0.0, memory_budget=budget), model=m)
+    assert ok.info.get("stages") and "note" not in ok.info
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 1 << 20))
+    res = enhance(x, EnhanceOptions(strength=1.0, grain=0.0, memory_budget=budget), model=m)
+    assert "stages" not in res.info
+    assert "stage by stage needs" in res.info["note"] and "GB free" in res.info["note"]
+    assert float(np.abs(res.image - ok.image).max()) < 1e-4     # the same result, the slow way

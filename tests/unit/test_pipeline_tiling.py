@@ -12,7 +12,7 @@ from engine.models import catalog
 from engine.pipeline import EnhanceOptions, enhance, tiling
 
 
-@pytest.mark.parametrize("model_id", ["photo-x2", "jpeg-clean-2", "anime-video-x2"])
+@pytest.mark.parametrize("model_id", ["photo-x2", "jpeg-clean-2", "anime-video-x2", "photo-x4-fast"])
 def test_tiled_equals_untiled_real_models(models_installed, astronaut, model_id):
     """Small tiles (many seams, incl. a ragged last row/column) vs one whole-image run."""
     from engine.models.backends import load_model

@@ -66,6 +66,8 @@ CPU_AUTO: dict[str, tuple[str, ...]] = {
                                     "illustration-denoise-2", "illustration-denoise-3")},
     # Real-ESRGAN RRDB: the three tie on an idle host; ncnn is 2-27x slower under load -> OpenVINO
     **{i: _OPENVINO_FIRST for i in ("photo-x4", "illustration-x4")},
+    # SPAN: ncnn ahead in min and median, 1.1-1.2x (128², 2026-12-05 section of backends.md)
+    **{i: _NCNN_FIRST for i in ("photo-x4-fast", "photo-x2-fine")},
 }
 # The models whose first choice among the ONNX runtimes is OpenVINO (kept for earlier callers).
 OPENVINO_CPU_WINS: frozenset[str] = frozenset(

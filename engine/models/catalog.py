@@ -121,6 +121,10 @@ _CUNET2: dict = dict(prepad=18, align=4, receptive_field=64, tile_invariant=Fals
 _CUNET1: dict = dict(prepad=28, align=4, receptive_field=64, tile_invariant=False, ms_per_mp_cpu=3_000.0,
                      photo=False, bytes_per_px=2_500)
 _RRDB_BYTES = 17_000
+# Our U-Net (models/train/train.py) downsamples twice by 2: its output depends on where a tile starts
+# modulo 4, so tiles start at multiples of 4 (with starts at any px, 61 px tiles differed from the
+# whole image by up to 5.5 LSB for sharpen, 6.9 for denoise; measured 2026-12-05).
+_UNET_ALIGN = 4
 
 # waifu2x's noise levels 0-3 in words, and the photo each one suits.
 _LEVELS = ("lightest", "light", "medium", "strong")
@@ -201,16 +205,16 @@ CATALOG: tuple[ModelSpec, ...] = (
     # --- our own models (trained here, small, CPU friendly) ---------------------------
     ModelSpec(id="denoise", task="denoise", scale=1, native_scale=1, title="EnhanceLayer blind photo denoiser",
               family="own", license=LICENSE_OWN, source="engine/data/trained/denoise.onnx",
-              input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
-              receptive_field=32, ms_per_mp_cpu=1_000.0, tile_invariant=False, bytes_per_px=2_000,
-              notes="Estimates the noise level per tile (a global statistic), so tiles differ slightly "
-                    "from a whole-image run (~42 dB apart at 64 px tiles); it gets large tiles.",
+              input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=_UNET_ALIGN,
+              receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000,
+              notes="Measures the noise level once over the whole image (its in-graph estimate made an "
+                    "input: engine/models/global_stats.py), so every tile uses the same level.",
               purpose="denoise", label="Automatic (measures the noise)",
               description="Measures how noisy the selection is and removes the noise; lower Strength or "
                           "add Grain to keep some texture."),
     ModelSpec(id="sharpen", task="sharpen", scale=1, native_scale=1, title="EnhanceLayer photo sharpener",
               family="own", license=LICENSE_OWN, source="engine/data/trained/sharpen.onnx",
-              input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=1,
+              input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=_UNET_ALIGN,
               receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000,
               purpose="sharpen", label="Gentle deblur",
               description="Undoes slight softness from missed focus or a soft lens; not made for strong "

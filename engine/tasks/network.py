@@ -7,8 +7,11 @@ the Task protocol, so the rest of the engine never asks what kind of model it ho
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
 
 from engine.models import registry
 from engine.models.catalog import ModelSpec
@@ -79,7 +82,8 @@ class NetworkTask:
                                     "plain_work": round(sp.plain_work, 3)})
         plan = tiling.plan(spec, req.height, req.width, tile=req.tile, memory_budget=req.memory_budget,
                            device=str(getattr(model, "device", "cpu")))
-        rows = tiling.tiled_rows(model.run, req.rgb, req.height, req.width, plan,
+        run = _with_whole_image_statistic(model, req) or model.run
+        rows = tiling.tiled_rows(run, req.rgb, req.height, req.width, plan,
                                  progress=req.progress, cancel=req.cancel)
         return TaskOutput(scale=int(spec.scale), rows=rows, tile=plan.tile,
                           tiles=len(plan.grid(req.height, req.width)),
@@ -95,3 +99,29 @@ class NetworkTask:
         row.update(info_row(self.info, self.installed(), option_names(self)))
         return row
 
+
+def _with_whole_image_statistic(model: Any, req: TaskRequest) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+    """For a network that measures the image in its graph (our denoiser's noise level), the
+    per-tile run with that measurement taken ONCE, over the whole image as an untiled run pads
+    it, so every tile uses the same value and tiled == untiled (engine/models/global_stats.py).
+    None for every other network."""
+    from engine.models import global_stats
+    from engine.models.backends import prepost, with_image_statistic
+
+    found = with_image_statistic(model)
+    if found is None:
+        return None
+    split_model, stat = found
+    spec = model.spec
+    strip, hp, wp = global_stats.padded_reader(req.rgb, req.height, req.width, spec.prepad, max(1, spec.align),
+                                               spec.pad_mode)
+    try:
+        value = stat.of(strip, hp, wp)
+    except ValueError:               # smaller than one block: the graph measures each tile itself
+        return None
+    fixed = np.full((1, 1, 1, 1), value, np.float32)
+
+    def net(t: np.ndarray) -> np.ndarray:
+        return next(iter(split_model.feed({"input": t, global_stats.STAT_INPUT: fixed}).values()))
+
+    return lambda x: prepost.run_with(spec, net, x)

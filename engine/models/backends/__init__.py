@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
 
@@ -30,6 +30,10 @@ from engine import paths
 from engine.errors import EnhanceError
 from engine.models import catalog, registry
 from engine.models.catalog import ModelSpec
+
+if TYPE_CHECKING:
+    from engine.models.backends.onnx_backend import OnnxModel
+    from engine.models.global_stats import NoiseStatistic
 
 __all__ = ["load_model", "LoadedModel", "clear_cache"]
 
@@ -210,3 +214,23 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
         return _cached((model_id, dev, str(binary)), lambda: NcnnModel(spec, param, binary, gpu=gpu))
     path = registry.verified_onnx_path(model_id)   # ModelNotInstalled / WeightsTampered / not a net
     return _cached((model_id, dev, str(path)), lambda: OnnxModel(spec, path, dev))
+
+
+def with_image_statistic(model: LoadedModel) -> Optional[tuple[OnnxModel, NoiseStatistic]]:
+    """For a network that measures the image inside its graph (our denoiser's noise level:
+    engine/models/global_stats.py), the same network with that measurement as an input, on the
+    same runtime, and the measurement's constants; None for every other model (and for the ncnn
+    runtime, which runs the wheels' own files)."""
+    from engine.models import global_stats
+    from engine.models.backends.onnx_backend import OnnxModel
+
+    path = getattr(model, "path", None)
+    if not isinstance(model, OnnxModel) or path is None:
+        return None
+    sg = global_stats.split(Path(path), paths.cache_dir() / "stat-input")
+    if sg is None:
+        return None
+    spec, device = model.spec, model.device
+    m = _cached((spec.id, device, str(sg.path)), lambda: OnnxModel(spec, sg.path, device))
+    assert isinstance(m, OnnxModel)
+    return m, sg.statistic

@@ -259,6 +259,13 @@ def m_bm3d(x, case, ctx):
     return np.asarray(bm3d.bm3d_rgb(x.astype(np.float64), ctx["sigma"]), np.float32)
 
 
+def m_denoise_told(x, case, ctx):
+    """denoise given the TRUE noise sigma (its ``noise_level`` option, 8-bit levels), as BM3D is."""
+    from engine.pipeline import EnhanceOptions, enhance
+    return enhance(np.ascontiguousarray(x, np.float32), EnhanceOptions(
+        model="denoise", strength=1.0, grain=0.0, device="cpu", noise_level=float(ctx["sigma"]) * 255)).image
+
+
 def m_bicubic(x, case, ctx):
     from PIL import Image
     s = case.scale
@@ -312,7 +319,7 @@ def net_method(model_id: str, notes: list[str]):
 def methods_for(task: str, scale: int, notes: list[str], wanted: set[str] | None, cache: dict) -> dict[str, Callable]:
     base: dict[str, Callable | str] = {}
     if task == "denoise":
-        base = {"input": m_input, "opencv-nlm": m_nlm, "bm3d": m_bm3d, "denoise": "net"}
+        base = {"input": m_input, "opencv-nlm": m_nlm, "bm3d": m_bm3d, "denoise": "net", "denoise-told-sigma": m_denoise_told}
     elif task == "sr":
         # photo-x2 / photo-x4 and the fast faithful SPAN models beside them
         base = {"bicubic": m_bicubic, f"photo-x{scale}": "net", {2: "photo-x2-fine", 4: "photo-x4-fast"}[scale]: "net"}

@@ -57,6 +57,7 @@ class ModelSpec:
     net_shrinks: bool = False       # valid convolutions: the net removes the padding itself
     receptive_field: int = 16       # tile overlap needed for tiled == untiled (px, input side)
     tile_invariant: bool = True
+    measures_noise: bool = False    # its graph measures the noise level (global_stats.py): option noise_level
     ms_per_mp_cpu: float = 10_000.0  # end to end on 2 cores, fp32, device=auto (bench/results/backends.md)
     photo: bool = True              # meant for photographs (False: illustration / anime)
     bytes_per_px: int = 8_000       # backend working memory per input px of a tile (ORT, fp32; tiling.py)
@@ -206,7 +207,7 @@ CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(id="denoise", task="denoise", scale=1, native_scale=1, title="EnhanceLayer blind photo denoiser",
               family="own", license=LICENSE_OWN, source="engine/data/trained/denoise.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=_UNET_ALIGN,
-              receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000,
+              receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000, measures_noise=True,
               notes="Measures the noise level once over the whole image (its in-graph estimate made an "
                     "input: engine/models/global_stats.py), so every tile uses the same level.",
               purpose="denoise", label="Automatic (measures the noise)",

@@ -64,3 +64,26 @@ def test_only_the_noise_statistic_is_rewritten_and_the_file_comes_back(tmp_path:
     assert not any(n.op_type in ("ReduceMin", "AveragePool") for n in g.node)    # the dead estimator went
     sg.path.unlink()
     assert global_stats.split(den, tmp_path).path.is_file()                      # rebuilt, not a stale name
+
+
+def test_the_retouchers_noise_level_steers_the_denoiser(coffee):
+    """``noise_level`` (8-bit levels) replaces the measurement: told a faint level the denoiser
+    removes less than told a heavy one, and a level given is used (not the measured one). Not
+    asserted: that the true sigma beats measuring - on the 8 held-out photos of bench/quality.py it
+    does on the smooth ones only (bench/results/quality.md, denoise-told-sigma)."""
+    from engine import tasks
+
+    assert "noise_level" in tasks.option_names(tasks.get("denoise"))
+    assert "noise_level" not in tasks.option_names(tasks.get("sharpen"))
+    clean = coffee[60:316, 100:356].astype(np.float32) / 255.0
+    rng = np.random.default_rng(8)
+    x = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+
+    def out(level: float) -> np.ndarray:
+        return enhance(x, EnhanceOptions(model="denoise", strength=1.0, grain=0.0, device="cpu",
+                                         noise_level=level)).image
+
+    measured, faint, heavy = out(0.0), out(3.0), out(40.0)
+    removed = [float(np.abs(a - x).mean()) for a in (faint, measured, heavy)]
+    assert removed[0] < removed[1] < removed[2]
+    assert removed[2] - removed[0] > 0.01          # a clear difference: about 2.5 levels on average

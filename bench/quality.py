@@ -235,14 +235,17 @@ def luma(x: np.ndarray) -> np.ndarray:
     return (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]).astype(np.float64)
 
 
-def metrics(ref: np.ndarray, out: np.ndarray, border: int) -> tuple[float, float]:
+def metrics(ref: np.ndarray, out: np.ndarray, border: int) -> tuple[float, float, float]:
+    """(PSNR on luma, SSIM on luma, PSNR on RGB) of the 8-bit output, ``border`` px left out."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-    a, b = luma(ref), luma(q8(out))
+    rgb_a, rgb_b = ref.astype(np.float64), q8(out).astype(np.float64)
     if border:
-        a, b = a[border:-border, border:-border], b[border:-border, border:-border]
+        rgb_a, rgb_b = rgb_a[border:-border, border:-border], rgb_b[border:-border, border:-border]
+    a, b = luma(rgb_a), luma(rgb_b)
     return (float(peak_signal_noise_ratio(a, b, data_range=1.0)),
             float(structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False)))
+                                        use_sample_covariance=False)),
+            float(peak_signal_noise_ratio(rgb_a, rgb_b, data_range=1.0)))
 
 
 def m_nlm(x, case, ctx):
@@ -319,7 +322,8 @@ def net_method(model_id: str, notes: list[str]):
 def methods_for(task: str, scale: int, notes: list[str], wanted: set[str] | None, cache: dict) -> dict[str, Callable]:
     base: dict[str, Callable | str] = {}
     if task == "denoise":
-        base = {"input": m_input, "opencv-nlm": m_nlm, "bm3d": m_bm3d, "denoise": "net", "denoise-told-sigma": m_denoise_told}
+        base = {"input": m_input, "opencv-nlm": m_nlm, "bm3d": m_bm3d, "denoise": "net",
+                "denoise-told-sigma": m_denoise_told}
     elif task == "sr":
         # photo-x2 / photo-x4 and the fast faithful SPAN models beside them
         base = {"bicubic": m_bicubic, f"photo-x{scale}": "net", {2: "photo-x2-fine", 4: "photo-x4-fast"}[scale]: "net"}
@@ -354,6 +358,7 @@ class Result:
     ssim: float
     sec: float
     mp: float
+    psnr_rgb: float = float("nan")     # rows cached before RGB was measured have none
 
 
 OWN = {"denoise", "sharpen"}
@@ -397,8 +402,9 @@ def run(cases: list[Case], photos: dict[str, np.ndarray], wanted: set[str] | Non
                 if out.shape != clean.shape:
                     notes.append(f"{mname} on {case.name}/{pname}: output {out.shape} != {clean.shape}, skipped")
                     continue
-                p, s = metrics(clean, out, border)
-                r = Result(case.name, case.task, mname, pname, p, s, dt, clean.shape[0] * clean.shape[1] / 1e6)
+                p, s, p_rgb = metrics(clean, out, border)
+                r = Result(case.name, case.task, mname, pname, p, s, dt, clean.shape[0] * clean.shape[1] / 1e6,
+                           p_rgb)
                 res.append(r)
                 new[key] = r.__dict__
                 if verbose:
@@ -418,7 +424,8 @@ def summarize(res: list[Result]):
     for r in res:
         by.setdefault((r.case, r.method), []).append(r)
     return {k: (float(np.mean([r.psnr for r in v])), float(np.mean([r.ssim for r in v])),
-                float(sum(r.sec for r in v) / sum(r.mp for r in v)), len(v)) for k, v in by.items()}
+                float(sum(r.sec for r in v) / sum(r.mp for r in v)), len(v),
+                float(np.mean([r.psnr_rgb for r in v]))) for k, v in by.items()}
 
 
 def write_md(res: list[Result], photos: dict, notes: list[str], args, path: Path, png_name: str) -> None:
@@ -429,20 +436,21 @@ def write_md(res: list[Result], photos: dict, notes: list[str], args, path: Path
              + f" on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              f"Photos (held out from training; the most detailed {args.crop} px crop of each): "
              f"{', '.join(f'{k} {v.shape[1]}x{v.shape[0]}' for k, v in photos.items())}.",
-             "PSNR / SSIM on luma Y (BT.601, 0..1) of the 8-bit output, border crop 8 px (4·scale for SR). "
+             "PSNR / SSIM on luma Y (BT.601, 0..1) of the 8-bit output, and PSNR on RGB, border crop 8 px "
+             "(4·scale for SR). "
              "Runtime: wall-clock ms per output megapixel on this machine (2 shared CPU cores; BM3D, NLM, RL "
              "single-threaded libraries, ONNX Runtime uses the default thread pool). "
              "BM3D and NLM are given the TRUE noise sigma, "
              "Richardson–Lucy the TRUE PSF (20 iterations); our `denoise`/`sharpen` are blind.", "",
              f"![PSNR vs runtime]({png_name})", "", "## Average over photos", "",
-             "| case | method | PSNR dB | SSIM | ms/MP | n |", "|---|---|---:|---:|---:|---:|"]
+             "| case | method | PSNR dB | SSIM | PSNR RGB dB | ms/MP | n |", "|---|---|---:|---:|---:|---:|---:|"]
     for c in case_order:
         ms = [m for (cc, m) in summ if cc == c]
         best = max(summ[(c, m)][0] for m in ms)
         for m in ms:
-            p, s, t, n = summ[(c, m)]
+            p, s, t, n, p_rgb = summ[(c, m)]
             ps = f"**{p:.2f}**" if p == best else f"{p:.2f}"
-            lines.append(f"| {c} | {m} | {ps} | {s:.4f} | {t * 1000:.0f} | {n} |")
+            lines.append(f"| {c} | {m} | {ps} | {s:.4f} | {p_rgb:.2f} | {t * 1000:.0f} | {n} |")
     blur_cases = [c for c in case_order if c.startswith("blur-")]
     if blur_cases and "Storm" in photos:
         lines += ["", "## Blur cases without Storm", "",

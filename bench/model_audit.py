@@ -96,10 +96,7 @@ def quality(home: Path) -> tuple[list[str], list[str]]:
                 t = time.perf_counter()
                 out = fn(deg, case, {})
                 dt = time.perf_counter() - t
-                py, sy = q.metrics(clean, out, b)
-                o8 = q.q8(np.clip(out, 0, 1))
-                mse = float(np.mean((o8[b:-b, b:-b] - clean[b:-b, b:-b]) ** 2))
-                prgb = 10 * np.log10(1.0 / max(mse, 1e-12))
+                py, sy, prgb = q.metrics(clean, out, b)
                 acc[mname].append((py, prgb, sy, dt, clean.shape[0] * clean.shape[1] / 1e6))
         for mname, vals in acc.items():
             a = np.array(vals)
@@ -153,8 +150,9 @@ def main() -> int:
             "- Side by side (bench/results/model_audit_x4.png, coffee and chelsea, sr-x4; columns: bicubic, "
             "photo-x4, SPAN x4, original): SPAN x4 is clean and faithful, sharper than bicubic and softer "
             "than photo-x4, whose GAN texture is painterly (wood grain, fur) and over-contrasted (the eye rim).",
-            "- Verdict for the planners: SPAN x4 adds a fast, faithful photo 4x (about 29x less time than "
-            "photo-x4 here) and SPAN x2 beats photo-x2 by about 1 dB at a similar time, on this bicubic "
+            "- Verdict for the planners: SPAN x4 adds a fast, faithful photo 4x (20-30x less time than "
+            "photo-x4: 29x on the first host, 22x on the second) and SPAN x2 beats photo-x2 by about 1 dB "
+            "at a similar time, on this bicubic "
             "benchmark; adopting them needs the checkpoints' licence confirmed at the source and a test on "
             "real (not bicubic-downscaled) photos, where a PSNR model may look soft.",
             "- Decision (2026-12-05): adopted as `photo-x4-fast` and `photo-x2-fine` (catalog models, imported "

@@ -21,8 +21,10 @@ from engine.tasks.base import TaskInfo, TaskOutput, TaskRequest, info_row, optio
 # A network that measures the noise itself (our denoiser) also takes it from the job: the
 # retoucher who knows the photo is noisier or cleaner than measured says so. In 8-bit levels
 # (the noise's standard deviation per channel); the graph's estimate is that of the channel mean,
-# sigma / sqrt(3) (on the development photos, giving the true sigma this way: +0.3 / +0.6 / +0.7 dB
-# over measuring at sigma 15 / 25 / 50).
+# sigma / sqrt(3). Giving the true sigma this way: +0.3 / +0.6 / +0.7 dB over measuring at sigma
+# 15 / 25 / 50 on the development photos, but 0.1-0.4 dB below it on the 8 held-out photos (better
+# on the smooth ones only; bench/results/quality.md): a control for more or less smoothing, not a
+# calibration.
 NOISE_LEVEL = Option("noise_level", "float", 0.0, "Noise level",
                      "How noisy the photo is, in 8-bit levels (about 5 faint, 15 clearly visible, 30 heavy): "
                      "higher removes more. 0 measures it from the photo.", minimum=0, maximum=100)

@@ -25,6 +25,8 @@ from typing import Optional
 
 import numpy as np
 
+from engine.models.catalog import ModelSpec
+
 STAT_INPUT = "image_statistic"       # the new graph input: N x 1 x 1 x 1 float32
 _ROWS_PER_STRIP = 8                  # blocks per strip when measuring a large image
 
@@ -162,10 +164,11 @@ def _rewrite(model, stat_name: str):
 def _analysed(path: Path, size: int, mtime_ns: int) -> Optional[tuple[str, str, NoiseStatistic]]:
     import onnx
 
-    found = find(onnx.load(str(path)))
+    data = path.read_bytes()
+    found = find(onnx.load_from_string(data))
     if found is None:
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16], found[0], found[1]
+    return hashlib.sha256(data).hexdigest()[:16], found[0], found[1]
 
 
 def split(path: Path, cache: Path) -> Optional[SplitGraph]:
@@ -190,24 +193,20 @@ def split(path: Path, cache: Path) -> Optional[SplitGraph]:
     return SplitGraph(path=out, statistic=stat)
 
 
-def padded_reader(read: Callable[[int, int, int, int], np.ndarray], h: int, w: int, pad: int, align: int,
-                  mode: str) -> tuple[Callable[[int, int], np.ndarray], int, int]:
-    """Row strips of the image as the wrapper pads it for an untiled run (engine/models/backends/
-    prepost.py: ``pad`` on every side plus bottom/right to a multiple of ``align``, numpy's
-    reflect or edge), read through ``read(y0, y1, x0, x1)`` a strip at a time. Returns the reader
-    and the padded height and width."""
-    eh, ew = (-h) % align, (-w) % align
-    hp, wp = h + 2 * pad + eh, w + 2 * pad + ew
+def padded_reader(read: Callable[[int, int, int, int], np.ndarray], h: int, w: int, spec: ModelSpec
+                  ) -> tuple[Callable[[int, int], np.ndarray], int, int]:
+    """Row strips of the image as the wrapper pads it for an untiled run (prepost.pad_widths),
+    read through ``read(y0, y1, x0, x1)`` a strip at a time. Returns the reader and the padded
+    height and width."""
+    from engine.models.backends.prepost import pad_widths
 
-    def index(n: int, before: int, after: int) -> np.ndarray:
-        # where each padded coordinate comes from: np.pad's own answer on an index ramp
-        return np.pad(np.arange(n), (before, after), mode="reflect" if mode == "reflect" else "edge")
-
-    rows, cols = index(h, pad, pad + eh), index(w, pad, pad + ew)
+    pad_rows, pad_cols, mode = pad_widths(spec, h, w)
+    # where each padded coordinate comes from: np.pad's own answer on an index ramp
+    rows, cols = np.pad(np.arange(h), pad_rows, mode=mode), np.pad(np.arange(w), pad_cols, mode=mode)
 
     def strip(r0: int, r1: int) -> np.ndarray:
         src = rows[r0:r1]
         lo, hi = int(src.min()), int(src.max()) + 1
         return read(lo, hi, 0, w)[src - lo][:, cols]
 
-    return strip, hp, wp
+    return strip, len(rows), len(cols)

@@ -94,8 +94,9 @@ class NetworkTask:
                                     "plain_work": round(sp.plain_work, 3)})
         plan = tiling.plan(spec, req.height, req.width, tile=req.tile, memory_budget=req.memory_budget,
                            device=str(getattr(model, "device", "cpu")))
-        run = _with_whole_image_statistic(model, req)
-        if run is None and float(req.values.get(NOISE_LEVEL.name) or 0.0) > 0.0:
+        given = float(req.values.get(NOISE_LEVEL.name) or 0.0)
+        run = _with_whole_image_statistic(model, req, given)
+        if run is None and given > 0.0:
             note = "the noise level you gave could not be passed to this model: it measured the noise itself"
         run = run or model.run
         rows = tiling.tiled_rows(run, req.rgb, req.height, req.width, plan,
@@ -115,11 +116,12 @@ class NetworkTask:
         return row
 
 
-def _with_whole_image_statistic(model: Any, req: TaskRequest) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+def _with_whole_image_statistic(model: Any, req: TaskRequest, given: float
+                                ) -> Optional[Callable[[np.ndarray], np.ndarray]]:
     """For a network that measures the image in its graph (our denoiser's noise level), the
     per-tile run with that measurement taken ONCE, over the whole image as an untiled run pads
-    it, so every tile uses the same value and tiled == untiled (engine/models/global_stats.py).
-    None for every other network."""
+    it, so every tile uses the same value and tiled == untiled (engine/models/global_stats.py);
+    ``given`` > 0 (the job's noise_level) is used instead of measuring. None for every other network."""
     from engine.models import global_stats
     from engine.models.backends import prepost, with_image_statistic
 
@@ -128,12 +130,10 @@ def _with_whole_image_statistic(model: Any, req: TaskRequest) -> Optional[Callab
         return None
     split_model, stat = found
     spec = model.spec
-    given = float(req.values.get(NOISE_LEVEL.name) or 0.0)
     if given > 0.0:                  # the retoucher's level: sigma per channel -> the channel mean's
         value = given / 255.0 / np.sqrt(3.0)
     else:
-        strip, hp, wp = global_stats.padded_reader(req.rgb, req.height, req.width, spec.prepad,
-                                                   max(1, spec.align), spec.pad_mode)
+        strip, hp, wp = global_stats.padded_reader(req.rgb, req.height, req.width, spec)
         try:
             value = stat.of(strip, hp, wp)
         except ValueError:           # smaller than one block: the graph measures each tile itself

@@ -24,7 +24,7 @@ def _measured_run(model, x: np.ndarray) -> np.ndarray:
     split_model, stat = with_image_statistic(model)
     spec = model.spec
     strip, hp, wp = global_stats.padded_reader(lambda y0, y1, x0, x1: x[y0:y1, x0:x1], x.shape[0], x.shape[1],
-                                               spec.prepad, spec.align, spec.pad_mode)
+                                               spec)
     level = np.full((1, 1, 1, 1), stat.of(strip, hp, wp), np.float32)
     return prepost.run_with(spec, lambda t: next(iter(split_model.feed(
         {"input": t, global_stats.STAT_INPUT: level}).values())), x)

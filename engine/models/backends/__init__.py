@@ -220,12 +220,13 @@ def with_image_statistic(model: LoadedModel) -> Optional[tuple[OnnxModel, NoiseS
     """For a network that measures the image inside its graph (our denoiser's noise level:
     engine/models/global_stats.py), the same network with that measurement as an input, on the
     same runtime, and the measurement's constants; None for every other model (and for the ncnn
-    runtime, which runs the wheels' own files)."""
+    runtime, which runs the wheels' own files). Only a model the catalog marks ``measures_noise``
+    is looked at: analysing a graph means reading it (1.2 s for photo-x4's 66 MB, once per process)."""
     from engine.models import global_stats
     from engine.models.backends.onnx_backend import OnnxModel
 
     path = getattr(model, "path", None)
-    if not isinstance(model, OnnxModel) or path is None:
+    if not model.spec.measures_noise or not isinstance(model, OnnxModel) or path is None:
         return None
     sg = global_stats.split(Path(path), paths.cache_dir() / "stat-input")
     if sg is None:

@@ -25,14 +25,19 @@ from engine.models.catalog import ModelSpec
 Net = Callable[[np.ndarray], np.ndarray]   # (1,3,H,W) float32 -> (1,3,H',W') float32
 
 
+def pad_widths(spec: ModelSpec, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], Literal["reflect", "edge"]]:
+    """How the upstream wrapper pads an h x w input: (top, bottom), (left, right) and numpy's pad
+    mode (``prepad`` on every side, plus bottom/right up to a multiple of ``align``)."""
+    p, a = spec.prepad, max(1, spec.align)
+    mode: Literal["reflect", "edge"] = "reflect" if spec.pad_mode == "reflect" else "edge"
+    return (p, p + (-h) % a), (p, p + (-w) % a), mode
+
+
 def pad_input(spec: ModelSpec, x: np.ndarray) -> np.ndarray:
     """HxWx3 float32 -> 1x3xH'xW' float32, padded the way the upstream wrapper pads."""
-    h, w = x.shape[:2]
-    p, a = spec.prepad, max(1, spec.align)
-    extra_h, extra_w = (-h) % a, (-w) % a
-    mode: Literal["reflect", "edge"] = "reflect" if spec.pad_mode == "reflect" else "edge"
-    if p or extra_h or extra_w:
-        x = np.pad(x, ((p, p + extra_h), (p, p + extra_w), (0, 0)), mode=mode)
+    rows, cols, mode = pad_widths(spec, *x.shape[:2])
+    if any(rows) or any(cols):
+        x = np.pad(x, (rows, cols, (0, 0)), mode=mode)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
 
 

@@ -36,7 +36,8 @@ PURPOSES: tuple[Purpose, ...] = (
     Purpose("jpeg", "Remove JPEG blocks",
             "Clean the blocky squares and halos of a heavily compressed photo, at its own size."),
     Purpose("sharpen", "Sharpen / fix blur",
-            "Bring back crispness lost to slightly missed focus or a soft lens."),
+            "Bring back crispness lost to slightly missed focus or a soft lens, or undo the smear of a camera "
+            "or subject that moved."),
     Purpose("dust", "Repair dust & scratches",
             "Find specks, hairs and thin scratches on a scanned print or slide and fill them in."),
     Purpose("restore", "Restore old photo",

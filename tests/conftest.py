@@ -26,10 +26,18 @@ def bench_module(name: str):
     """A benchmark script of bench/ as a module: tests reuse its damage / printing models and
     metrics (``bench_module("quality_fill").case(...)``), so a test and the figure it guards
     measure the same thing."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    key = f"bench_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, REPO / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.modules[key] = mod          # dataclasses look their module up while the script runs
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[key]
+        raise
     return mod
 
 

@@ -36,6 +36,7 @@ CLASSICAL: tuple[str, ...] = (
     "restore_dust",
     "restore_color",
     "descreen",
+    "deblur",
     "restore_fill",
     "restore_stain",
     "colorize",

@@ -1,0 +1,415 @@
+"""Motion-blur removal (catalog id ``deblur-motion``): find the blur, then undo it.
+
+Why classical, in two steps (kernel estimation, then non-blind deconvolution with a sparse
+gradient prior): a camera or subject moving in a straight line during the exposure smears
+every point along a segment, and the segment's spectrum is a sinc: parallel dark stripes in
+the photo's spectrum, across the motion, spaced 1/length apart. Those stripes tell both the
+direction and the length; no offline pretrained deblur network exists on the registries, and
+our own sharpen network (trained on 3-11 px motion among other blurs) gains little on motion
+(bench/results/quality.md).
+
+1. Estimate (:func:`estimate_motion`, unless the job gives ``blur_length``): the luma's power
+   spectrum is averaged over Hann-windowed 128 px blocks (Welch), its isotropic part (the
+   mean over each frequency ring) taken away, and what remains is correlated with the same
+   residual of every candidate segment's own spectrum (angles every 4 degrees, lengths 2..31 px,
+   then refined to 1 degree / 0.25 px). A natural photo's spectrum is nearly isotropic; what
+   is left is the blur's signature.
+2. Deconvolve (:func:`deconvolve`): minimise lam/2 |k*x - y|^2 + sum |grad x|^0.8 by
+   half-quadratic splitting (Krishnan & Fergus, NIPS 2009): alternately a per-pixel shrinkage
+   of the gradients and a closed-form FFT solve, with the penalty weight rising geometrically.
+   The heavy-tailed prior keeps edges sharp without the ringing of Wiener or Richardson-Lucy.
+   Boundaries: a kernel symmetric about both axes is exact under a mirrored extension; any
+   other (an oblique segment mirrors into another angle) gets a reflect pad whose outer part
+   is blended into its own blur by the kernel ("edge taper"), so the FFT's wrap-around agrees
+   with the model. Large images go in tiles with a margin of several kernel lengths.
+
+Constants (lam = 3000, p = 0.8, the band and the estimator's grids) were chosen on development
+photos (mate-backgrounds training photos, never the benchmark's held-out ones). Limits, said in
+the README: the model is a straight segment (a curved hand-shake path is only approximated),
+one blur for the whole region sent (a subject moving against a still background is not
+separated), and a sharp photo still gets the best-fitting segment: the result's note names
+what was found so the retoucher can judge it or type the length and angle.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Optional
+
+import numpy as np
+from scipy import fft as sfft
+
+from engine.errors import BadInput, Cancelled
+from engine.options import Option
+from engine.pipeline.formats import LUMA as _LUMA
+from engine.tasks.base import Rows, TaskInfo, TaskOutput, TaskRequest, info_row, option_names
+
+_BLOCK = 128              # Welch block, px: resolves stripes of segments up to ~_MAX_EST px
+_MAX_BLOCKS = 64
+_BAND = (0.03, 0.4)       # cycles/px used for the fit: below is picture layout, above mostly noise
+_EPS = 3e-3               # floor of a candidate's |K|^2 (noise-to-signal, keeps its zeros finite)
+_MIN_EST, _MAX_EST = 2.0, 31.0
+_BLOCK_LONG, _MAX_EST_LONG = 256, 63.0   # the second search, for longer smears on larger images
+_LAM, _P = 3000.0, 0.8     # data weight and prior exponent (development photos, noise sigma 1/255)
+# The data weight follows the noise: _LAM where the estimator below reads _NOISE_REF (what it
+# reads on those photos at sigma 1/255 + 8-bit rounding), times (ref / measured)^_NOISE_POWER
+# (1.5 suited long blurs, 2 short ones at sigma 2-6/255 on the development photos; a fixed
+# weight lost up to 11 dB at sigma 6/255). Never more weight than at the calibration point: a
+# cleaner reading is mostly a smooth JPEG, whose compression error the estimator does not see.
+_NOISE_REF, _NOISE_POWER, _NOISE_FLOOR = 0.70 / 255, 1.75, 0.70 / 255
+_BETA0, _BETA_MAX, _BETA_RATE = 1.0, 256.0, 2.0 * math.sqrt(2.0)
+_RIPPLE_SMOOTH = 3.0      # bins: the smoothing that separates a segment's ripple from its envelope
+_RIPPLE_MIN, _TV_MAX, _PROBE = 0.3, 1.5, 640   # plausible(): development photos
+_SHORTEST = 3.0           # px: a found smear shorter than this is no evidence of motion (the grid's floor)
+_TILE = 768               # deconvolution tile core, px
+_WORKERS = -1             # FFT threads: all cores
+_MAX_LENGTH = 120.0       # longest segment a job may give
+
+
+def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
+    """A straight motion path ``length`` px long at ``angle_deg`` (counter-clockwise from the
+    +x axis, image rows pointing down), sampled finely and spread bilinearly onto the pixel grid;
+    odd square size, centred, sums to 1. ``length`` 0 is the identity."""
+    length = max(float(length), 0.0)
+    size = int(math.ceil(length)) + 3
+    size += 1 - size % 2
+    c = (size - 1) / 2.0
+    a = math.radians(angle_deg)
+    t = np.linspace(-length / 2.0, length / 2.0, max(2, int(16 * (length + 1))))
+    x, y = c + t * math.cos(a), c - t * math.sin(a)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = x - x0, y - y0
+    k = np.zeros((size, size))
+    for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(k, (y0 + dy, x0 + dx), wgt)
+    return k / k.sum()
+
+
+# --------------------------------------------------------------------------- estimation
+@lru_cache(maxsize=2)
+def _rings(block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    f = np.fft.fftfreq(block)
+    radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
+    ring = np.round(radius * block).astype(int)
+    band = (radius > _BAND[0]) & (radius < _BAND[1])
+    return ring, band, np.maximum(np.bincount(ring.ravel()), 1)
+
+
+def _unit(r: np.ndarray) -> np.ndarray:
+    r = r - r.mean()
+    return r / (np.linalg.norm(r) + 1e-12)
+
+
+def _anisotropic(logp: np.ndarray) -> np.ndarray:
+    """``logp`` less its mean over each frequency ring, on the fit band, zero-mean, unit norm."""
+    ring, band, count = _rings(logp.shape[0])
+    return _unit((logp - (np.bincount(ring.ravel(), logp.ravel()) / count)[ring])[band])
+
+
+def _ripple(logp: np.ndarray) -> np.ndarray:
+    """The fine, periodic part of a log spectrum (itself less a Gaussian smoothing of it), on the
+    fit band, zero-mean, unit norm: a segment's evenly spaced dips, which a photo's own
+    anisotropy (a horizon, grass, a defocus) does not make."""
+    from scipy.ndimage import gaussian_filter
+
+    _, band, _ = _rings(logp.shape[0])
+    return _unit((logp - gaussian_filter(logp, _RIPPLE_SMOOTH * logp.shape[0] / _BLOCK, mode="wrap"))[band])
+
+
+def _welch_log_power(luma: np.ndarray, block: int) -> np.ndarray:
+    h, w = luma.shape
+    if h < block or w < block:
+        luma = np.pad(luma, ((0, max(0, block - h)), (0, max(0, block - w))), mode="reflect")
+        h, w = luma.shape
+    side = max(1, int(math.sqrt(_MAX_BLOCKS)))
+    ys = np.unique(np.linspace(0, h - block, min(side, max(1, 2 * h // block - 1))).astype(int))
+    xs = np.unique(np.linspace(0, w - block, min(side, max(1, 2 * w // block - 1))).astype(int))
+    win = np.outer(np.hanning(block), np.hanning(block))
+    acc = np.zeros((block, block))
+    for y in ys:
+        for x in xs:
+            b = luma[y:y + block, x:x + block].astype(np.float64)
+            f = np.fft.fft2((b - b.mean()) * win)
+            acc += f.real ** 2 + f.imag ** 2
+    return np.log(acc / (len(ys) * len(xs)) + 1e-12)
+
+
+def _log_power(length: float, angle: float, block: int) -> np.ndarray:
+    k = motion_kernel(length, angle)
+    pad = np.zeros((block, block))
+    pad[:k.shape[0], :k.shape[1]] = k
+    return np.log(np.abs(np.fft.fft2(pad)) ** 2 + _EPS)
+
+
+def _best(target: np.ndarray, angles: np.ndarray, lengths: np.ndarray, block: int) -> tuple[float, float, float]:
+    best = (-2.0, 0.0, 0.0)
+    for a in angles:
+        for n in lengths:
+            s = float(_anisotropic(_log_power(float(n), float(a), block)) @ target)
+            if s > best[0]:
+                best = (s, float(n), float(a))
+    return best
+
+
+@dataclass(frozen=True)
+class MotionEstimate:
+    """What :func:`estimate_motion` found: the segment, how well its spectrum's anisotropy fits
+    (``fit``, -1..1), how well its ripple (the periodic dips a segment alone makes) does
+    (``ripple``, -1..1), and the longest segment the search could tell (``longest``)."""
+
+    length: float
+    angle: float
+    fit: float
+    ripple: float
+    longest: float
+
+
+def _search(luma: np.ndarray, block: int, shortest: float, longest: float, step: float) -> MotionEstimate:
+    logp = _welch_log_power(luma, block)
+    target = _anisotropic(logp)
+    _, n0, a0 = _best(target, np.arange(0.0, 180.0, 4.0), np.arange(shortest, longest + 0.01, step), block)
+    fit, n1, a1 = _best(target, np.arange(a0 - 4.0, a0 + 4.5, 1.0),
+                        np.arange(max(shortest, n0 - step), min(longest, n0 + step) + 0.01, step / 4), block)
+    return MotionEstimate(n1, a1 % 180.0, fit, float(_ripple(logp) @ _ripple(_log_power(n1, a1, block))), longest)
+
+
+def estimate_motion(rgb: np.ndarray) -> MotionEstimate:
+    """The straight motion blur (length px, angle degrees in [0, 180)) that best explains the
+    anisotropy of the image's spectrum, with its fit and ripple scores. Searched up to
+    _MAX_EST px in 128 px blocks; when the best is about that long and the image holds 256 px blocks,
+    again up to _MAX_EST_LONG px in those (4x the cost, so only then)."""
+    luma = np.asarray(rgb, np.float32) @ _LUMA
+    est = _search(luma, _BLOCK, _MIN_EST, _MAX_EST, 1.0)
+    if est.length >= _MAX_EST - 3.0 and min(luma.shape) >= 2 * _BLOCK_LONG:
+        # near the top, a longer smear is often fitted short (development photo: 40 px read as 30)
+        est = _search(luma, _BLOCK_LONG, _MAX_EST - 7.0, _MAX_EST_LONG, 2.0)
+    return est
+
+
+def total_variation(rgb: np.ndarray) -> float:
+    lum = np.asarray(rgb, np.float32) @ _LUMA
+    return float(np.abs(np.diff(lum, axis=0)).mean() + np.abs(np.diff(lum, axis=1)).mean())
+
+
+def plausible(rgb: np.ndarray, est: MotionEstimate, lam: float) -> tuple[bool, float, str]:
+    """Whether removing ``est`` is a deblur rather than a wrong guess, and the probe's total
+    variation ratio. Every photo fits SOME segment; a real straight smear shows its ripple
+    (ripple >= _RIPPLE_MIN), or, for a short one whose ripple lies mostly above the fit band,
+    deconvolving it changes the picture moderately (total variation <= _TV_MAX times the input's,
+    on a central probe of at most _PROBE px). A wrong segment deconvolved from a sharp or
+    defocused photo multiplies it 2-5x with streaks (development photos: 1.5-4.8x for sharp and
+    Gaussian-blurred ones, 1.1-1.7x for motion blur that was found). A best fit shorter than
+    _SHORTEST px (the search starts at 2) says there is no smear worth removing."""
+    if est.length < _SHORTEST:
+        return False, 1.0, "no clear straight motion blur found"
+    if est.length >= est.longest - 0.5:
+        return False, 1.0, f"the smear looks longer than {est.longest:.0f} px, the most it can measure here"
+    h, w = rgb.shape[:2]
+    y0, x0 = max(0, (h - _PROBE) // 2), max(0, (w - _PROBE) // 2)
+    probe = rgb[y0:y0 + _PROBE, x0:x0 + _PROBE]
+    ratio = total_variation(deconvolve(probe, motion_kernel(est.length, est.angle), lam=lam)) / max(
+        total_variation(probe), 1e-6)
+    return est.ripple >= _RIPPLE_MIN or ratio <= _TV_MAX, ratio, "no clear straight motion blur found"
+
+
+def noise_sigma(rgb: np.ndarray) -> float:
+    """The luma's noise standard deviation (0..1): Immerkaer's Laplacian-difference estimate per
+    32 px block, the 20th percentile of the blocks (texture reads as noise; the flattest blocks
+    show the noise alone; a blurred photo has many)."""
+    import cv2
+
+    lum = np.asarray(rgb, np.float32) @ _LUMA
+    lap = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = np.abs(cv2.filter2D(lum, -1, lap, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
+    b = 32
+    h, w = (r.shape[0] // b) * b, (r.shape[1] // b) * b
+    if h == 0 or w == 0:
+        return float(math.sqrt(math.pi / 2) / 6 * r.mean())
+    blocks = r[:h, :w].reshape(h // b, b, w // b, b).mean(axis=(1, 3))
+    return float(math.sqrt(math.pi / 2) / 6 * np.percentile(blocks, 20))
+
+
+def data_weight(sigma: float) -> float:
+    """The deconvolution's data weight for a photo whose :func:`noise_sigma` is ``sigma``."""
+    return _LAM * (_NOISE_REF / max(sigma, _NOISE_FLOOR)) ** _NOISE_POWER
+
+
+# --------------------------------------------------------------------------- deconvolution
+def _otf(k: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The kernel's transfer function on a ``shape`` grid (centre moved to the origin), for rfft2."""
+    pad = np.zeros(shape)
+    pad[:k.shape[0], :k.shape[1]] = k
+    pad = np.roll(pad, (-(k.shape[0] // 2), -(k.shape[1] // 2)), axis=(0, 1))
+    return sfft.rfft2(pad)
+
+
+def _symmetric(k: np.ndarray) -> bool:
+    return bool(np.allclose(k, k[::-1], atol=1e-7) and np.allclose(k, k[:, ::-1], atol=1e-7))
+
+
+def _extend(y: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The tile extended so that circular convolution models it (see the module docstring):
+    (extended, top-left offset y, x)."""
+    h, w = y.shape[:2]
+    if _symmetric(k):
+        top = np.concatenate([y, y[:, ::-1]], 1)
+        return np.concatenate([top, top[::-1]], 0), 0, 0
+    pad = max(3 * k.shape[0], 24)
+    yp = np.pad(y, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    blurred = sfft.irfft2(_otf(k, yp.shape[:2])[..., None] * sfft.rfft2(yp, axes=(0, 1)), s=yp.shape[:2],
+                          axes=(0, 1))
+
+    def ramp(n: int) -> np.ndarray:
+        i = np.arange(n + 2 * pad)
+        inside = np.minimum(i - pad + 1, n + pad - i)          # > 0 on the tile itself
+        return 0.5 - 0.5 * np.cos(np.pi * np.clip(0.5 + inside / pad, 0.0, 1.0))
+
+    a = np.outer(ramp(h), ramp(w))[..., None]
+    return a * yp + (1.0 - a) * blurred, pad, pad
+
+
+def _shrink(v: np.ndarray, t: float) -> np.ndarray:
+    """Generalised shrinkage for |.|^p (p < 1): the gradients' per-pixel step."""
+    mag = np.abs(v) + 1e-12
+    return np.sign(v) * np.maximum(mag - t ** (2.0 - _P) * mag ** (_P - 1.0), 0.0)
+
+
+def _deconvolve_tile(y: np.ndarray, k: np.ndarray, lam: float) -> np.ndarray:
+    h, w = y.shape[:2]
+    ext, oy, ox = _extend(y.astype(np.float64), k)
+    shape = ext.shape[:2]
+    kf = _otf(k, shape)[..., None]
+    dx = _otf(np.array([[0.0, 1.0, -1.0]]), shape)[..., None]        # x[n] - x[n-1], circular
+    dy = _otf(np.array([[0.0], [1.0], [-1.0]]), shape)[..., None]
+    dtd = np.abs(dx) ** 2 + np.abs(dy) ** 2
+    kty = lam * np.conj(kf) * sfft.rfft2(ext, axes=(0, 1), workers=_WORKERS)
+    k2 = lam * np.abs(kf) ** 2
+    x = ext
+    beta = _BETA0
+    while beta < _BETA_MAX:
+        fx = sfft.rfft2(x, axes=(0, 1), workers=_WORKERS)
+        gx = sfft.irfft2(dx * fx, s=shape, axes=(0, 1), workers=_WORKERS)
+        gy = sfft.irfft2(dy * fx, s=shape, axes=(0, 1), workers=_WORKERS)
+        num = kty + beta * (np.conj(dx) * sfft.rfft2(_shrink(gx, 1.0 / beta), axes=(0, 1), workers=_WORKERS)
+                            + np.conj(dy) * sfft.rfft2(_shrink(gy, 1.0 / beta), axes=(0, 1), workers=_WORKERS))
+        x = sfft.irfft2(num / (k2 + beta * dtd), s=shape, axes=(0, 1), workers=_WORKERS)
+        beta *= _BETA_RATE
+    return x[oy:oy + h, ox:ox + w]
+
+
+def tile_margin(k: np.ndarray) -> int:
+    """Context a tile needs so that its core matches a whole-image run: a segment's spectrum has
+    near-zeros, and what they leave undetermined reaches far along the motion (measured on a
+    640 px development photo, 256 px tiles: 4 kernel sizes left seams of 31 levels for a 16 px
+    horizontal blur, 12 sizes 2 levels, 0.6 at the 99.9th percentile)."""
+    return 12 * k.shape[0] + 32
+
+
+def deconvolve(rgb: np.ndarray, k: np.ndarray, lam: float = _LAM, tile: int = _TILE,
+               on_tile: Optional[Any] = None) -> np.ndarray:
+    """``rgb`` (HxWx3, 0..1) deconvolved by ``k``; in tiles of ``tile`` px with a margin of
+    :func:`tile_margin`; ``on_tile(done, total)`` after each (it may raise to stop)."""
+    h, w = rgb.shape[:2]
+    m = tile_margin(k)
+    out = np.empty(rgb.shape, np.float32)
+    boxes = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
+    for i, (y, x) in enumerate(boxes):
+        y0, y1, x0, x1 = max(0, y - m), min(h, y + tile + m), max(0, x - m), min(w, x + tile + m)
+        res = _deconvolve_tile(rgb[y0:y1, x0:x1], k, lam)
+        out[y:y + tile, x:x + tile] = res[y - y0:y - y0 + min(tile, h - y), x - x0:x - x0 + min(tile, w - x)]
+        if on_tile is not None:
+            on_tile(i + 1, len(boxes))
+    return np.clip(out, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- the task
+BLUR_LENGTH = Option("blur_length", "float", 0.0, "Blur length",
+                     "How far the picture was smeared, in pixels; 0 finds it in the photo. Give it (with the "
+                     "angle) when the found blur, named in the result, looks wrong.",
+                     minimum=0.0, maximum=_MAX_LENGTH, unit="px")
+BLUR_ANGLE = Option("blur_angle", "float", 0.0, "Blur angle",
+                    "Direction of the smear in degrees, counter-clockwise from horizontal (0 = left-right, "
+                    "90 = up-down); used only with a blur length.", minimum=0.0, maximum=180.0)
+
+_INFO = TaskInfo(
+    id="deblur-motion", title="Motion blur removal", group="sharpen", kind="classical", scale=1, margin=96,
+    license="MIT (EnhanceLayer code)", source="engine/tasks/deblur.py", ms_per_mp_cpu=8000.0,
+    tile_invariant=False, skips=("scale",), options=(BLUR_LENGTH, BLUR_ANGLE),
+    notes="Finds a straight motion blur (length and angle) in the region sent and undoes it "
+          "(sparse-gradient deconvolution); the result names the blur it found.",
+    purpose="sharpen", label="Fix motion blur (camera or subject moved)",
+    description="For a photo smeared in one direction by a moving camera or subject: finds how far and "
+                "which way it moved and undoes it. Not for out-of-focus blur (use Sharpen).")
+
+
+class MotionDeblurTask:
+    """The task object (see engine/tasks/base.py); streams the result in tile rows."""
+
+    info = _INFO
+
+    def installed(self) -> bool:
+        return True
+
+    def prepare(self, device: str = "auto") -> None:
+        return None
+
+    def verify(self) -> None:
+        return None                  # code, no weights
+
+    def check(self, values: dict[str, Any]) -> None:
+        return None                  # the option table bounds every value
+
+    def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
+        if req.height < 16 or req.width < 16:
+            raise BadInput("deblur-motion needs an image of at least 16x16 pixels")
+        out = TaskOutput(scale=1, rows=iter(()))
+
+        def rows() -> Rows:
+            def step(done: int, total: int, what: str) -> None:
+                if req.cancel is not None and req.cancel.is_set():
+                    raise Cancelled("cancelled")
+                if req.progress:
+                    req.progress(done, total, what)
+
+            rgb = np.clip(req.rgb(0, req.height, 0, req.width), 0.0, 1.0)
+            given = float(req.values.get(BLUR_LENGTH.name) or 0.0)
+            tiles = math.ceil(req.height / _TILE) * math.ceil(req.width / _TILE)
+            out.tiles, out.tile = tiles, _TILE
+            sigma = noise_sigma(rgb)
+            lam = data_weight(sigma)
+            out.info["noise_sigma"] = round(sigma * 255, 2)
+            if given > 0:
+                length, angle = given, float(req.values.get(BLUR_ANGLE.name) or 0.0)
+                out.info["note"] = f"motion blur of {length:g} px at {angle:g} degrees (as given) removed"
+            else:
+                step(0, tiles + 1, "finding the blur")
+                est = estimate_motion(rgb)
+                length, angle = est.length, est.angle
+                ok, ratio, why = plausible(rgb, est, lam)
+                out.info.update(blur_fit=round(est.fit, 3), blur_ripple=round(est.ripple, 3),
+                                blur_tv_ratio=round(ratio, 2))
+                if not ok:
+                    out.info.update(note=f"{why}: left as it is (closest fit: {length:.1f} px at {angle:.0f} "
+                                         "degrees). If the photo is smeared, type the blur length and angle; for "
+                                         "out-of-focus blur use Sharpen",
+                                    notice=True, blur_length=0.0, blur_angle=0.0)
+                    step(tiles, tiles, "done")
+                    yield 0, rgb
+                    return
+                out.info["note"] = (f"found a motion blur of {length:.1f} px at {angle:.0f} degrees and removed it "
+                                    "(type a length and angle if it looks wrong)")
+            out.info.update(blur_length=length, blur_angle=angle)
+            result = deconvolve(rgb, motion_kernel(length, angle), lam=lam,
+                                on_tile=lambda d, t: step(d, t, "removing the blur"))
+            step(tiles, tiles, "done")
+            yield 0, result
+
+        out.rows = rows()
+        return out
+
+    def row(self) -> dict[str, Any]:
+        return info_row(self.info, True, option_names(self))
+
+
+TASK = MotionDeblurTask()

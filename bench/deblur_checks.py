@@ -29,9 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-import quality as Q  # noqa: E402
+from bench import quality as Q  # noqa: E402
 
 SHEET_ROWS = (("coffee", (60, 160, 260, 360), 13, 60.0), ("chelsea", (40, 140, 240, 340), 17, 0.0),
               ("astronaut", (20, 180, 220, 380), 9, 110.0))
@@ -106,8 +105,8 @@ def main() -> None:
              "(noise sigma 1/255, 8 bit). RL and Wiener get the TRUE blur at their best setting per photo.", "",
              "## Overshoot at edges (8-bit levels beyond the clean photo's local 5x5 range; lower is better)", "",
              "| case | method | mean | 99.9th percentile |", "|---|---|---:|---:|"]
-    for (case, m), v in rows.items():
-        lines.append(f"| {case} | {m} | {np.mean([a for a, _ in v]):.3f} | {np.mean([b for _, b in v]):.1f} |")
+    for (case_name, m), v in rows.items():
+        lines.append(f"| {case_name} | {m} | {np.mean([a for a, _ in v]):.3f} | {np.mean([b for _, b in v]):.1f} |")
     lines += ["", "## Clean (unblurred) photos", "",
               f"deblur-motion left {untouched} of {len(photos)} untouched"
               + (f"; changed: {', '.join(changed)}." if changed else "."), ""]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Optional, Protocol
 
 import numpy as np
@@ -209,6 +210,15 @@ def colour_result(info: TaskInfo, has_hints: bool) -> bool:
 WholeImageFn = Callable[..., tuple]
 
 
+def _step(req: TaskRequest, done: int, total: int, what: str) -> None:
+    from engine.errors import Cancelled
+
+    if req.cancel is not None and req.cancel.is_set():
+        raise Cancelled("cancelled")
+    if req.progress:
+        req.progress(done, total, what)
+
+
 @dataclass
 class WholeImageTask:
     """A classical task that needs the whole image at once: ``fn(rgb, values) -> (rgb, layers)``.
@@ -221,6 +231,9 @@ class WholeImageTask:
     info: TaskInfo
     fn: WholeImageFn
     verb: str = "working"
+    # True: fn also takes ``step=(done, total, what)``, which reports its own progress (a long
+    # task in tiles) and raises Cancelled once the job is cancelled, so cancel stops it there
+    steps: bool = False
 
     def installed(self) -> bool:
         return True
@@ -246,6 +259,8 @@ class WholeImageTask:
                 inputs["mask"] = req.mask
             if self.info.needs_hints:
                 inputs["hints"] = req.hints
+            if self.steps:
+                inputs["step"] = partial(_step, req)
             done = self.fn(rgb, req.values, **inputs)
             pixels, layers = done[0], done[1]
             out.layers.update(layers)

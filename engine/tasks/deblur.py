@@ -40,10 +40,10 @@ from typing import Any, Optional
 import numpy as np
 from scipy import fft as sfft
 
-from engine.errors import BadInput, Cancelled
+from engine.errors import BadInput
 from engine.options import Option
 from engine.pipeline.formats import LUMA as _LUMA
-from engine.tasks.base import Rows, TaskInfo, TaskOutput, TaskRequest, info_row, option_names
+from engine.tasks.base import TaskInfo, WholeImageTask
 
 _BLOCK = 128              # Welch block, px: resolves stripes of segments up to ~_MAX_EST px
 _MAX_BLOCKS = 64
@@ -343,73 +343,37 @@ _INFO = TaskInfo(
                 "which way it moved and undoes it. Not for out-of-focus blur (use Sharpen).")
 
 
-class MotionDeblurTask:
-    """The task object (see engine/tasks/base.py); streams the result in tile rows."""
-
-    info = _INFO
-
-    def installed(self) -> bool:
-        return True
-
-    def prepare(self, device: str = "auto") -> None:
-        return None
-
-    def verify(self) -> None:
-        return None                  # code, no weights
-
-    def check(self, values: dict[str, Any]) -> None:
-        return None                  # the option table bounds every value
-
-    def run(self, req: TaskRequest, device: str = "auto") -> TaskOutput:
-        if req.height < 16 or req.width < 16:
-            raise BadInput("deblur-motion needs an image of at least 16x16 pixels")
-        out = TaskOutput(scale=1, rows=iter(()))
-
-        def rows() -> Rows:
-            def step(done: int, total: int, what: str) -> None:
-                if req.cancel is not None and req.cancel.is_set():
-                    raise Cancelled("cancelled")
-                if req.progress:
-                    req.progress(done, total, what)
-
-            rgb = np.clip(req.rgb(0, req.height, 0, req.width), 0.0, 1.0)
-            given = float(req.values.get(BLUR_LENGTH.name) or 0.0)
-            tiles = math.ceil(req.height / _TILE) * math.ceil(req.width / _TILE)
-            out.tiles, out.tile = tiles, _TILE
-            sigma = noise_sigma(rgb)
-            lam = data_weight(sigma)
-            out.info["noise_sigma"] = round(sigma * 255, 2)
-            if given > 0:
-                length, angle = given, float(req.values.get(BLUR_ANGLE.name) or 0.0)
-                out.info["note"] = f"motion blur of {length:g} px at {angle:g} degrees (as given) removed"
-            else:
-                step(0, tiles + 1, "finding the blur")
-                est = estimate_motion(rgb)
-                length, angle = est.length, est.angle
-                ok, ratio, why = plausible(rgb, est, lam)
-                out.info.update(blur_fit=round(est.fit, 3), blur_ripple=round(est.ripple, 3),
-                                blur_tv_ratio=round(ratio, 2))
-                if not ok:
-                    out.info.update(note=f"{why}: left as it is (closest fit: {length:.1f} px at {angle:.0f} "
-                                         "degrees). If the photo is smeared, type the blur length and angle; for "
-                                         "out-of-focus blur use Sharpen",
-                                    notice=True, blur_length=0.0, blur_angle=0.0)
-                    step(tiles, tiles, "done")
-                    yield 0, rgb
-                    return
-                out.info["note"] = (f"found a motion blur of {length:.1f} px at {angle:.0f} degrees and removed it "
-                                    "(type a length and angle if it looks wrong)")
-            out.info.update(blur_length=length, blur_angle=angle)
-            result = deconvolve(rgb, motion_kernel(length, angle), lam=lam,
-                                on_tile=lambda d, t: step(d, t, "removing the blur"))
-            step(tiles, tiles, "done")
-            yield 0, result
-
-        out.rows = rows()
-        return out
-
-    def row(self) -> dict[str, Any]:
-        return info_row(self.info, True, option_names(self))
+def _run_task(rgb: np.ndarray, values: dict[str, Any], step: Any) -> tuple[np.ndarray, dict, dict[str, Any]]:
+    """The task: find (or take) the blur, check it is plausible, undo it tile by tile;
+    ``step(done, total, what)`` reports progress and raises Cancelled when the job is cancelled."""
+    h, w = rgb.shape[:2]
+    if h < 16 or w < 16:
+        raise BadInput("deblur-motion needs an image of at least 16x16 pixels")
+    tiles = math.ceil(h / _TILE) * math.ceil(w / _TILE)
+    sigma = noise_sigma(rgb)
+    lam = data_weight(sigma)
+    info: dict[str, Any] = {"noise_sigma": round(sigma * 255, 2)}
+    given = float(values.get(BLUR_LENGTH.name) or 0.0)
+    if given > 0:
+        length, angle = given, float(values.get(BLUR_ANGLE.name) or 0.0)
+        info["note"] = f"motion blur of {length:g} px at {angle:g} degrees (as given) removed"
+    else:
+        step(0, tiles, "finding the blur")
+        est = estimate_motion(rgb)
+        length, angle = est.length, est.angle
+        ok, ratio, why = plausible(rgb, est, lam)
+        info.update(blur_fit=round(est.fit, 3), blur_ripple=round(est.ripple, 3), blur_tv_ratio=round(ratio, 2))
+        if not ok:
+            info.update(note=f"{why}: left as it is (closest fit: {length:.1f} px at {angle:.0f} degrees). If the "
+                             "photo is smeared, type the blur length and angle; for out-of-focus blur use Sharpen",
+                        notice=True, blur_length=0.0, blur_angle=0.0)
+            return rgb, {}, info
+        info["note"] = (f"found a motion blur of {length:.1f} px at {angle:.0f} degrees and removed it "
+                        "(type a length and angle if it looks wrong)")
+    info.update(blur_length=length, blur_angle=angle)
+    result = deconvolve(rgb, motion_kernel(length, angle), lam=lam,
+                        on_tile=lambda d, t: step(d, t, "removing the blur"))
+    return result, {}, info
 
 
-TASK = MotionDeblurTask()
+TASK = WholeImageTask(info=_INFO, fn=_run_task, verb="removing the blur", steps=True)

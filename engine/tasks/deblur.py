@@ -357,6 +357,11 @@ def _run_task(rgb: np.ndarray, values: dict[str, Any], step: Any) -> tuple[np.nd
     if given > 0:
         length, angle = given, float(values.get(BLUR_ANGLE.name) or 0.0)
         info["note"] = f"motion blur of {length:g} px at {angle:g} degrees (as given) removed"
+    elif min(h, w) < _BLOCK:
+        info.update(note=f"the area is too small to find the blur in (under {_BLOCK} px across): left as it is. "
+                         "Select more of the smeared part, or type the blur length and angle",
+                    notice=True, blur_length=0.0, blur_angle=0.0)
+        return rgb, {}, info
     else:
         step(0, tiles, "finding the blur")
         est = estimate_motion(rgb)

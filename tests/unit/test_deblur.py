@@ -136,6 +136,15 @@ def test_cancel_stops_it_and_tiny_images_are_refused(coffee):
         _run(np.zeros((8, 40, 3), np.float32), {})
 
 
+def test_an_area_too_small_to_measure_is_left_and_said_but_a_given_blur_still_runs(coffee):
+    _clean, blurred, _psf = _blurred(coffee[:100, :300], 9, 110.0)
+    out, rows = _run(blurred, {})
+    assert np.array_equal(rows[0][1], blurred) and out.info["notice"]
+    assert out.info["note"].startswith("the area is too small to find the blur in")
+    given, rows = _run(blurred, {"blur_length": 8.0, "blur_angle": 110.0})
+    assert given.info["blur_length"] == 8.0 and not np.array_equal(rows[0][1], blurred)
+
+
 def test_the_cli_runs_it_and_names_the_blur(tmp_path, coffee):
     _clean, blurred, _psf = _blurred(coffee[:200, :200], 13, 60.0)
     src, dst = tmp_path / "shake.png", tmp_path / "fixed.png"

@@ -180,6 +180,7 @@ class Case:
     scale: int = 1
     psf: np.ndarray | None = None
     quality: int = 0
+    radius: float = 0.0               # a Gaussian blur's sigma (px), given to deblur-focus
 
 
 def _noise(sigma: float):
@@ -223,7 +224,7 @@ def all_cases() -> list[Case]:
     cs += [Case(f"jpeg-q{q}", "jpeg", _jpeg(q), quality=q) for q in (10, 20, 30, 40)]
     for s in (1.0, 1.6, 2.0):
         p = gauss_psf(s)
-        cs.append(Case(f"blur-g{s}", "blur", _blur(p), psf=p, sigma=1 / 255))
+        cs.append(Case(f"blur-g{s}", "blur", _blur(p), psf=p, sigma=1 / 255, radius=s))
     for L, ang in ((5, 30.0), (9, 110.0), (13, 60.0), (17, 0.0)):
         p = motion_psf(L, ang)
         cs.append(Case(f"blur-m{L}", "blur", _blur(p), psf=p, sigma=1 / 255))
@@ -327,6 +328,14 @@ def m_deblur(x, case, ctx):
         model="deblur-motion", strength=1.0, grain=0.0, device="cpu")).image
 
 
+def m_deblur_focus(x, case, ctx):
+    """EnhanceLayer's soft-focus removal through the pipeline, given the TRUE radius (like RL and
+    Wiener are given the true PSF; unlike them, no per-photo choice with the reference)."""
+    from engine.pipeline import EnhanceOptions, enhance
+    return enhance(np.ascontiguousarray(x, np.float32), EnhanceOptions(
+        model="deblur-focus", strength=1.0, grain=0.0, device="cpu", blur_radius=case.radius)).image
+
+
 def m_input(x, case, ctx):
     return x
 
@@ -352,7 +361,8 @@ def net_method(model_id: str, notes: list[str]):
         return None
 
 
-def methods_for(task: str, scale: int, notes: list[str], wanted: set[str] | None, cache: dict) -> dict[str, Callable]:
+def methods_for(case: Case, notes: list[str], wanted: set[str] | None, cache: dict) -> dict[str, Callable]:
+    task, scale = case.task, case.scale
     base: dict[str, Callable | str] = {}
     if task == "denoise":
         base = {"input": m_input, "opencv-nlm": m_nlm, "bm3d": m_bm3d, "denoise": "net",
@@ -365,6 +375,8 @@ def methods_for(task: str, scale: int, notes: list[str], wanted: set[str] | None
     elif task == "blur":
         base = {"input": m_input, "unsharp-mask": m_unsharp, "richardson-lucy": m_rl, "wiener": m_wiener,
                 "sharpen": "net", "deblur-motion": m_deblur}
+        if case.radius:
+            base["deblur-focus"] = m_deblur_focus
     out: dict[str, Callable] = {}
     for k, v in base.items():
         if wanted is not None and k not in wanted:
@@ -395,7 +407,7 @@ class Result:
     psnr_rgb: float = float("nan")     # rows cached before RGB was measured have none
 
 
-OWN = {"denoise", "sharpen", "deblur-motion"}
+OWN = {"denoise", "sharpen", "deblur-motion", "deblur-focus"}
 
 
 def run(cases: list[Case], photos: dict[str, np.ndarray], wanted: set[str] | None, notes: list[str],
@@ -411,7 +423,7 @@ def run(cases: list[Case], photos: dict[str, np.ndarray], wanted: set[str] | Non
     cache: dict = {}
     warmed: set[str] = set()
     for case in cases:
-        meths = methods_for(case.task, case.scale, notes, wanted, cache)
+        meths = methods_for(case, notes, wanted, cache)
         for pname, clean in photos.items():
             rng = np.random.default_rng(zlib.crc32(f"{case.name}/{pname}".encode()))
             deg = case.degrade(clean, rng)

@@ -218,8 +218,9 @@ CATALOG: tuple[ModelSpec, ...] = (
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=_UNET_ALIGN,
               receptive_field=32, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000,
               purpose="sharpen", label="Gentle deblur",
-              description="Undoes slight softness from missed focus or a soft lens; for a smear from "
-                          "movement use Fix motion blur."),
+              description="Undoes slight softness from missed focus or a soft lens, finding how much by "
+                          "itself; Fix soft focus goes further if you set the radius, Fix motion blur is for a "
+                          "smear from movement."),
 )
 
 _BY_ID = {m.id: m for m in CATALOG}

@@ -37,6 +37,7 @@ CLASSICAL: tuple[str, ...] = (
     "restore_color",
     "descreen",
     "deblur",
+    "deblur_focus",
     "restore_fill",
     "restore_stain",
     "colorize",

@@ -18,6 +18,7 @@ from engine.errors import BadInput, Cancelled
 from engine.pipeline import EnhanceOptions, enhance
 from engine.tasks import TaskRequest, get
 from engine.tasks import deblur as db
+from engine.tasks import deconvolution as dc
 from tests.conftest import bench_module
 
 EXE = Path(sys.executable).parent / "enhancelayer"
@@ -61,7 +62,7 @@ def test_the_blur_of_a_held_out_photo_is_found(coffee, length, angle):
     # bench/quality.py's "length L" is a path of L - 1 px between its end samples
     assert abs(est.length - (length - 1)) <= 1.0 and _angle_error(est.angle, angle) <= 3.0
     assert est.fit > 0.3 and est.ripple > 0.3
-    assert db.plausible(blurred, est, db.data_weight(db.noise_sigma(blurred)))[0]
+    assert db.plausible(blurred, est, dc.data_weight(dc.noise_sigma(blurred)))[0]
 
 
 @pytest.mark.parametrize("blur", [None, 1.0, 2.0])
@@ -95,8 +96,8 @@ def test_blind_deblur_beats_richardson_lucy_and_wiener_given_the_true_blur(coffe
 def test_tiles_agree_with_the_whole_image(chelsea):
     _clean, blurred, _psf = _blurred(chelsea[:300, :440], 9, 110.0)
     k = db.motion_kernel(8.0, 110.0)
-    whole = db.deconvolve(blurred, k, tile=4096)
-    tiled = db.deconvolve(blurred, k, tile=128)
+    whole = dc.deconvolve(blurred, k, tile=4096)
+    tiled = dc.deconvolve(blurred, k, tile=128)
     diff = np.abs(tiled - whole) * 255
     assert diff.max() < 2.0 and np.percentile(diff, 99.9) < 0.5
 
@@ -115,7 +116,7 @@ def test_a_given_length_and_angle_are_used_and_said(coffee):
     out, rows = _run(blurred, {"blur_length": 8.0, "blur_angle": 110.0}, progress=lambda d, t, w: seen.append(w))
     assert out.info["blur_length"] == 8.0 and out.info["blur_angle"] == 110.0 and "as given" in out.info["note"]
     assert "finding the blur" not in seen and "removing the blur" in seen
-    direct = db.deconvolve(blurred, db.motion_kernel(8.0, 110.0), lam=db.data_weight(db.noise_sigma(blurred)))
+    direct = dc.deconvolve(blurred, db.motion_kernel(8.0, 110.0), lam=dc.data_weight(dc.noise_sigma(blurred)))
     assert np.array_equal(rows[0][1], direct)
     found, _ = _run(blurred, {})
     assert "found a motion blur of" in found.info["note"] and abs(found.info["blur_length"] - 8.0) <= 1.0

@@ -39,6 +39,7 @@ from engine.options import Option
 from engine.pipeline.formats import LUMA as _LUMA
 from engine.tasks.base import TaskInfo, WholeImageTask
 from engine.tasks.deconvolution import TILE, data_weight, deconvolve, noise_sigma
+from engine.tasks.spectrum import welch_power
 
 _BLOCK = 128              # Welch block, px: resolves stripes of segments up to ~_MAX_EST px
 _MAX_BLOCKS = 64
@@ -102,24 +103,6 @@ def _ripple(logp: np.ndarray) -> np.ndarray:
     return _unit((logp - gaussian_filter(logp, _RIPPLE_SMOOTH * logp.shape[0] / _BLOCK, mode="wrap"))[band])
 
 
-def _welch_log_power(luma: np.ndarray, block: int) -> np.ndarray:
-    h, w = luma.shape
-    if h < block or w < block:
-        luma = np.pad(luma, ((0, max(0, block - h)), (0, max(0, block - w))), mode="reflect")
-        h, w = luma.shape
-    side = max(1, int(math.sqrt(_MAX_BLOCKS)))
-    ys = np.unique(np.linspace(0, h - block, min(side, max(1, 2 * h // block - 1))).astype(int))
-    xs = np.unique(np.linspace(0, w - block, min(side, max(1, 2 * w // block - 1))).astype(int))
-    win = np.outer(np.hanning(block), np.hanning(block))
-    acc = np.zeros((block, block))
-    for y in ys:
-        for x in xs:
-            b = luma[y:y + block, x:x + block].astype(np.float64)
-            f = np.fft.fft2((b - b.mean()) * win)
-            acc += f.real ** 2 + f.imag ** 2
-    return np.log(acc / (len(ys) * len(xs)) + 1e-12)
-
-
 def _log_power(length: float, angle: float, block: int) -> np.ndarray:
     k = motion_kernel(length, angle)
     pad = np.zeros((block, block))
@@ -151,7 +134,7 @@ class MotionEstimate:
 
 
 def _search(luma: np.ndarray, block: int, shortest: float, longest: float, step: float) -> MotionEstimate:
-    logp = _welch_log_power(luma, block)
+    logp = np.log(welch_power(luma, block, _MAX_BLOCKS) + 1e-12)
     target = _anisotropic(logp)
     _, n0, a0 = _best(target, np.arange(0.0, 180.0, 4.0), np.arange(shortest, longest + 0.01, step), block)
     fit, n1, a1 = _best(target, np.arange(a0 - 4.0, a0 + 4.5, 1.0),

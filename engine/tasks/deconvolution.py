@@ -76,11 +76,12 @@ def _symmetric(k: np.ndarray) -> bool:
     return bool(np.allclose(k, k[::-1], atol=1e-7) and np.allclose(k, k[:, ::-1], atol=1e-7))
 
 
-def _extend(y: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, int, int]:
+def _extend(y: np.ndarray, k: np.ndarray, mirror: bool = True) -> tuple[np.ndarray, int, int]:
     """The tile extended so that circular convolution models it (see the module docstring):
-    (extended, top-left offset y, x)."""
+    (extended, top-left offset y, x). ``mirror=False`` tapers even a symmetric kernel's tile
+    (the mirror quadruples the area the FFTs work on)."""
     h, w = y.shape[:2]
-    if _symmetric(k):
+    if mirror and _symmetric(k):
         top = np.concatenate([y, y[:, ::-1]], 1)
         return np.concatenate([top, top[::-1]], 0), 0, 0
     pad = max(3 * k.shape[0], 24)
@@ -103,9 +104,9 @@ def _shrink(v: np.ndarray, t: float) -> np.ndarray:
     return np.sign(v) * np.maximum(mag - t ** (2.0 - _P) * mag ** (_P - 1.0), 0.0)
 
 
-def _deconvolve_tile(y: np.ndarray, k: np.ndarray, lam: float) -> np.ndarray:
+def _deconvolve_tile(y: np.ndarray, k: np.ndarray, lam: float, mirror: bool = True) -> np.ndarray:
     h, w = y.shape[:2]
-    ext, oy, ox = _extend(y.astype(np.float64), k)
+    ext, oy, ox = _extend(y.astype(np.float64), k, mirror)
     shape = ext.shape[:2]
     kf = _otf(k, shape)[..., None]
     dx = _otf(np.array([[0.0, 1.0, -1.0]]), shape)[..., None]        # x[n] - x[n-1], circular
@@ -135,16 +136,17 @@ def tile_margin(k: np.ndarray) -> int:
 
 
 def deconvolve(rgb: np.ndarray, k: np.ndarray, lam: float = _LAM, tile: int = TILE,
-               on_tile: Optional[Any] = None) -> np.ndarray:
+               on_tile: Optional[Any] = None, margin: Optional[int] = None, mirror: bool = True) -> np.ndarray:
     """``rgb`` (HxWx3, 0..1) deconvolved by ``k``; in tiles of ``tile`` px with a margin of
-    :func:`tile_margin`; ``on_tile(done, total)`` after each (it may raise to stop)."""
+    ``margin`` px (default :func:`tile_margin`); ``on_tile(done, total)`` after each (it may
+    raise to stop); ``mirror``: see :func:`_extend`."""
     h, w = rgb.shape[:2]
-    m = tile_margin(k)
+    m = tile_margin(k) if margin is None else margin
     out = np.empty(rgb.shape, np.float32)
     boxes = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
     for i, (y, x) in enumerate(boxes):
         y0, y1, x0, x1 = max(0, y - m), min(h, y + tile + m), max(0, x - m), min(w, x + tile + m)
-        res = _deconvolve_tile(rgb[y0:y1, x0:x1], k, lam)
+        res = _deconvolve_tile(rgb[y0:y1, x0:x1], k, lam, mirror)
         out[y:y + tile, x:x + tile] = res[y - y0:y - y0 + min(tile, h - y), x - x0:x - x0 + min(tile, w - x)]
         if on_tile is not None:
             on_tile(i + 1, len(boxes))

@@ -35,6 +35,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine.tasks.spectrum import welch_power
+
 _BLOCK = 256
 _MAX_BLOCKS = 48
 _R_MIN = 0.06            # cycles/px: a screen coarser than ~16 px per period is left alone
@@ -50,22 +52,7 @@ _STRONG = math.log(20.0)   # peaks within 20x (power) of the strongest count for
 
 def _welch(ch: np.ndarray) -> np.ndarray:
     """fftshifted log power spectrum (DC at the centre) of ``_BLOCK`` blocks."""
-    h, w = ch.shape
-    if h < _BLOCK or w < _BLOCK:
-        ch = cv2.copyMakeBorder(ch, 0, max(0, _BLOCK - h), 0, max(0, _BLOCK - w), cv2.BORDER_REFLECT_101)
-        h, w = ch.shape
-    n = max(1, int(math.sqrt(_MAX_BLOCKS)))
-    ys = np.unique(np.linspace(0, h - _BLOCK, min(n, max(1, h // (_BLOCK // 2)))).astype(int))
-    xs = np.unique(np.linspace(0, w - _BLOCK, min(n, max(1, w // (_BLOCK // 2)))).astype(int))
-    win = np.outer(np.hanning(_BLOCK), np.hanning(_BLOCK)).astype(np.float32)
-    acc = np.zeros((_BLOCK, _BLOCK), np.float64)
-    for y in ys:
-        for x in xs:
-            blk = ch[y:y + _BLOCK, x:x + _BLOCK]
-            f = np.fft.fft2((blk - blk.mean()) * win)
-            acc += f.real ** 2 + f.imag ** 2
-    acc /= len(ys) * len(xs)
-    return np.fft.fftshift(np.log(acc + 1e-12)).astype(np.float32)
+    return np.fft.fftshift(np.log(welch_power(ch, _BLOCK, _MAX_BLOCKS, dense=True) + 1e-12)).astype(np.float32)
 
 
 def find_peaks(rgb: np.ndarray) -> np.ndarray:

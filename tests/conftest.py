@@ -41,6 +41,16 @@ def bench_module(name: str):
     return mod
 
 
+def run_task(task_id: str, rgb: np.ndarray, values: dict, cancel=None, progress=None):
+    """A task run directly on ``rgb`` (no pipeline): (TaskOutput, its rows as a list)."""
+    from engine.tasks import TaskRequest, get
+
+    req = TaskRequest(rgb=lambda y0, y1, x0, x1: rgb[y0:y1, x0:x1], height=rgb.shape[0], width=rgb.shape[1],
+                      values=values, cancel=cancel, progress=progress)
+    out = get(task_id).run(req)
+    return out, list(out.rows)
+
+
 @contextlib.contextmanager
 def studio_engine(home: Path, models: Path, *args: str) -> Iterator[dict]:
     """A studio engine for the host tests: ``serve --port 0 --init-tls`` (+ ``args``) with its own

@@ -16,10 +16,9 @@ from PIL import Image
 
 from engine.errors import BadInput, Cancelled
 from engine.pipeline import EnhanceOptions, enhance
-from engine.tasks import TaskRequest, get
 from engine.tasks import deblur as db
 from engine.tasks import deconvolution as dc
-from tests.conftest import bench_module
+from tests.conftest import bench_module, run_task
 
 EXE = Path(sys.executable).parent / "enhancelayer"
 
@@ -103,11 +102,7 @@ def test_tiles_agree_with_the_whole_image(chelsea):
 
 
 def _run(rgb: np.ndarray, values: dict, cancel=None, progress=None):
-    req = TaskRequest(rgb=lambda y0, y1, x0, x1: rgb[y0:y1, x0:x1], height=rgb.shape[0], width=rgb.shape[1],
-                      values=values, cancel=cancel, progress=progress)
-    out = get("deblur-motion").run(req)
-    rows = list(out.rows)
-    return out, rows
+    return run_task("deblur-motion", rgb, values, cancel, progress)
 
 
 def test_a_given_length_and_angle_are_used_and_said(coffee):
@@ -122,13 +117,14 @@ def test_a_given_length_and_angle_are_used_and_said(coffee):
     assert "found a motion blur of" in found.info["note"] and abs(found.info["blur_length"] - 8.0) <= 1.0
 
 
-def test_cancel_stops_it_and_tiny_images_are_refused(coffee):
+@pytest.mark.parametrize("task", ["deblur-motion", "deblur-focus"])
+def test_cancel_stops_it_and_tiny_images_are_refused(coffee, task):
     ev = threading.Event()
     ev.set()
     with pytest.raises(Cancelled):
-        _run(coffee[:200, :200].astype(np.float32) / 255.0, {}, cancel=ev)
+        run_task(task, coffee[:200, :200].astype(np.float32) / 255.0, {}, cancel=ev)
     with pytest.raises(BadInput):
-        _run(np.zeros((8, 40, 3), np.float32), {})
+        run_task(task, np.zeros((8, 40, 3), np.float32), {})
 
 
 def test_an_area_too_small_to_measure_is_left_and_said_but_a_given_blur_still_runs(coffee):

@@ -1,13 +1,12 @@
 """deblur-focus: on held-out photos (the benchmark's own crops, blur and noise) it reads the
 width of a Gaussian blur, leaves sharp photos alone, and, blind or given the width, comes back
 sharper than Richardson-Lucy and Wiener given the true blur at their best settings; an
-over-large radius is flagged; tiles agree with a whole-image run; cancel stops it; the CLI runs
+over-large radius is flagged; tiles agree with a whole-image run; the CLI runs
 it with and without --blur-radius."""
 from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import zlib
 from pathlib import Path
 
@@ -15,12 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.errors import BadInput, Cancelled
+from engine.errors import BadInput
 from engine.pipeline import EnhanceOptions, enhance
-from engine.tasks import TaskRequest, get
 from engine.tasks import deblur_focus as df
 from engine.tasks import deconvolution as dc
-from tests.conftest import bench_module
+from tests.conftest import bench_module, run_task
 
 EXE = Path(sys.executable).parent / "enhancelayer"
 
@@ -83,11 +81,8 @@ def test_blind_it_beats_sharpen_and_nearly_the_classical_given_the_true_blur():
     assert np.mean(s["blind"]) > np.mean(s["input"]) + 1.0
 
 
-def _run(rgb: np.ndarray, values: dict, cancel=None):
-    req = TaskRequest(rgb=lambda y0, y1, x0, x1: rgb[y0:y1, x0:x1], height=rgb.shape[0], width=rgb.shape[1],
-                      values=values, cancel=cancel)
-    out = get("deblur-focus").run(req)
-    return out, list(out.rows)
+def _run(rgb: np.ndarray, values: dict):
+    return run_task("deblur-focus", rgb, values)
 
 
 def test_the_radius_is_used_and_an_over_large_one_is_flagged(coffee):
@@ -113,13 +108,8 @@ def test_kernel_and_tiles(chelsea):
     assert diff.max() < 0.05           # 16 px of margin leaves 0.25 levels, none 47
 
 
-def test_cancel_bad_sizes_and_bad_radius(coffee):
-    ev = threading.Event()
-    ev.set()
-    with pytest.raises(Cancelled):
-        _run(coffee[:200, :200].astype(np.float32) / 255.0, {}, cancel=ev)
-    with pytest.raises(BadInput):
-        _run(np.zeros((8, 40, 3), np.float32), {})
+def test_a_bad_radius_is_refused():
+    """(Cancel and tiny images: test_deblur.py, for both deblur tasks.)"""
     with pytest.raises(BadInput, match="blur_radius"):
         EnhanceOptions(model="deblur-focus", blur_radius=20.0)
     with pytest.raises(BadInput, match="blur_radius"):

@@ -1,10 +1,11 @@
 """Soft-focus removal (catalog id ``deblur-focus``): find how wide a Gaussian-like blur is, or
 take the width from the retoucher, then undo it.
 
-Why: a slight defocus, lens softness or an enlarged image is close to a Gaussian blur, and
-given its width the sparse-prior deconvolution that ``deblur-motion`` uses
-(engine/tasks/deconvolution.py) restores it better than Richardson-Lucy or Wiener given the same
-true kernel at their best settings (bench/results/quality.md).
+Why: a slight defocus or lens softness is close to a Gaussian blur, and given its width the
+sparse-prior deconvolution that ``deblur-motion`` uses (engine/tasks/deconvolution.py) restores
+it better than Richardson-Lucy or Wiener given the same true kernel at their best settings
+(bench/results/quality.md). Not for an enlarged image: what it lacks is detail above its old
+resolution (a hard cut-off, not a Gaussian fall-off), which only an upscaler can invent.
 
 Finding the width (:func:`estimate_radius`, when ``blur_radius`` is 0): a Gaussian leaves no
 zeros in the spectrum (the edge-width ratio estimate tried first, Zhuo & Sim 2011, was no better

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -105,8 +104,7 @@ def main() -> None:
     rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for case in cases:
         for pname, clean in photos.items():
-            rng = np.random.default_rng(zlib.crc32(f"{case.name}/{pname}".encode()))   # as quality.py
-            deg = case.degrade(clean, rng)
+            deg = case.applied(pname, clean)
             ctx = {"clean": clean, "sigma": case.sigma}
             rows.setdefault((case.name, "input"), []).append(overshoot(clean, deg))
             for m, fn in {**METHODS, **OURS[case.name[:6]]}.items():

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +87,7 @@ def quality(home: Path) -> tuple[list[str], list[str]]:
                 meths[mid] = fn
         acc: dict[str, list[tuple[float, float, float, float, float]]] = {m: [] for m in meths}
         for pname, clean in photos.items():
-            rng = np.random.default_rng(zlib.crc32(f"{case.name}/{pname}".encode()))
-            deg = case.degrade(clean, rng)
+            deg = case.applied(pname, clean)
             b = 4 * case.scale
             for mname, fn in meths.items():
                 fn(deg[:16, :16].copy(), case, {})                       # warm-up, not timed

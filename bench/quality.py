@@ -182,6 +182,11 @@ class Case:
     quality: int = 0
     radius: float = 0.0               # a Gaussian blur's sigma (px), given to deblur-focus
 
+    def applied(self, photo: str, clean: np.ndarray) -> np.ndarray:
+        """``clean`` degraded by this case with its fixed seed for ``photo`` (crc32 of
+        "case/photo"): every benchmark script and test that reuses a case calls this."""
+        return self.degrade(clean, np.random.default_rng(zlib.crc32(f"{self.name}/{photo}".encode())))
+
 
 def _noise(sigma: float):
     return lambda x, r: q8(x + r.normal(0, sigma, x.shape))
@@ -263,11 +268,16 @@ def m_bm3d(x, case, ctx):
     return np.asarray(bm3d.bm3d_rgb(x.astype(np.float64), ctx["sigma"]), np.float32)
 
 
-def m_denoise_told(x, case, ctx):
-    """denoise given the TRUE noise sigma (its ``noise_level`` option, 8-bit levels), as BM3D is."""
+def _pipeline(x: np.ndarray, model: str, **values) -> np.ndarray:
+    """An engine task through the pipeline at full strength, no grain, on the CPU."""
     from engine.pipeline import EnhanceOptions, enhance
     return enhance(np.ascontiguousarray(x, np.float32), EnhanceOptions(
-        model="denoise", strength=1.0, grain=0.0, device="cpu", noise_level=float(ctx["sigma"]) * 255)).image
+        model=model, strength=1.0, grain=0.0, device="cpu", **values)).image
+
+
+def m_denoise_told(x, case, ctx):
+    """denoise given the TRUE noise sigma (its ``noise_level`` option, 8-bit levels), as BM3D is."""
+    return _pipeline(x, "denoise", noise_level=float(ctx["sigma"]) * 255)
 
 
 def m_bicubic(x, case, ctx):
@@ -323,16 +333,12 @@ def m_wiener(x, case, ctx):
 
 def m_deblur(x, case, ctx):
     """EnhanceLayer's motion deblur through the pipeline, blind (it finds length and angle)."""
-    from engine.pipeline import EnhanceOptions, enhance
-    return enhance(np.ascontiguousarray(x, np.float32), EnhanceOptions(
-        model="deblur-motion", strength=1.0, grain=0.0, device="cpu")).image
+    return _pipeline(x, "deblur-motion")
 
 
 def m_deblur_focus(x, case, ctx, radius: float = 0.0):
     """EnhanceLayer's soft-focus removal through the pipeline, blind (it finds the width)."""
-    from engine.pipeline import EnhanceOptions, enhance
-    return enhance(np.ascontiguousarray(x, np.float32), EnhanceOptions(
-        model="deblur-focus", strength=1.0, grain=0.0, device="cpu", blur_radius=radius)).image
+    return _pipeline(x, "deblur-focus", blur_radius=radius)
 
 
 def m_deblur_focus_told(x, case, ctx):
@@ -430,8 +436,7 @@ def run(cases: list[Case], photos: dict[str, np.ndarray], wanted: set[str] | Non
     for case in cases:
         meths = methods_for(case, notes, wanted, cache)
         for pname, clean in photos.items():
-            rng = np.random.default_rng(zlib.crc32(f"{case.name}/{pname}".encode()))
-            deg = case.degrade(clean, rng)
+            deg = case.applied(pname, clean)
             sigma = case.sigma
             if sigma < 0:   # Poisson-Gaussian: RMS sigma over this photo
                 sigma = float(np.sqrt(np.mean(PG_A * clean + PG_B ** 2)))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,17 @@ from tests.conftest import bench_module, run_task
 EXE = Path(sys.executable).parent / "enhancelayer"
 
 
+def _gaussian_case(radius: float):
+    """bench/quality.py and its Gaussian blur case of ``radius`` px."""
+    q = bench_module("quality")
+    return q, next(c for c in q.all_cases() if c.name == f"blur-g{radius}")
+
+
 def _case(photo: np.ndarray, name: str, radius: float):
     """The benchmark's case exactly: its crop, its blur + noise, its seed."""
-    q = bench_module("quality")
-    case = next(c for c in q.all_cases() if c.name == f"blur-g{radius}")
+    q, case = _gaussian_case(radius)
     clean = q.detail_crop(photo.astype(np.float32) / 255.0, 256)
-    blurred = case.degrade(clean, np.random.default_rng(zlib.crc32(f"{case.name}/{name}".encode())))
-    return q, case, clean, blurred
+    return q, case, clean, case.applied(name, clean)
 
 
 def _psnr(q, ref: np.ndarray, out: np.ndarray) -> float:
@@ -43,13 +46,12 @@ def _scores(radius: float, **methods) -> dict[str, list[float]]:
     """PSNR of each of ``methods`` (name -> bench method), of the best of RL / Wiener
     ("classical") and of the input, on the benchmark's five non-mate held-out photos at its own
     Gaussian case of ``radius``."""
-    q = bench_module("quality")
+    q, case = _gaussian_case(radius)
     photos, _notes = q.load_photos(HELD_OUT, 256, None)
     assert sorted(photos) == sorted(HELD_OUT)
-    case = next(c for c in q.all_cases() if c.name == f"blur-g{radius}")
     out: dict[str, list[float]] = {}
     for name, clean in photos.items():
-        blurred = case.degrade(clean, np.random.default_rng(zlib.crc32(f"{case.name}/{name}".encode())))
+        blurred = case.applied(name, clean)
         ctx = {"clean": clean}
         for m, fn in methods.items():
             out.setdefault(m, []).append(_psnr(q, clean, fn(blurred, case, ctx)))
@@ -121,11 +123,10 @@ def test_the_width_is_read_from_the_photo(radius):
     """The whole softness is read (the blur and the photo's own: 0-0.4 px on these photos, 1.0
     on camera, an old soft print), never above the blur plus 1 px in quadrature, and the width
     undone is that less a sharp photo's own."""
-    q = bench_module("quality")
+    q, case = _gaussian_case(radius)
     photos, _notes = q.load_photos(HELD_OUT, 256, None)
-    case = next(c for c in q.all_cases() if c.name == f"blur-g{radius}")
     for name, clean in photos.items():
-        blurred = case.degrade(clean, np.random.default_rng(zlib.crc32(f"{case.name}/{name}".encode())))
+        blurred = case.applied(name, clean)
         found = df.estimate_radius(blurred).width
         assert radius - 0.3 <= found <= np.hypot(radius, 1.0) + 0.1, (name, found)
         out, _rows = _run(blurred, {})

@@ -96,20 +96,25 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _model() -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
-    """Ring masks of a block's spectrum (all directions, and per _SECTORS direction sector) and
-    the fall-off of every (alpha, width) pair at the rings' centre frequencies:
-    (rings, sector_rings, basis[alpha, width, ring])."""
+def _model() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ring masks of a block's spectrum (all directions: [ring, y, x], and per _SECTORS direction
+    sector: [sector, ring, y, x]) and the fall-off of every (alpha, width) pair at the rings'
+    centre frequencies: (rings, sector_rings, basis[alpha, width, ring])."""
     fy, fx = np.fft.fftfreq(_BLOCK)[:, None], np.fft.fftfreq(_BLOCK)[None, :]
     fr = np.sqrt(fx ** 2 + fy ** 2)
     direction = np.mod(np.arctan2(fy, fx) + np.pi / (2 * _SECTORS), np.pi)
     sector = np.minimum((direction / (np.pi / _SECTORS)).astype(int), _SECTORS - 1)
     edges = np.linspace(*_BAND[:2], _BAND[2] + 1)
-    rings = [(fr >= a) & (fr < b) for a, b in zip(edges[:-1], edges[1:])]
+    rings = np.stack([(fr >= a) & (fr < b) for a, b in zip(edges[:-1], edges[1:])])
     f = 0.5 * (edges[1:] + edges[:-1])
     basis = f[None, None, :] ** -_ALPHAS[:, None, None] * np.exp(
         -4.0 * np.pi ** 2 * _WIDTHS[None, :, None] ** 2 * f[None, None, :] ** 2)
-    return rings, [np.stack([r & (sector == k) for r in rings]) for k in range(_SECTORS)], basis
+    return rings, np.stack([rings & (sector == k) for k in range(_SECTORS)]), basis
+
+
+def _ring_means(power: np.ndarray, rings: np.ndarray) -> np.ndarray:
+    """The mean of ``power`` over each mask of ``rings`` ([..., ring, y, x]; an empty one reads 0)."""
+    return (power * rings).sum((-2, -1)) / np.maximum(rings.sum((-2, -1)), 1)
 
 
 def _fit_width(p: np.ndarray) -> float:
@@ -147,8 +152,8 @@ def estimate_radius(rgb: np.ndarray) -> FocusEstimate:
     """The Gaussian softness of ``rgb`` (see the module docstring), overall and per direction."""
     power = welch_power(np.asarray(rgb, np.float32) @ _LUMA, _BLOCK, _MAX_BLOCKS)
     rings, sector_rings, _basis = _model()
-    width = _fit_width(np.array([power[m].mean() for m in rings]))
-    sectors = tuple(_fit_width((power[None] * m).sum((1, 2)) / np.maximum(m.sum((1, 2)), 1)) for m in sector_rings)
+    width = _fit_width(_ring_means(power, rings))
+    sectors = tuple(_fit_width(p) for p in _ring_means(power, sector_rings))
     return FocusEstimate(width, sectors)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from png_bytes import header_only_png
 
 from engine import imageio
 
@@ -133,8 +134,6 @@ def test_mask_file_limits_the_effect(models_installed, folder, tmp_path):
 
 def test_time_estimate_and_gigantic_header(models_installed, coffee, tmp_path):
     """A long job is announced with its estimate; a 400 MP header is refused before decoding."""
-    import struct
-    import zlib
 
     src = tmp_path / "coffee.png"
     imageio.write(src, imageio.Image(coffee))                      # 0.24 MP: ~77 s with photo-x4
@@ -142,12 +141,8 @@ def test_time_estimate_and_gigantic_header(models_installed, coffee, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "estimated" in r.stderr and "photo-x4" in r.stderr
 
-    def chunk(t: bytes, b: bytes) -> bytes:
-        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xFFFFFFFF)
-
     huge = tmp_path / "huge.png"
-    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    huge.write_bytes(header_only_png(20000, 20000))
     r = run(huge, "-m", "photo-x2", "-o", tmp_path / "h.png")
     assert r.returncode == 2 and "over the limit" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "h.png").exists()

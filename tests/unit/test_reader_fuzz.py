@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from png_bytes import header_only_png
 
 from engine import imageio
 
@@ -205,10 +206,8 @@ def _odd_files() -> dict[str, tuple[str, bytes, str]]:
         tifffile.imwrite(bio, arr, **kw)
         tif[name] = bio.getvalue()
     la = PILImage.fromarray(np.dstack([a[..., 1], a[..., 2]]), "LA")
-    bomb = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
-            + _chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _chunk(b"IEND", b""))
-    forged = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 9000, 9000, 16, 6, 0, 0, 0))
-              + _chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _chunk(b"IEND", b""))
+    bomb = header_only_png(20000, 20000, idat=b"\0" * 1000)
+    forged = header_only_png(9000, 9000, bit_depth=16, colour_type=6, idat=b"\0" * 1000)
     return {
         "apng": (".png", _pil_bytes(pa, "PNG", save_all=True, append_images=[pb], duration=50), "refused"),
         "animated-webp": (".webp", _pil_bytes(pa, "WEBP", save_all=True, append_images=[pb], duration=50),
@@ -223,10 +222,6 @@ def _odd_files() -> dict[str, tuple[str, bytes, str]]:
         "bomb-header-png": (".png", bomb, "refused"),
         "forged-header-png": (".png", forged, "refused"),
     }
-
-
-def _chunk(t: bytes, b: bytes) -> bytes:
-    return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xFFFFFFFF)
 
 
 ODD = _odd_files()

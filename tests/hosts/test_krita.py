@@ -304,7 +304,10 @@ def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, tim
                PYTHONPATH=os.pathsep.join([str(krita_home["pykrita"]), str(krita_home["scripts"])]),
                XDG_DATA_HOME=str(krita_home["home"] / ".local" / "share"),
                XDG_CONFIG_HOME=str(krita_home["home"] / ".config"),
-               XDG_RUNTIME_DIR=str(tmp_path))
+               XDG_RUNTIME_DIR=str(tmp_path),
+               # Krita's swap files and frame caches go to the temp dir and stay there when a
+               # run is killed: keep them in the test's own folder, not in the machine's /tmp
+               TMPDIR=str(tmp_path))
     if engine is not None:
         env["ENHANCELAYER_HOME"] = str(engine["home"])
     env.pop("QT_QPA_PLATFORM", None)   # a real X server (Xvfb): Krita 5.1 needs a view for masks
@@ -315,7 +318,7 @@ def run_krita(krita_home, engine, spec: dict, tmp_path: Path, xserver: Xvfb, tim
     if krita_home["host"] in CHROOTS:
         # Krita >= 5.2 makes masks without a view: offscreen, no window (5.2's kritarunner
         # crashes opening one). /proc, /dev and /tmp are mounted in a private namespace only.
-        keep = ("HOME", "PYTHONPATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR",
+        keep = ("HOME", "PYTHONPATH", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "TMPDIR",
                 "ENHANCELAYER_HOME")
         inner = ["env", "-i", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "QT_QPA_PLATFORM=offscreen",
                  *[f"{k}={env[k]}" for k in keep if k in env], *argv]
@@ -1008,7 +1011,7 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, kind):
     spec.write_text(json.dumps({"png": str(photos["dir"] / "coffee.png"), "select": [60, 40, 120, 90],
                                 "out": str(out), **job}))
     env = {"HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share"),
-           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_RUNTIME_DIR": str(tmp_path),
+           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_RUNTIME_DIR": str(tmp_path), "TMPDIR": str(tmp_path),
            "ENHANCELAYER_HOME": str(engine["home"]), "ENHANCELAYER_UNDO_SPEC": str(spec)}
     xs = Xvfb("1280x800x24")
     try:
@@ -1119,7 +1122,7 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
         "model": "jpeg-clean-1"}))
     env = host_env(HOME=str(home), ENHANCELAYER_HOME=str(engine["home"]),
                ENHANCELAYER_PROBE_DIR=str(probe), XDG_DATA_HOME=str(home / ".local/share"),
-               XDG_CONFIG_HOME=str(home / ".config"), XDG_RUNTIME_DIR=str(tmp_path))
+               XDG_CONFIG_HOME=str(home / ".config"), XDG_RUNTIME_DIR=str(tmp_path), TMPDIR=str(tmp_path))
     env.pop("QT_QPA_PLATFORM", None)
     xs = Xvfb("1440x900x24")
     env["DISPLAY"] = xs.display

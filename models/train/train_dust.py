@@ -170,12 +170,12 @@ def damage(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def regular_lines(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``clean`` with a regular pattern of thin lines drawn INTO the picture (not damage: label
-    0): mortar between bricks or tiles, gaps between planks, a fence, blinds, a weave. Why: the
+    0): mortar between bricks or tiles, or gaps between planks. Why: the
     detector's clean-photo false positives are thin bright or dark lines that belong to the
     picture; what tells mortar from a scratch is that it repeats at a period, crosses at right
     angles and stops at joints, which only examples of it can teach. Period 6-32 px, line width
     0.6-3 px, a random angle, lighter or darker than the picture, its strength varying along the
-    line, each cell a little re-toned, softened like the rest of the photo."""
+    line, each row of bricks, tiles or planks a little re-toned, softened like the photo's edges."""
     h, w = clean.shape[:2]
     size = int(math.ceil(math.hypot(h, w))) + 4
     period = rng.uniform(6.0, 32.0)

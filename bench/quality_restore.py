@@ -281,9 +281,10 @@ def write_context(out: Path) -> None:
     print("\n".join(lines))
 
 
-def curve_rows(photos: dict[str, np.ndarray]) -> list[tuple[float, float, float, float]]:
+def curve_rows(photos: dict[str, np.ndarray], logits: tuple[float, ...] = CURVE_LOGITS
+               ) -> list[tuple[float, float, float, float]]:
     """(logit, max clean FP share, mean recall, mean precision) of ``detect_defects`` at each
-    threshold of CURVE_LOGITS (the detector runs once per image)."""
+    threshold of ``logits`` (the detector runs once per image)."""
     probs = {(n, 0): R.defect_probability(img) for n, img in photos.items()}
     gts = {}
     for n, img in photos.items():
@@ -293,7 +294,7 @@ def curve_rows(photos: dict[str, np.ndarray]) -> list[tuple[float, float, float,
             gts[(n, s)] = ground_truth(img, dam)
     k3 = np.ones((3, 3), np.uint8)
     out = []
-    for z in CURVE_LOGITS:
+    for z in logits:
         t = 1.0 / (1.0 + math.exp(-z))
         masks = {k: cv2.dilate((p > t).astype(np.uint8), k3).astype(bool) for k, p in probs.items()}
         fp = max(float(masks[(n, 0)].mean()) for n in photos)
@@ -307,12 +308,46 @@ def curve_rows(photos: dict[str, np.ndarray]) -> list[tuple[float, float, float,
     return out
 
 
+def candidate_rows(onnx_path: str, logit: float) -> list[str]:
+    """The operating curve of a CANDIDATE detector (a dust.onnx a training run wrote; nothing is
+    installed or changed) at its own calibrated default ``logit`` and every half logit 3-8, with each
+    clean photo's flagged share at that default: how models/train/README.md's "tried and not
+    shipped" figures were measured. The whole photo in one run (the engine's tiles give the
+    same result)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+
+    def probability(rgb: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(np.clip(rgb, 0.0, 1.0).transpose(2, 0, 1)[None], dtype=np.float32)
+        return sess.run(None, {"input": x})[0][0, 0]
+
+    R.defect_probability = probability          # this process only: a benchmark of the candidate
+    photos = {n: load_photo(n) for n in PHOTOS}
+    out = [f"candidate {onnx_path} (default logit {logit})", "", "| logit | max clean FP area | mean recall | "
+           "mean precision |", "|---|---|---|---|"]
+    curve = curve_rows(photos, (logit, *(0.5 * k for k in range(6, 17))))     # and logits 3.0, 3.5 .. 8.0
+    out += [f"| {z:.1f} | {fp * 100:.3f} % | {rc:.3f} | {pr:.3f} |" for z, fp, rc, pr in curve]
+    t = 1.0 / (1.0 + math.exp(-logit))
+    k3 = np.ones((3, 3), np.uint8)
+    out += ["", "clean photos flagged at the default (3x3 dilation): " + ", ".join(
+        f"{n} {cv2.dilate((probability(img) > t).astype(np.uint8), k3).mean() * 100:.3f} %"
+        for n, img in photos.items())]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", action="store_true", help="write the docs/images examples only")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality_restore.md"))
     ap.add_argument("--context", action="store_true", help="host crop vs whole image only (dust_context.md)")
+    ap.add_argument("--candidate", nargs=2, metavar=("ONNX", "LOGIT"),
+                    help="print the operating curve of a candidate detector at its calibrated default logit "
+                         "(train_dust.py --calibrate); writes nothing")
     args = ap.parse_args()
+    if args.candidate:
+        print("\n".join(candidate_rows(args.candidate[0], float(args.candidate[1]))))
+        return
     if args.context:
         write_context(ROOT / "bench" / "results" / "dust_context.md")
         return

@@ -193,12 +193,14 @@ def _sheet(truth: np.ndarray, ht: np.ndarray, gauss: np.ndarray, out: np.ndarray
 NOTE = """Reading it: the task removes the screen (under 0.1 % of its energy left) and keeps what lies
 below the screen frequency, so it is visibly sharper than the blur (the sheet above), but PSNR
 counts its leftovers too. Gray prints gain on 3 of 5 photos (even on rocket, -0.4 to -0.8 dB on
-chelsea); colour prints are even on average:
-the beats between the four inks' screens sit below half the screen frequency, where the
-task keeps the picture, and show as colour mottling that the blur smears away. A next step
-measured on the development photos only: a stronger low-pass on the chroma alone (+0.1 to
-+0.3 dB at 6-8 px periods there), not adopted yet. The simulated print also shifts tones (dot
-gain), which caps every method near 20-25 dB here."""
+chelsea). Colour prints: the beats between the four inks' screens sit below half the screen
+frequency, where the task keeps the picture, and showed as colour mottling that the blur smears
+away; since 2026-12-06 the chroma gets a lower low-pass than the brightness (0.7 times it,
+chosen on the development photos' colour prints), which took the test photos' colour prints
+from -0.10 to +0.10 dB over the blur on average (+0.20 dB RGB each on average, -0.05 to +0.62;
+brightness unchanged within 0.01 dB) and the mottling out of the sheet above; gray prints are
+unchanged. The simulated print also shifts tones (dot gain), which caps every method near
+20-25 dB here."""
 
 
 def write(rows: list) -> None:

@@ -79,3 +79,30 @@ def _frame():
 
     return wire.JobFrame.model_validate({"width": 2, "height": 2, "channels": 3, "dtype": "u8",
                                          "model": "descreen"})
+
+
+def _band_power(ch: np.ndarray, lo: float, hi: float) -> float:
+    """Power of ``ch`` (Hann-windowed) between ``lo`` and ``hi`` cycles/px."""
+    win = np.outer(np.hanning(ch.shape[0]), np.hanning(ch.shape[1]))
+    power = np.abs(np.fft.fft2((ch - ch.mean()) * win)) ** 2
+    r = np.hypot(np.fft.fftfreq(ch.shape[0])[:, None], np.fft.fftfreq(ch.shape[1])[None, :])
+    return float(power[(r >= lo) & (r < hi)].sum())
+
+
+def test_colour_print_loses_its_colour_mottling_and_keeps_its_brightness(chelsea):
+    """The inks' beats show as colour mottling under the screen frequency: the chroma is taken
+    lower than the brightness (step 3 of the module), and the brightness is what filtering it
+    alone gives."""
+    q = _bench()
+    rgb = chelsea[:256, :320].astype(np.float32) / 255.0
+    printed = q.halftone(rgb, 6.0, True)
+    peaks = ds.find_peaks(printed)
+    fs = ds.screen_frequency(peaks)
+    out = ds.descreen(printed, peaks)
+    ycc = out @ ds._TO_YCC.T
+    lo, hi = ds._CHROMA * ds._STOP * fs, ds._STOP * fs        # kept in brightness, not in colour
+    chroma = _band_power(ycc[..., 1], lo, hi) + _band_power(ycc[..., 2], lo, hi)
+    assert chroma < 1e-3 * _band_power(ycc[..., 0], lo, hi)  # 1e-5 measured; 0.4 before step 3
+    y = printed @ ds._TO_YCC[0]
+    y_alone = ds.descreen(np.repeat(y[..., None], 3, axis=2), peaks)[..., 0]
+    assert float(np.abs(ycc[..., 0] - y_alone).max()) < 1e-4     # 4e-7 measured

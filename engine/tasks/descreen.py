@@ -42,6 +42,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine.pipeline.formats import LUMA as _LUMA
 from engine.tasks.spectrum import welch_power
 
 _BLOCK = 256
@@ -55,8 +56,10 @@ _PASS, _STOP = 0.45, 0.80   # low-pass roll-off, as fractions of the screen freq
 # the chroma's low-pass as a fraction of the brightness one's: development photos' colour
 # prints at periods 4/6/8 px, 0.9/0.8/0.7/0.6/0.5/0.35/0.25 tried: 0.7 best or within 0.01 dB
 _CHROMA = 0.7
-_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
-                   np.float32)
+# BT.601 Y, Cb, Cr from the project's luma weights (Cb, Cr: B - Y and R - Y scaled to +-0.5)
+_TO_YCC = np.stack([_LUMA, (np.eye(3, dtype=np.float32)[2] - _LUMA) / (2 * (1 - _LUMA[2])),
+                    (np.eye(3, dtype=np.float32)[0] - _LUMA) / (2 * (1 - _LUMA[0]))]).astype(np.float32)
+_FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
 _NOTCH_FROM = 0.5        # peaks under half the screen frequency are not notched: mostly picture
 _PAD = 32
 _STRONG = math.log(20.0)   # peaks within 20x (power) of the strongest count for the screen frequency
@@ -150,7 +153,7 @@ def descreen(rgb: np.ndarray, peaks: np.ndarray) -> np.ndarray:
         spec *= f[..., None]
         back = cv2.idft(spec, flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT)
         out[..., c] = back[_PAD:_PAD + h, _PAD:_PAD + w]
-    return np.clip(out @ np.linalg.inv(_TO_YCC).T.astype(np.float32), 0.0, 1.0)
+    return np.clip(out @ _FROM_YCC.T, 0.0, 1.0)
 
 
 def _run_task(rgb: np.ndarray, values: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:

@@ -63,7 +63,7 @@ def tasks_cmd(as_json: bool = typer.Option(True, "--json/--table", help="JSON (d
     every = {r["id"] for r in body["models"]}
     for o in tasks.all_options():
         used = "all" if set(o.tasks) >= every - {"identity"} else ", ".join(o.tasks)
-        t.add_row(o.name, o.kind, repr(o.default), o.describe_range(), used, o.help)
+        t.add_row(o.name, o.kind, tasks.default_text(o), o.describe_range(), used, o.help)
     Console().print(t)
 
 
@@ -166,9 +166,12 @@ def _option_params() -> list[inspect.Parameter]:
     for o in tasks.all_options():
         if not o.cli:
             continue
-        only = "" if set(o.tasks) >= set(_blending_task_ids()) else f"{', '.join(o.tasks)}: "
+        blending = _blending_task_ids()
+        unused = [t for t in blending if t not in o.tasks]
+        only = ("" if not unused else f"all but {', '.join(unused)}: " if len(unused) < len(o.tasks)
+                else f"{', '.join(o.tasks)}: ")
         rng = o.describe_range()
-        help_ = f"{only}{o.help} (" + (f"{rng}; " if rng else "") + f"default {_show(o.default)})"
+        help_ = f"{only}{o.help} (" + (f"{rng}; " if rng else "") + f"default {tasks.default_text(o)})"
         if o.kind == "bool":
             default = typer.Option(None, f"{o.flag}/--no-{o.flag[2:]}", help=help_, show_default=False)
             ann: object = Optional[bool]
@@ -186,16 +189,6 @@ def _option_params() -> list[inspect.Parameter]:
 def _blending_task_ids() -> list[str]:
     from engine import tasks
     return [t.info.id for t in tasks.all_tasks() if t.info.blends]
-
-
-def _show(v: object) -> str:
-    if v is None:
-        return "automatic"
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, tuple):
-        return ",".join(v) or "none"
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _cli_values(kw: dict) -> dict:

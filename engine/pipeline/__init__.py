@@ -55,12 +55,13 @@ class EnhanceOptions:
                  memory_budget: Optional[int] = None, device: str = "auto",
                  max_input_mp: float = 100.0, max_output_mp: float = 400.0, **values: Any):
         from engine import tasks
-        from engine.options import by_name, validate
+        from engine.options import validate
 
         if isinstance(values.get("grain"), bool):
             values["grain"] = GRAIN_DEFAULT if values["grain"] else 0.0
-        # ``tile`` is also a job option (the wire's), but here it is the field above (0 = whole image)
-        table = {k: o for k, o in by_name(tasks.all_options()).items() if k != "tile"}
+        # ``tile`` is also a job option (the wire's), but here it is the field above (0 = whole image);
+        # what is not given starts at the task's default (a repair's strength is 100)
+        table = {k: o for k, o in tasks.job_options(model).items() if k != "tile"}
         self.model = model
         self.mask = mask                  # HxW (or HxWx1) u8 / u16 / float of the INPUT size
         self.hints = hints                # HxWx4 RGBA of the INPUT size: colorize's colour strokes

@@ -77,17 +77,23 @@ class JobFrame(BaseModel):
         return self.pixel_bytes() + self.mask_bytes() + self.hints_bytes()
 
     def option_values(self) -> dict[str, Any]:
-        """The job options as given (wire units); absent or null ones get the table's default."""
+        """The job options as given (wire units); absent or null ones get the model's default
+        (its task's own where it has one: descreen's strength is 100, not the table's 60)."""
+        from engine import tasks
+
+        defaults = tasks.job_options(self.model)
         out = {}
         for o in OPTIONS:
             v = getattr(self, o.name)
-            out[o.name] = o.default if v is None else (tuple(v) if isinstance(v, list) else v)
+            out[o.name] = defaults[o.name].default if v is None else (tuple(v) if isinstance(v, list) else v)
         return out
 
 
 def _field(o: Option) -> tuple[Any, Any]:
     """A pydantic field for one option of the table (null always means "the default")."""
-    kw: dict[str, Any] = {"description": f"{o.help} Default: {o.default!r}."}
+    from engine import tasks
+
+    kw: dict[str, Any] = {"description": f"{o.help} Default: {tasks.default_text(o)}."}
     if o.kind in ("float", "int"):
         if o.minimum is not None:
             kw["gt" if o.exclusive_minimum else "ge"] = o.minimum

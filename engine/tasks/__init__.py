@@ -26,6 +26,7 @@ from engine.tasks.base import (
     TaskRequest,
     WholeImageTask,
     colour_result,
+    declared_options,
     option_names,
     option_table,
     require_inputs,
@@ -46,8 +47,8 @@ CLASSICAL: tuple[str, ...] = (
 )
 
 __all__ = ["CLASSICAL", "Task", "TaskInfo", "TaskOutput", "TaskRequest", "WholeImageTask", "all_options",
-           "all_tasks", "colour_result", "get", "option_names", "option_table", "published", "require_inputs",
-           "USER_PREFIX"]
+           "all_tasks", "colour_result", "declared_options", "default_text", "get", "job_options", "option_names",
+           "option_table", "published", "require_inputs", "USER_PREFIX"]
 
 USER_PREFIX = "user:"
 _lock = threading.Lock()
@@ -112,19 +113,54 @@ def all_tasks() -> list[Task]:
 
 
 def all_options() -> list[Option]:
-    """Every option of every task, each once, with the ids of the tasks that use it."""
+    """Every option of every task, each once (as declared: the defaults are the table's, a
+    task's own are in its row), with the ids of the tasks that use it."""
     from dataclasses import replace
 
     users: dict[str, list[str]] = {}
     rows: dict[str, Option] = {}
     for task in all_tasks():
-        for name, opt in option_table(task).items():
+        for name, opt in declared_options(task).items():
             prev = rows.get(name)
             if prev is not None and replace(prev, tasks=()) != replace(opt, tasks=()):
                 raise AssertionError(f"option {name!r} is declared differently by two tasks (bug)")
             rows.setdefault(name, opt)
             users.setdefault(name, []).append(task.info.id)
     return [replace(o, tasks=tuple(users[n])) for n, o in rows.items()]
+
+
+def job_options(task_id: str) -> dict[str, Option]:
+    """Every option a job may name, each starting at ``task_id``'s default where the task has
+    its own (``TaskInfo.defaults``): what the HTTP API and the pipeline fill in for an option a
+    job leaves out. An unknown id gets the table's defaults (it is refused elsewhere, by name)."""
+    table = {o.name: o for o in all_options()}
+    try:
+        task = get(task_id)
+    except UnknownModel:
+        return table
+    table.update(option_table(task))
+    return table
+
+
+def default_text(option: Option) -> str:
+    """The option's default in words, with the tasks that start it elsewhere: "60; 100 for
+    restore-dust, descreen"; one wording for ``run --help``, ``tasks --table`` and the API schema."""
+    def show(v: Any) -> str:
+        if v is None:
+            return "automatic"
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        if isinstance(v, (tuple, list)):
+            return ",".join(v) or "none"
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    by_value: dict[str, list[str]] = {}
+    for task in all_tasks():
+        for name, value in task.info.defaults:
+            if name == option.name:
+                by_value.setdefault(show(value), []).append(task.info.id)
+    own = "; ".join(f"{v} for {', '.join(ids)}" for v, ids in by_value.items())
+    return show(option.default) + (f"; {own}" if own else "")
 
 
 def published() -> dict[str, Any]:

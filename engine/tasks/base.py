@@ -38,6 +38,11 @@ RgbReader = Callable[[int, int, int, int], np.ndarray]
 WHOLE_IMAGE = 1 << 20
 
 
+# The defaults of a repair (TaskInfo.defaults): all of the repair is kept unless the retoucher
+# lowers it, since a speck, a screen, a cast or a smear kept at 40 % is still visible.
+FULL_STRENGTH: tuple[tuple[str, Any], ...] = (("strength", 100.0),)
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """What callers may know about a task without running it (like spandrel's descriptors)."""
@@ -65,6 +70,10 @@ class TaskInfo:
     # Blend options that make no sense for it (a filled hole at 60 % strength shows the hole):
     # not offered, and the pipeline runs them at their neutral value (options.NEUTRAL).
     skips: tuple[str, ...] = ()
+    # Where this task starts an option at another value than the table's (wire units): a repair
+    # starts at strength 100, since a dust speck, a halftone screen or a colour cast kept at 40 %
+    # is still there. The CLI, the HTTP API and both dialogs start from these (options.py).
+    defaults: tuple[tuple[str, Any], ...] = ()
     # A task that is a chain of other tasks (restore): its steps as the hosts may run them one
     # by one, each as its own layer - (step name, task id, strength in %, plain label), in order.
     chain: tuple[tuple[str, str, float, str], ...] = ()
@@ -141,13 +150,26 @@ class Task(Protocol):
         ...
 
 
-def option_table(task: Task) -> dict[str, Option]:
-    """The options this task accepts: the common blend options (unless it returns its input
-    untouched) and its own (``TaskInfo.options``)."""
+def declared_options(task: Task) -> dict[str, Option]:
+    """The options this task accepts as they are declared: the common blend options (unless it
+    returns its input untouched) and its own (``TaskInfo.options``), defaults the table's."""
     from engine.options import COMMON, by_name
 
     common = tuple(o for o in COMMON if o.name not in task.info.skips) if task.info.blends else ()
     return by_name((*common, *task.info.options))
+
+
+def option_table(task: Task) -> dict[str, Option]:
+    """The options this task accepts, each starting at THIS task's default (``TaskInfo.defaults``
+    over the declared one): what a job of this task gets for an option it does not give."""
+    from dataclasses import replace
+
+    table = declared_options(task)
+    for name, value in task.info.defaults:
+        if name not in table:
+            raise AssertionError(f"{task.info.id} sets a default for {name!r}, an option it does not take (bug)")
+        table[name] = replace(table[name], default=table[name].check(value))
+    return table
 
 
 def option_names(task: Task) -> list[str]:
@@ -165,6 +187,8 @@ def info_row(info: TaskInfo, installed: bool, option_names: list[str]) -> dict[s
             "needs_hints": info.needs_hints, "takes_hints": info.takes_hints or info.needs_hints,
             "layer_blend": info.layer_blend,
             "colour_output": info.colour_output,
+            # where its options start elsewhere than the option table's default (wire units)
+            "defaults": {name: list(v) if isinstance(v, tuple) else v for name, v in info.defaults},
             "chain": [{"step": n, "model": tid, "strength": pct, "label": label}
                       for n, tid, pct, label in info.chain]}
 

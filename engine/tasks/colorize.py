@@ -172,7 +172,7 @@ def _run_task(rgb: np.ndarray, values: dict[str, Any], hints: Optional[np.ndarra
 
 
 def _task():
-    from engine.tasks.base import TaskInfo, WholeImageTask
+    from engine.tasks.base import FULL_STRENGTH, TaskInfo, WholeImageTask
 
     info = TaskInfo(id="colorize", title="Colorize from colour hints", group="restore", kind="classical",
                     scale=1, margin=0, license="MIT (EnhanceLayer code)", source="engine/tasks/colorize.py",
@@ -181,7 +181,7 @@ def _task():
                     notes="Spreads the colours of a hints image over the photo along its own edges "
                           "(Levin et al. 2004); the photo's brightness is kept.",
                     skips=("grain", "keep_color", "protect", "scale"),
-                    purpose="colorize", label="Colorize from my colour strokes",
+                    defaults=FULL_STRENGTH, purpose="colorize", label="Colorize from my colour strokes",
                     description="Paint a few strokes of colour on a separate layer and choose it as the hints: "
                                 "the colours spread over the photo along its edges.")
     return WholeImageTask(info=info, fn=_run_task, verb="colorizing")

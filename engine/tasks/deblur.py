@@ -37,7 +37,7 @@ import numpy as np
 from engine.errors import BadInput
 from engine.options import Option
 from engine.pipeline.formats import LUMA as _LUMA
-from engine.tasks.base import TaskInfo, WholeImageTask
+from engine.tasks.base import FULL_STRENGTH, TaskInfo, WholeImageTask
 from engine.tasks.deconvolution import TILE, data_weight, deconvolve, noise_sigma
 from engine.tasks.spectrum import welch_power
 
@@ -196,7 +196,7 @@ _INFO = TaskInfo(
     tile_invariant=False, skips=("scale",), options=(BLUR_LENGTH, BLUR_ANGLE),
     notes="Finds a straight motion blur (length and angle) in the region sent and undoes it "
           "(sparse-gradient deconvolution); the result names the blur it found.",
-    purpose="sharpen", label="Fix motion blur (camera or subject moved)",
+    defaults=FULL_STRENGTH, purpose="sharpen", label="Fix motion blur (camera or subject moved)",
     description="For a photo smeared in one direction by a moving camera or subject: finds how far and "
                 "which way it moved and undoes it. Not for out-of-focus blur (use Sharpen).")
 

@@ -167,14 +167,14 @@ def _run_task(rgb: np.ndarray, values: dict[str, Any]) -> tuple[np.ndarray, dict
 
 
 def _task():
-    from engine.tasks.base import TaskInfo, WholeImageTask
+    from engine.tasks.base import FULL_STRENGTH, TaskInfo, WholeImageTask
 
     info = TaskInfo(id="descreen", title="Halftone screen removal (descreen)", group="restore",
                     kind="classical", scale=1, margin=32, license="MIT (EnhanceLayer code)", skips=("scale",),
                     source="engine/tasks/descreen.py", ms_per_mp_cpu=900.0, tile_invariant=False,
                     notes="Finds the print screen's frequencies in the region sent and removes them and what "
                           "lies above them; a photo without a screen is left as it is.",
-                    purpose="descreen", label="Remove halftone dots (printed scans)",
+                    defaults=FULL_STRENGTH, purpose="descreen", label="Remove halftone dots (printed scans)",
                     description="For scans of magazines, newspapers and printed photos: removes the dot "
                                 "pattern of the print without blurring the picture under it.")
     return WholeImageTask(info=info, fn=_run_task, verb="removing the screen")

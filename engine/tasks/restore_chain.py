@@ -24,7 +24,16 @@ import numpy as np
 
 from engine.errors import Cancelled
 from engine.options import Option
-from engine.tasks.base import WHOLE_IMAGE, Rows, TaskInfo, TaskOutput, TaskRequest, info_row, option_names
+from engine.tasks.base import (
+    FULL_STRENGTH,
+    WHOLE_IMAGE,
+    Rows,
+    TaskInfo,
+    TaskOutput,
+    TaskRequest,
+    info_row,
+    option_names,
+)
 
 # (step name, task id, strength inside the chain), in the order a restorer runs them
 # (colorize, for a black-and-white print, needs the job's colour hints and is never a default)
@@ -60,7 +69,7 @@ class RestoreChain:
             license="MIT (EnhanceLayer code and models)",
             source="engine/tasks/restore_chain.py", tile_invariant=False, ms_per_mp_cpu=3000.0,
             notes="Runs restore-dust, restore-color, denoise and sharpen in that order (the ones chosen in steps).",
-            options=(_steps_option(),), purpose="restore", takes_hints=True,
+            options=(_steps_option(),), defaults=FULL_STRENGTH, purpose="restore", takes_hints=True,
             chain=tuple((n, tid, s * 100.0, STEP_LABELS[n]) for n, tid, s in STEPS), label="The usual steps, in order",
             description="Dust & scratches, then faded colour, then noise (and sharpness if you tick it); "
                         "each step becomes its own layer in a layer group, to hide or mask on its own.")

@@ -208,7 +208,7 @@ def _run_task(rgb: np.ndarray, values: dict[str, Any]) -> tuple[np.ndarray, dict
 
 def _task():
     from engine.options import Option
-    from engine.tasks.base import TaskInfo, WholeImageTask
+    from engine.tasks.base import FULL_STRENGTH, TaskInfo, WholeImageTask
 
     clip = Option("clip", "float", 0.1, "Clip", "How much of the darkest and brightest pixels may clip to "
                   "black and white in each channel: higher gives more contrast.", minimum=0, maximum=5, unit="%")
@@ -221,7 +221,7 @@ def _task():
                     notes="One curve per channel, estimated from the region sent (the selection): select the faded "
                           "photo, not the page around it. A photo with nothing grey in it keeps its colour; "
                           "a scene's own cast (a sunset) is removed too: lower Cast removal.",
-                    purpose="old-photo", label="Automatic levels + cast removal",
+                    defaults=FULL_STRENGTH, purpose="old-photo", label="Automatic levels + cast removal",
                     description="Stretches each colour back to full range and removes the overall cast; "
                                 "select the photo itself, not the page or border around it.")
     return WholeImageTask(info=info, fn=_run_task, verb="recovering colour")

@@ -200,7 +200,7 @@ def _run_task(rgb: np.ndarray, values: dict) -> tuple[np.ndarray, dict[str, np.n
 
 def _task():
     from engine.options import Option
-    from engine.tasks.base import WHOLE_IMAGE, TaskInfo, WholeImageTask
+    from engine.tasks.base import FULL_STRENGTH, WHOLE_IMAGE, TaskInfo, WholeImageTask
 
     sensitivity = Option("sensitivity", "float", 0.5, "Sensitivity",
                          "How readily specks and scratches count as damage: higher finds more, and "
@@ -212,7 +212,7 @@ def _task():
                     options=(sensitivity,),
                     notes="Detection weighs each spot against the whole photo's noise level, so the hosts send "
                           "the whole layer: a selection gets exactly what the whole image gets there.",
-                    purpose="dust", label="Automatic detection",
+                    defaults=FULL_STRENGTH, purpose="dust", label="Automatic detection",
                     description="Detects small specks and thin scratches and fills them from around; the "
                                 "layer mask shows each repair, so paint out a wrong one.")
     return WholeImageTask(info=info, fn=_run_task, verb="repairing")

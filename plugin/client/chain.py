@@ -53,10 +53,14 @@ def step_layer_name(index: int, step: Step) -> str:
     return f"{index + 1} · {step.label}"
 
 
-def group_opacity(request: Request) -> float:
-    """The group's opacity in % : the job's strength (the engine's default 60 when not given)."""
+def group_opacity(request: Request, row: Row) -> float:
+    """The group's opacity in %: the job's strength, when not given the chain's own default
+    (``row["defaults"]``: 100, its steps running at their own strengths), else 100."""
     value = request.values.get("strength")
-    return max(0.0, min(100.0, float(60.0 if value is None else value)))
+    if value is None:
+        own = row.get("defaults")
+        value = own.get("strength") if isinstance(own, dict) else None
+    return max(0.0, min(100.0, float(100.0 if value is None else value)))
 
 
 def step_notes(steps: Sequence[Step], results: Sequence[Any]) -> str:

@@ -144,9 +144,27 @@ def choice_label(option: Option, choice: str) -> str:
     return f"{option.get('label') or option.get('name')} {choice}"
 
 
-def default(option: Option) -> Any:
-    d = option.get("default")
+def default(option: Option, row: Optional[Row] = None) -> Any:
+    """Where the option starts for the model of ``row``: that task's own default (a repair's
+    strength is 100: ``row["defaults"]``), else the option table's."""
+    own = row.get("defaults") if isinstance(row, dict) else None
+    d = own[option.get("name")] if isinstance(own, dict) and option.get("name") in own else option.get("default")
     return list(d) if isinstance(d, (list, tuple)) else d
+
+
+def follow_model(catalog: Catalog, before: Optional[Row], after: Optional[Row],
+                 values: dict[str, Any]) -> dict[str, Any]:
+    """The option values once the user picks another model in a dialog: a value still at the
+    previous model's default was never chosen, so it moves to the new model's (strength 60 for
+    denoise becomes 100 for descreen, and back); a value the user set stays. ``before`` None
+    (the dialog opening with the remembered model) changes nothing. Both dialogs call this."""
+    if before is None or after is None:
+        return dict(values)
+    out = dict(values)
+    for name, option in option_table(catalog).items():
+        if name in out and out[name] == default(option, before):
+            out[name] = default(option, after)
+    return out
 
 
 # ------------------------------------------------------------------------------ values
@@ -194,34 +212,36 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-def from_text(option: Option, text: Optional[str]) -> Any:
-    """The value ``to_text`` stored; anything unreadable or out of range gives the default
-    (numbers are clamped into the option's range)."""
+def from_text(option: Option, text: Optional[str], row: Optional[Row] = None) -> Any:
+    """The value ``to_text`` stored; anything unreadable or out of range gives the default of
+    the model of ``row`` (numbers are clamped into the option's range)."""
     kind = option.get("type")
     if text is None or (text == "" and kind not in ("multi", "choice")):
-        return default(option)
+        return default(option, row)
     if kind == "bool":
-        return text.strip().lower() in ("true", "1", "yes") if text.strip() else default(option)
+        return text.strip().lower() in ("true", "1", "yes") if text.strip() else default(option, row)
     if kind in ("float", "int"):
         try:
             v = float(text)
         except ValueError:
-            return default(option)
+            return default(option, row)
         if not math.isfinite(v):
-            return default(option)
+            return default(option, row)
         v = clamp(option, v)
         return int(round(v)) if kind == "int" else v
     choices = [str(c) for c in option.get("choices") or []]
     if kind == "choice":
-        return text if text in choices else default(option)
+        return text if text in choices else default(option, row)
     if kind == "multi":
         return [c for c in choices if c in text.split(",")]
     return text
 
 
-def values_from_text(options: Iterable[Option], read: Callable[[str], Optional[str]]) -> dict[str, Any]:
-    """Option values from stored strings (``read(name)`` -> text, or None when not stored)."""
-    return {o["name"]: from_text(o, read(o["name"])) for o in options}
+def values_from_text(options: Iterable[Option], read: Callable[[str], Optional[str]],
+                     row: Optional[Row] = None) -> dict[str, Any]:
+    """Option values from stored strings (``read(name)`` -> text, or None when not stored: the
+    default of the model of ``row``)."""
+    return {o["name"]: from_text(o, read(o["name"]), row) for o in options}
 
 
 def arg_name(name: str) -> str:

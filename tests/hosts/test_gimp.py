@@ -1046,11 +1046,25 @@ def test_stain_dialog_shows_its_own_option_and_hides_strength(gimp, profile, eng
     assert {"strength", "grain", "sensitivity", "clip", "scale"} <= set(shown["hidden_args"]), shown
 
 
+def _purpose_by_keys(xdotool, report: Path, key: str, times: int, want: str) -> dict:
+    """Press ``key`` ``times`` in the focused "What to do" combo; the dialog's report once it
+    shows the purpose ``want``."""
+    for _ in range(times):
+        xdotool("key", key)
+        time.sleep(0.3)
+    deadline = time.monotonic() + 15
+    while json.loads(report.read_text()).get("purpose") != want:
+        assert time.monotonic() < deadline, f"{key} x{times} did not reach {want}: {report.read_text()}"
+        time.sleep(0.2)
+    return json.loads(report.read_text())
+
+
 def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
     """The real dialog, driven as a retoucher would: it opens on the last model's purpose
     ("Remove JPEG blocks" for jpeg-clean-1) with plain labels, a description and a time
-    estimate; Alt+D focuses "What to do", Up picks "Reduce noise", whose model (denoise) is
-    chosen and written to the procedure's argument; Alt+O (OK) runs THAT model."""
+    estimate; Alt+D focuses "What to do", Down twice picks dust repair (strength moves to its
+    100 %), Up three times "Reduce noise", whose model (denoise) is chosen and written to the
+    procedure's argument, strength back at 60 %; Alt+O (OK) runs THAT model."""
     _client, cfg = engine
     report = gimp.work / "dialog-report.json"
     params = {"select": [120, 100, 200, 150], "model": "jpeg-clean-1"}
@@ -1063,12 +1077,10 @@ def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
         time.sleep(1.0)
         xdotool("key", "alt+d")                  # "What to _do"
         time.sleep(0.3)
-        xdotool("key", "Up")                     # the purpose above: Reduce noise
-        deadline = time.monotonic() + 15
-        while json.loads(report.read_text()).get("purpose") != "Reduce noise":
-            assert time.monotonic() < deadline, f"Up did not change the purpose: {report.read_text()}"
-            time.sleep(0.2)
-        after = json.loads(report.read_text())
+        # two purposes down: dust repair, whose untouched strength starts at 100 % (a speck at 60 %
+        # stays visible); three up: Reduce noise, back at the table's 60 %
+        repair = _purpose_by_keys(xdotool, report, "Down", 2, "Repair dust & scratches")
+        after = _purpose_by_keys(xdotool, report, "Up", 3, "Reduce noise")
         shot = gimp.work / "gimp-dialog.png"
         if shutil.which("import"):            # the host's ImageMagick reaches the chroot's Xvfb
             subprocess.run(["import", "-display", xdotool.display, "-window", "root", str(shot)],
@@ -1080,7 +1092,9 @@ def test_task_first_dialog_driven_by_keys(gimp, profile, engine):
     assert "Light (level 1)" in first["models"] and not any("jpeg-clean" in m for m in first["models"]), first
     assert first["help"].startswith("Same size, for a typical web photo"), first
     assert first["estimate"].startswith("Takes "), first
+    assert repair["model"] == "restore-dust" and repair["args"]["strength"] == 100.0, repair
     assert after["model"] == "denoise" and after["config_model"] == "denoise", after
+    assert after["args"]["strength"] == 60.0, after
     assert after["help"].startswith("Measures how noisy"), after
     # only the chosen task's options are shown: restore-dust's and restore-color's are hidden
     assert {"sensitivity", "clip", "cast"} <= set(after["hidden_args"]) and "strength" not in after["hidden_args"]

@@ -1187,10 +1187,11 @@ def test_full_krita_loads_plugin_docker_and_enhances(engine, photos, tmp_path):
     assert dialog.get("opened"), "the real Ctrl+Alt+E opened no dialog"
     assert dialog["purpose"] == "Remove JPEG blocks" and dialog["model"] == "jpeg-clean-1", dialog
     assert dialog["estimate"].startswith("Takes ") and dialog["help"], dialog
-    # Scale only for a task that takes it: hidden (and back at 1) for dust repair, shown again after
+    # Scale only for a task that takes it: hidden (and back at 1) for dust repair, shown again after;
+    # the untouched strength starts at the repair's 100 % and goes back to 60 % with the model
     assert dialog["scale_shown"] is True, dialog
-    assert dialog["repair"] == {"model": "restore-dust", "scale_shown": False, "scale": 1}, dialog
-    assert dialog["back"] == {"model": "jpeg-clean-1", "scale_shown": True, "scale": 1}, dialog
+    assert dialog["repair"] == {"model": "restore-dust", "scale_shown": False, "scale": 1, "strength": 100}, dialog
+    assert dialog["back"] == {"model": "jpeg-clean-1", "scale_shown": True, "scale": 1, "strength": 60}, dialog
     enhanced = [(t, kids) for n, t, kids in final["layers"] if n == "Enhanced · jpeg-clean-1 · 60%"]
     assert enhanced == [("paintlayer", [["Selection", "transparencymask"]])] * 2, final
     assert final["active"] == "Background", "the source layer stays active after the dialog's run"

@@ -33,6 +33,10 @@ def test_api_doc_lists_every_option_with_its_default() -> None:
         else:
             shown = "null" if d is None else (str(d).lower() if isinstance(d, bool) else f"{d:g}")
         assert rows[name].startswith(shown), f"{name}: docs say default {rows[name]!r}, engine {shown!r}"
+    for task in tasks.all_tasks():                     # a task's own default is named in the cell
+        for name, value in task.info.defaults:
+            assert f"{value:g} for" in rows[name] and f"`{task.info.id}`" in rows[name], \
+                f"{name}: docs/api.md does not say that {task.info.id} starts it at {value:g}"
 
 
 def test_internals_doc_names_every_engine_module() -> None:

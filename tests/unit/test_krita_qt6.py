@@ -118,6 +118,7 @@ def test_form_task_first_under_qt6(qt6: Any, catalog: dict) -> None:
     assert "sensitivity" not in form.controls and "strength" in form.controls
     assert form.select_model("restore-dust")
     assert form.purpose.currentText() == "Repair dust & scratches" and "sensitivity" in form.controls
+    assert form.option_value("strength") == 100            # a repair starts at full strength (was 60)
     form.controls["sensitivity"].widget.setValue(0.8)
     form.set_region((1000, 1000))
     assert form.estimate.text().startswith("Takes ")
@@ -125,6 +126,9 @@ def test_form_task_first_under_qt6(qt6: Any, catalog: dict) -> None:
     assert form.select_model("photo-x2") and "detail pass" in form.scale_note.text()
     req = form.request()
     assert req.model == "photo-x2" and req.values["sensitivity"] == pytest.approx(0.8)
+    assert form.option_value("strength") == 60 and req.values["strength"] == 60      # back to the table's
+    form.controls["strength"].widget.setValue(85)          # chosen by the user: kept across models
+    assert form.select_model("descreen") and form.option_value("strength") == 85
     assert req.show_review is True and form.show_review.text() == "Show the review layer"
     form.show_review.setChecked(False)                    # the user's review-visibility setting
     assert form.request().show_review is False

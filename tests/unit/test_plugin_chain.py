@@ -45,7 +45,17 @@ def test_the_ticked_steps_in_the_engine_order_finishing_options_last(cat: dict) 
                     "scale": 1.0}
     assert [chain.step_layer_name(i, s) for i, s in enumerate(plan.steps)] == \
         ["1 · Dust & scratches", "2 · Noise"]
-    assert chain.group_opacity(plan.request) == 80.0
+    assert chain.group_opacity(plan.request, plan.row) == 80.0
+
+
+def test_the_group_opacity_is_the_chain_own_default_when_no_strength_is_given(cat: dict) -> None:
+    """The steps run at their own strengths, so the group starts fully opaque (the engine's
+    one-job chain starts at strength 100 too): at the table's 60 % the group showed 40 % of the
+    unrestored print through."""
+    plan = _plan(cat)
+    assert plan.row["defaults"] == {"strength": 100.0}
+    assert chain.group_opacity(options.Request(model="restore"), plan.row) == 100.0
+    assert chain.group_opacity(options.Request(model="restore", values={"strength": 150}), plan.row) == 100.0
 
 
 def test_the_engine_default_steps_when_none_are_given_and_one_job_for_a_document(cat: dict) -> None:

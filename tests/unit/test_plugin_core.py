@@ -105,7 +105,8 @@ CATALOG = {
          "installed": True, "options": BLEND},
         {"id": "bare", "task": "mystery-group", "title": "bare", "scale": 1, "installed": True, "options": BLEND},
         {"id": "restore-dust", "task": "restore", "title": "Dust", "scale": 1, "margin": 32, "installed": True,
-         "options": [*(o for o in BLEND if o != "scale"), "sensitivity"]},     # a repair keeps the size
+         "options": [*(o for o in BLEND if o != "scale"), "sensitivity"],      # a repair keeps the size
+         "defaults": {"strength": 100.0}},                                     # ...and starts at full strength
         {"id": "not-here", "task": "denoise", "title": "Missing", "scale": 1, "margin": 32, "installed": False,
          "options": BLEND},
         {"id": "identity", "task": "identity", "title": "Identity", "scale": 1, "margin": 0, "installed": True,
@@ -317,6 +318,33 @@ def test_from_text_reads_back_clamps_and_defaults() -> None:
     values = options.values_from_text(options.every_shown_option(CATALOG), stored.get)
     assert values == {"strength": 80.0, "grain": 0.0, "keep_color": False, "review": True, "protect": [],
                       "sensitivity": 0.5}
+
+
+def test_a_model_own_default_wins_over_the_table_and_reads_back() -> None:
+    t = options.option_table(CATALOG)
+    dust, photo = catalog.find_model(CATALOG, "restore-dust"), catalog.find_model(CATALOG, "photo-x4")
+    assert options.default(t["strength"], dust) == 100.0
+    assert options.default(t["strength"], photo) == options.default(t["strength"]) == 60.0
+    assert options.default(t["sensitivity"], dust) == 0.5              # not in its defaults: the table's
+    assert options.default(t["strength"], {"defaults": "junk"}) == 60.0
+    assert options.from_text(t["strength"], None, dust) == 100.0      # never stored: the model's start
+    assert options.from_text(t["strength"], "lots", dust) == 100.0
+    assert options.from_text(t["strength"], "35", dust) == 35.0
+    stored = {"review": "true"}
+    assert options.values_from_text(options.every_shown_option(CATALOG), stored.get, dust)["strength"] == 100.0
+
+
+def test_values_at_the_last_model_default_follow_the_new_model_and_chosen_ones_stay() -> None:
+    dust, photo = catalog.find_model(CATALOG, "restore-dust"), catalog.find_model(CATALOG, "photo-x4")
+    start = {"strength": 60.0, "grain": 10.0, "protect": [], "sensitivity": 0.5}
+    to_dust = options.follow_model(CATALOG, photo, dust, start)
+    assert to_dust == {**start, "strength": 100.0}          # untouched 60 % -> the repair's 100 %
+    assert options.follow_model(CATALOG, dust, photo, to_dust) == start     # and back
+    chosen = {**start, "strength": 80.0}
+    assert options.follow_model(CATALOG, photo, dust, chosen) == chosen     # the user's 80 stays
+    assert options.follow_model(CATALOG, None, dust, start) == start        # opening: as remembered
+    assert options.follow_model(CATALOG, photo, None, start) == start
+    assert start["strength"] == 60.0                                        # the caller's dict untouched
 
 
 def test_procedure_argument_names_and_values() -> None:

@@ -319,9 +319,14 @@ def _dialog(procedure: Any, config: Any, image: Any = None, drawables: Any = Non
         filled = [a.name for a in procedure.get_arguments() if a.name not in _NOT_FILLED]
         dialog.fill(filled)
 
+        shown_row: list[Optional[dict]] = [None]     # the model whose options are shown
+
         def show_options_of(row: Optional[dict]) -> None:
             """Only the options the chosen model's task takes are shown (as in Krita), and the
-            colour-hints layer only for a task that colours from one."""
+            colour-hints layer only for a task that colours from one; an option still at the
+            last model's default moves to this one's (a repair starts at 100 %)."""
+            _follow_model(procedure, config, cat, shown_row[0], row)
+            shown_row[0] = row
             hidden = ec.options.args_not_taken(cat, row)
             if not ec.options.takes_hints(row):
                 hidden = hidden | {HINTS_ARG}
@@ -341,6 +346,25 @@ def _dialog(procedure: Any, config: Any, image: Any = None, drawables: Any = Non
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
+
+
+def _follow_model(procedure: Any, config: Any, cat: dict, before: Optional[dict], after: Optional[dict]) -> None:
+    """The shared rule (``options.follow_model``) applied to the procedure's arguments: the
+    values that move are written back, so the widgets show them and OK sends them."""
+    names = {a.name for a in procedure.get_arguments()}
+    every = ec.options.every_shown_option(cat)
+    now = ec.options.values_from_args(every, lambda n: config.get_property(n) if n in names else None)
+    moved = ec.options.follow_model(cat, before, after, now)
+    for opt in every:
+        name = opt["name"]
+        if name not in now or moved[name] == now[name]:
+            continue
+        args = ec.options.arg_names(opt)
+        if opt.get("type") == "multi":
+            for arg, choice in zip(args, opt.get("choices") or []):
+                config.set_property(arg, choice in moved[name])
+        else:
+            config.set_property(args[0], moved[name])
 
 
 def _advanced(GimpUi: Any, config: Any) -> Any:
@@ -536,7 +560,7 @@ def _enhance(image: Gimp.Image, drawables: list, procedure: Any, config: Any, in
             if plan.steps:
                 # a chain: a group named like a result layer, its opacity the strength, one
                 # layer per step bottom-up, each the image after its step, each masked
-                top = _group(image, name, ec.chain.group_opacity(plan.request))
+                top = _group(image, name, ec.chain.group_opacity(plan.request, plan.row))
                 image.insert_layer(top, parent, pos)
                 added.append(top)
                 for i, (step, step_piece) in enumerate(zip(plan.steps, j["steps"])):

@@ -137,6 +137,17 @@ class TaskChooser:
         self.estimate.set_visible(bool(text))
         self._report()
 
+    def _option_args(self) -> dict[str, Any]:
+        """The option arguments' values as the dialog shows them (for the report)."""
+        out: dict[str, Any] = {}
+        for opt in ec.options.every_shown_option(self.catalog):
+            for name in ec.options.arg_names(opt):
+                try:
+                    out[name] = self.config.get_property(name)
+                except TypeError:          # not registered (an option newer than the plug-in)
+                    pass
+        return out
+
     def _report(self) -> None:
         path = os.environ.get(REPORT_ENV)
         if not path:
@@ -148,6 +159,7 @@ class TaskChooser:
                 "model": row["id"] if row else "", "config_model": str(self.config.get_property("model") or ""),
                 "help": self.help.get_text(), "scale_note": self.scale_note.get_text(),
                 "hidden_args": sorted(ec.options.args_not_taken(self.catalog, row)),
+                "args": self._option_args(),
                 "estimate": self.estimate.get_text()}
         try:
             with open(path + ".tmp", "w", encoding="utf-8") as f:

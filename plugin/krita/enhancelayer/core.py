@@ -119,7 +119,7 @@ def load_request(cat: dict) -> Request:
         mode = output.output_mode(_read_setting("output") or output.DEFAULT_OUTPUT)
     except UserError:
         mode = output.DEFAULT_OUTPUT
-    values = options.values_from_text(options.every_shown_option(cat), _read_setting)
+    values = options.values_from_text(options.every_shown_option(cat), _read_setting, catalog.find_model(cat, model))
     shown = _read_setting("show_review")
     return options.Request(model=model, scale=scale, output=mode, values=values,
                            show_review=output.REVIEW_VISIBLE if shown is None else shown == "true",
@@ -703,7 +703,7 @@ def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, s
     group and the top step's (layer, mask kind, mask node)."""
     doc, node = src.doc, src.node
     group = doc.createGroupLayer(name)
-    group.setOpacity(int(round(chain.group_opacity(plan.request) * 255 / 100)))
+    group.setOpacity(int(round(chain.group_opacity(plan.request, plan.row) * 255 / 100)))
     if not off_tree:
         node.parentNode().addChildNode(group, node)
         created.append(group)

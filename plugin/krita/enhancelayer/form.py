@@ -148,6 +148,7 @@ class EnhanceForm(QWidget):
         self.catalog = cat
         self.values: dict[str, Any] = dict(request.values)
         self.controls: dict[str, OptionControl] = {}
+        self._shown_row: Optional[dict] = None              # the model whose options are shown
         self.region: Optional[tuple[int, int]] = None      # (w, h) the engine would get
         self.whole_layer = False                           # no selection: the whole layer goes
         v = QVBoxLayout(self)
@@ -280,6 +281,9 @@ class EnhanceForm(QWidget):
     def _model_changed(self, *_args: Any) -> None:
         """Show the option widgets of the chosen model's task (from the engine's catalog)."""
         row = self.current_row()
+        # an option still at the last model's default moves to this one's (a repair starts at 100 %)
+        self.values = options.follow_model(self.catalog, self._shown_row, row, self.values)
+        self._shown_row = row
         shown = options.shown_options(self.catalog, row) if row is not None else []
         old = self.options_box
         self.options_box = QWidget()
@@ -287,7 +291,7 @@ class EnhanceForm(QWidget):
         self.options_form.setContentsMargins(0, 0, 0, 0)
         self.controls = {}
         for opt in shown:
-            value = self.values.get(opt["name"], options.default(opt))
+            value = self.values.get(opt["name"], options.default(opt, row))
             control = OptionControl(opt, value, self._value_changed)
             self.controls[opt["name"]] = control
             self.values[opt["name"]] = control.value()

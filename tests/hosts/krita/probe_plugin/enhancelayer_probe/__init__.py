@@ -186,10 +186,10 @@ def wait_dialog():
     form.scale.setValue(2)
     form.select_model("restore-dust")
     shown["repair"] = {"model": form.current_model(), "scale_shown": form.scale.isVisible(),
-                       "scale": form.scale.value()}
+                       "scale": form.scale.value(), "strength": form.option_value("strength")}
     form.select_model(first)
     shown["back"] = {"model": form.current_model(), "scale_shown": form.scale.isVisible(),
-                     "scale": form.scale.value()}
+                     "scale": form.scale.value(), "strength": form.option_value("strength")}
     _write("dialog.json", shown)
     state["t3"] = time.time()
     QTimer.singleShot(300, wait_action)

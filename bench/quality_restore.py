@@ -281,11 +281,12 @@ def write_context(out: Path) -> None:
     print("\n".join(lines))
 
 
-def curve_rows(photos: dict[str, np.ndarray], logits: tuple[float, ...] = CURVE_LOGITS
-               ) -> list[tuple[float, float, float, float]]:
+def curve_rows(photos: dict[str, np.ndarray], logits: tuple[float, ...] = CURVE_LOGITS,
+               clean: dict[str, np.ndarray] | None = None) -> list[tuple[float, float, float, float]]:
     """(logit, max clean FP share, mean recall, mean precision) of ``detect_defects`` at each
-    threshold of ``logits`` (the detector runs once per image)."""
-    probs = {(n, 0): R.defect_probability(img) for n, img in photos.items()}
+    threshold of ``logits`` (the detector runs once per image; ``clean``: the clean photos'
+    probabilities when the caller has them already)."""
+    probs = {(n, 0): (clean[n] if clean is not None else R.defect_probability(img)) for n, img in photos.items()}
     gts = {}
     for n, img in photos.items():
         for s in TEST_SEEDS:
@@ -295,7 +296,7 @@ def curve_rows(photos: dict[str, np.ndarray], logits: tuple[float, ...] = CURVE_
     k3 = np.ones((3, 3), np.uint8)
     out = []
     for z in logits:
-        t = 1.0 / (1.0 + math.exp(-z))
+        t = R.probability_at(z)
         masks = {k: cv2.dilate((p > t).astype(np.uint8), k3).astype(bool) for k, p in probs.items()}
         fp = max(float(masks[(n, 0)].mean()) for n in photos)
         rec, prec = [], []
@@ -326,13 +327,13 @@ def candidate_rows(onnx_path: str, logit: float) -> list[str]:
     photos = {n: load_photo(n) for n in PHOTOS}
     out = [f"candidate {onnx_path} (default logit {logit})", "", "| logit | max clean FP area | mean recall | "
            "mean precision |", "|---|---|---|---|"]
-    curve = curve_rows(photos, (logit, *(0.5 * k for k in range(6, 17))))     # and logits 3.0, 3.5 .. 8.0
+    clean = {n: probability(img) for n, img in photos.items()}
+    curve = curve_rows(photos, (logit, *(0.5 * k for k in range(6, 17))), clean)     # and logits 3.0, 3.5 .. 8.0
     out += [f"| {z:.1f} | {fp * 100:.3f} % | {rc:.3f} | {pr:.3f} |" for z, fp, rc, pr in curve]
-    t = 1.0 / (1.0 + math.exp(-logit))
+    t = R.probability_at(logit)
     k3 = np.ones((3, 3), np.uint8)
     out += ["", "clean photos flagged at the default (3x3 dilation): " + ", ".join(
-        f"{n} {cv2.dilate((probability(img) > t).astype(np.uint8), k3).mean() * 100:.3f} %"
-        for n, img in photos.items())]
+        f"{n} {cv2.dilate((p > t).astype(np.uint8), k3).mean() * 100:.3f} %" for n, p in clean.items())]
     return out
 
 
@@ -393,7 +394,7 @@ def main() -> None:
     lines += [f"| {s} | {fp * 100:.3f} % | {rc:.3f} | {pr:.3f} |" for s, fp, rc, pr in sweep]
     lines += ["", "### Operating curve (threshold in logits; 1 px dilation as shipped)", "",
               "| logit | threshold | max clean FP area | mean recall | mean precision |", "|---|---|---|---|---|"]
-    lines += [f"| {z:.1f} | {1 / (1 + math.exp(-z)):.5f} | {fp * 100:.3f} % | {rc:.3f} | {pr:.3f} |"
+    lines += [f"| {z:.1f} | {R.probability_at(z):.5f} | {fp * 100:.3f} % | {rc:.3f} | {pr:.3f} |"
               for z, fp, rc, pr in curve_rows(photos)]
     name, rv = review_rows(photos)
     lines += ["", "## Review map", "", f"Model: {name}.", "",

@@ -55,10 +55,15 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
+def probability_at(logit: float) -> float:
+    """The detector's probability at a threshold given in logits (how the calibration and the
+    benchmark's operating curve state thresholds)."""
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
 def _threshold(sensitivity: float) -> float:
     """Probability a pixel must exceed: 0.5 is the calibrated default; higher finds more."""
-    z = _LOGIT_AT_DEFAULT + (0.5 - float(np.clip(sensitivity, 0.0, 1.0))) * 10 * _LOGIT_PER_STEP
-    return 1.0 / (1.0 + math.exp(-z))
+    return probability_at(_LOGIT_AT_DEFAULT + (0.5 - float(np.clip(sensitivity, 0.0, 1.0))) * 10 * _LOGIT_PER_STEP)
 
 
 def defect_probability(rgb: np.ndarray) -> np.ndarray:

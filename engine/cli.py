@@ -10,12 +10,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
 from engine.errors import EnhanceError
+
+if TYPE_CHECKING:
+    from engine.options import Option
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="EnhanceLayer: local AI photo enhancement (engine for the Krita and GIMP plug-ins).")
@@ -60,9 +63,8 @@ def tasks_cmd(as_json: bool = typer.Option(True, "--json/--table", help="JSON (d
     from rich.table import Table
 
     t = Table("option", "type", "default", "range", "tasks", "help")
-    every = {r["id"] for r in body["models"]}
     for o in tasks.all_options():
-        used = "all" if set(o.tasks) >= every - {"identity"} else ", ".join(o.tasks)
+        used = _used_by(o) or "all"
         t.add_row(o.name, o.kind, tasks.default_text(o), o.describe_range(), used, o.help)
     Console().print(t)
 
@@ -166,10 +168,8 @@ def _option_params() -> list[inspect.Parameter]:
     for o in tasks.all_options():
         if not o.cli:
             continue
-        blending = _blending_task_ids()
-        unused = [t for t in blending if t not in o.tasks]
-        only = ("" if not unused else f"all but {', '.join(unused)}: " if len(unused) < len(o.tasks)
-                else f"{', '.join(o.tasks)}: ")
+        used = _used_by(o)
+        only = f"{used}: " if used else ""
         rng = o.describe_range()
         help_ = f"{only}{o.help} (" + (f"{rng}; " if rng else "") + f"default {tasks.default_text(o)})"
         if o.kind == "bool":
@@ -184,6 +184,15 @@ def _option_params() -> list[inspect.Parameter]:
             ann = Optional[str]
         params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=ann))
     return params
+
+
+def _used_by(option: Option) -> str:
+    """Which tasks take the option, in the shorter wording: "" for all of them (identity takes
+    none), "all but restore-fill, restore-stain", or the list."""
+    unused = [t for t in _blending_task_ids() if t not in option.tasks]
+    if not unused:
+        return ""
+    return f"all but {', '.join(unused)}" if len(unused) < len(option.tasks) else ", ".join(option.tasks)
 
 
 def _blending_task_ids() -> list[str]:

@@ -102,3 +102,12 @@ def test_cli_descreen_without_strength_removes_all_of_the_screen(tmp_path: Path)
             for n in ("default", "full", "sixty")}
     assert np.array_equal(read["default"], read["full"])
     assert np.abs(read["default"] - read["sixty"]).mean() > 1.0
+
+
+def test_help_says_which_tasks_take_an_option_in_the_shorter_wording() -> None:
+    from engine import cli
+
+    table = {o.name: o for o in tasks.all_options()}
+    assert cli._used_by(table["strength"]) == "all but restore-fill, restore-stain"
+    assert cli._used_by(table["sensitivity"]) == "restore-dust"
+    assert cli._used_by(table["feather"]) == ""            # every task that blends

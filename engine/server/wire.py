@@ -81,7 +81,7 @@ class JobFrame(BaseModel):
         (its task's own where it has one: descreen's strength is 100, not the table's 60)."""
         from engine import tasks
 
-        defaults = tasks.job_options(self.model)
+        defaults = tasks.job_options(self.model, OPTIONS)
         out = {}
         for o in OPTIONS:
             v = getattr(self, o.name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from engine import options as _options
@@ -129,11 +130,13 @@ def all_options() -> list[Option]:
     return [replace(o, tasks=tuple(users[n])) for n, o in rows.items()]
 
 
-def job_options(task_id: str) -> dict[str, Option]:
+def job_options(task_id: str, declared: Sequence[Option] = ()) -> dict[str, Option]:
     """Every option a job may name, each starting at ``task_id``'s default where the task has
     its own (``TaskInfo.defaults``): what the HTTP API and the pipeline fill in for an option a
-    job leaves out. An unknown id gets the table's defaults (it is refused elsewhere, by name)."""
-    table = {o.name: o for o in all_options()}
+    job leaves out. An unknown id gets the table's defaults (it is refused elsewhere, by name).
+    ``declared``: :func:`all_options` when the caller holds it already (the HTTP header's, made
+    at import), so a request does not list every task (and the user's model folder) again."""
+    table = {o.name: o for o in (declared or all_options())}
     try:
         task = get(task_id)
     except UnknownModel:

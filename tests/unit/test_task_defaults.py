@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from engine import tasks
+from engine.errors import BadInput
 from engine.pipeline import EnhanceOptions
 from engine.server import wire
 
@@ -68,7 +69,7 @@ def test_a_default_for_an_option_the_task_does_not_take_or_out_of_range_is_a_bug
         tasks.option_table(bad)
     dust = tasks.get("restore-dust")
     wild = replace(dust, info=replace(dust.info, defaults=(("strength", 150.0),)))
-    with pytest.raises(Exception, match="strength must be 0-100"):
+    with pytest.raises(BadInput, match="strength must be 0-100"):
         tasks.option_table(wild)
 
 

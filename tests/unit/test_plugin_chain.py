@@ -55,6 +55,8 @@ def test_the_group_opacity_is_the_chain_own_default_when_no_strength_is_given(ca
     plan = _plan(cat)
     assert plan.row["defaults"] == {"strength": 100.0}
     assert chain.group_opacity(options.Request(model="restore"), plan.row) == 100.0
+    # the row's own default is what is read (not a constant that happens to match)
+    assert chain.group_opacity(options.Request(model="restore"), {**plan.row, "defaults": {"strength": 90.0}}) == 90.0
     assert chain.group_opacity(options.Request(model="restore", values={"strength": 150}), plan.row) == 100.0
 
 

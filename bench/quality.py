@@ -91,7 +91,10 @@ def find_mate_dir(given: str | None) -> tuple[Path | None, str]:
     return cands[-1], f"mate-backgrounds fetched into {data}"
 
 
-def load_photos(names: list[str] | None, crop: int, mate_dir: str | None) -> tuple[dict[str, np.ndarray], list[str]]:
+def load_photos(names: list[str] | None, crop: int, mate_dir: str | None, pick: Callable | None = None
+                ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The held-out photos, each cut to one crop x crop window by ``pick`` (default: the most
+    detailed window, :func:`detail_crop`)."""
     import skimage.data as sd
     notes = []
     photos: dict[str, np.ndarray] = {}
@@ -114,24 +117,42 @@ def load_photos(names: list[str] | None, crop: int, mate_dir: str | None) -> tup
                 photos[n] = box_down2(_rgb01(np.asarray(Image.open(md / f"{n}.jpg").convert("RGB"))))
     if names is not None:
         photos = {n: photos[n] for n in names if n in photos}
-    return {n: detail_crop(p, crop) for n, p in photos.items()}, notes
+    pick = pick or detail_crop
+    return {n: pick(p, crop) for n, p in photos.items()}, notes
 
 
 def detail_crop(p: np.ndarray, crop: int) -> np.ndarray:
     """The crop x crop window (on a crop/4 grid) with the most luma gradient energy:
     deterministic, and it avoids judging restorers on flat sky or bokeh."""
+    return _window(p, crop, flattest=False)
+
+
+def flat_crop(p: np.ndarray, crop: int) -> np.ndarray:
+    """The crop x crop window with the LEAST luma gradient energy among those with at most 1 % of
+    pixels near black or white (clipping would bias the added noise): sky, wall, bokeh - where a
+    denoiser's leftover blotches show most (issue 15)."""
+    return _window(p, crop, flattest=True)
+
+
+def _window(p: np.ndarray, crop: int, flattest: bool) -> np.ndarray:
     h, w = p.shape[:2]
     c = min(crop, h, w) // 4 * 4
     y_ = 0.299 * p[..., 0] + 0.587 * p[..., 1] + 0.114 * p[..., 2]
     g = np.abs(np.diff(y_, axis=0))[:, :-1] + np.abs(np.diff(y_, axis=1))[:-1, :]
     ii = np.pad(g.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    best, by, bx = -1.0, 0, 0
+    clipped = ((p < 0.02) | (p > 0.98)).any(axis=2).astype(np.float64)
+    ic = np.pad(clipped.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    best, by, bx = None, 0, 0
     st = max(c // 4, 1)
     for y in range(0, h - c + 1, st):
         for x in range(0, w - c + 1, st):
             y1, x1 = min(y + c - 1, g.shape[0]), min(x + c - 1, g.shape[1])
             e = ii[y1, x1] - ii[y, x1] - ii[y1, x] + ii[y, x]
-            if e > best:
+            if flattest:
+                if ic[y + c, x + c] - ic[y, x + c] - ic[y + c, x] + ic[y, x] > 0.01 * c * c:
+                    continue
+                e = -e
+            if best is None or e > best:
                 best, by, bx = e, y, x
     return np.ascontiguousarray(p[by:by + c, bx:bx + c])
 
@@ -484,7 +505,8 @@ def summarize(res: list[Result]):
                 float(np.mean([r.psnr_rgb for r in v]))) for k, v in by.items()}
 
 
-def write_md(res: list[Result], photos: dict, notes: list[str], args, path: Path, png_name: str) -> None:
+def write_md(res: list[Result], photos: dict, notes: list[str], args, path: Path, png_name: str,
+             flat: list[Result] | None = None, flat_photos: dict | None = None) -> None:
     summ = summarize(res)
     case_order = list(dict.fromkeys(r.case for r in res))
     lines = ["# Quality benchmark (bench/quality.py)", "",
@@ -533,8 +555,38 @@ def write_md(res: list[Result], photos: dict, notes: list[str], args, path: Path
                 r = idx.get((c, m, p))
                 cells.append(f"{r.psnr:.2f} / {r.ssim:.3f}" if r else "–")
             lines.append(f"| {c} | {m} | " + " | ".join(cells) + " |")
+    if flat and flat_photos:
+        lines += _flat_section(flat, flat_photos)
     lines += ["", "## Notes", ""] + [f"- {n}" for n in dict.fromkeys(notes)] + [""]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _flat_section(flat: list[Result], flat_photos: dict) -> list[str]:
+    """The denoise cases on each photo's flattest window: mean and per photo, RGB and luma PSNR."""
+    summ = summarize(flat)
+    lines = ["", "## Noise on flat crops (sky, wall, bokeh)", "",
+             "The same noise cases on each held-out photo's flattest well-exposed window (bench/quality.py "
+             "`flat_crop`: least luma gradient energy, at most 1 % of pixels near black or white): "
+             + ", ".join(f"{k} {v.shape[1]}x{v.shape[0]}" for k, v in flat_photos.items())
+             + ". Leftover blotches and colour mottling show here, not in the detailed crops above.", "",
+             "| case | method | PSNR RGB dB | PSNR Y dB | SSIM | ms/MP | n |", "|---|---|---:|---:|---:|---:|---:|"]
+    for c in dict.fromkeys(r.case for r in flat):
+        ms = [m for (cc, m) in summ if cc == c]
+        best = max(summ[(c, m)][4] for m in ms)
+        for m in ms:
+            p, s, t, n, p_rgb = summ[(c, m)]
+            pr = f"**{p_rgb:.2f}**" if p_rgb == best else f"{p_rgb:.2f}"
+            lines.append(f"| {c} | {m} | {pr} | {p:.2f} | {s:.4f} | {t * 1000:.0f} | {n} |")
+    pn = list(flat_photos)
+    idx = {(r.case, r.method, r.photo): r for r in flat}
+    lines += ["", "Per photo, PSNR RGB / Y (dB):", "", "| case | method | " + " | ".join(pn) + " |",
+              "|---|---|" + "---:|" * len(pn)]
+    for c in dict.fromkeys(r.case for r in flat):
+        for m in dict.fromkeys(r.method for r in flat if r.case == c):
+            cells = [f"{idx[(c, m, p)].psnr_rgb:.2f} / {idx[(c, m, p)].psnr:.2f}" if (c, m, p) in idx else "–"
+                     for p in pn]
+            lines.append(f"| {c} | {m} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(res: list[Result], path: Path) -> None:
@@ -602,6 +654,14 @@ def main(argv: list[str] | None = None) -> int:
     cache = ROOT / "bench" / "data" / "quality_cache.json"
     res = run(cases, photos, wanted, notes, verbose=not args.quiet, cache_path=cache, crop=args.crop,
               reuse=args.reuse_baselines)
+    flat: list[Result] = []
+    flat_photos: dict[str, np.ndarray] = {}
+    noise_cases = [c for c in cases if c.task == "denoise"]
+    if noise_cases and not args.quick:      # the same noise on each photo's flattest window (issue 15)
+        flat_photos, _ = load_photos(names, args.crop, args.mate_dir, pick=flat_crop)
+        flat_photos = {f"{n}~flat": p for n, p in flat_photos.items()}
+        flat = run(noise_cases, flat_photos, wanted, notes, verbose=not args.quiet, cache_path=cache,
+                   crop=args.crop, reuse=args.reuse_baselines)
     if args.reuse_baselines:
         notes.append("baseline rows (and their timings) reused from an earlier run of this script with the same "
                      "photos, crops and seeds (--reuse-baselines); our models rerun")
@@ -628,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
                      "every blur case, so its rows equal the input's); it is not meant for motion blur (its "
                      "motion rows show what it does there). deblur-focus-told-radius is given the true radius")
     notes.append(f"total benchmark wall time {time.time() - t0:.0f} s")
-    write_md(res, photos, notes, args, out, png.name)
+    write_md(res, photos, notes, args, out, png.name, flat=flat, flat_photos=flat_photos)
     print(f"wrote {out} and {png}")
     return 0
 

@@ -1,7 +1,8 @@
 """Write engine/data/trained/manifest.json: sha256, size, licence and training facts of our own models
 (the denoiser, the sharpener and restore-dust's detector).
 
-Run after models/train/train.py (it reads <task>_train_summary.json next to the ONNX files).
+Run after models/train/train.py (it reads <task>_train_summary*.json next to the ONNX files) and, for
+the denoiser, models/train/chroma_filter.py (<task>_post.json: what was appended to the trained graph).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def main() -> None:
         if not p.is_file():
             continue
         stages = [json.loads(q.read_text()) for q in sorted(TRAINED.glob(f"{name}_train_summary_stage*.json"))]
+        post = TRAINED / f"{name}_post.json"
         models[name] = {
             "file": p.name,
             "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
@@ -36,6 +38,8 @@ def main() -> None:
                                "not clipped"),
             "training_stages": stages,
         }
+        if post.is_file():
+            models[name]["post_processing"] = json.loads(post.read_text())
     out = {"format": 1, "models": models}
     (TRAINED / "manifest.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: v["sha256"] for k, v in models.items()}))

@@ -18,6 +18,8 @@ for task in denoise sharpen; do
 done
 # stage 4, denoiser only (a 4th sharpener stage made short motion blur worse and was not shipped)
 $PY $T --task denoise --init engine/data/trained/denoise_stage3.pt --noise-input --detail 0.5 --lr 5e-4 --seed 1 --steps 5000 --budget-min 12 --tag _stage4 "$@"
+# the denoiser's chroma filter, appended to the exported graph (no training; denoise_post.json records it)
+$PY models/train/chroma_filter.py engine/data/trained/denoise.onnx
 # restore-dust's detector (models/train/train_dust.py): stage 1 from scratch (it ran its full 12000 steps
 # in 30 min), stage 2 weighs confident false positives more (--hard-neg), then the default threshold is
 # calibrated on GIMP's photographic patterns (Debian gimp-data; GIMP_PATTERNS=<dir>/usr/share/gimp/3.0/patterns)

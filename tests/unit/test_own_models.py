@@ -123,6 +123,45 @@ def test_denoise_leaves_clean_photo_nearly_alone(photos) -> None:
         assert _psnr(clean, _run(s, clean)) >= 33.0, n
 
 
+def _chroma_filter_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chroma_filter", REPO / "models" / "train" / "chroma_filter.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_denoise_graph_has_the_chroma_filter_its_reference_states() -> None:
+    """The committed graph = the trained network, then models/train/chroma_filter.py's filter:
+    equal to the script's numpy reference (a wrong weight, radius or colour matrix fails)."""
+    assert _chroma_filter_module().check(TRAINED / "denoise.onnx") < 1e-4
+
+
+def _psnr_rgb(ref: np.ndarray, out: np.ndarray, border: int = 8) -> float:
+    d = (ref - _q8(out))[border:-border, border:-border]
+    return 10 * math.log10(1.0 / max(float(np.mean(d ** 2)), 1e-12))
+
+
+def test_denoise_chroma_filter_gains_on_rgb_keeps_luma_and_spares_clean_photos(photos) -> None:
+    """On held-out photos with colour noise the filter improves RGB PSNR over the network alone,
+    leaves the luma as the network made it, and leaves a clean photo as the network did (its change
+    is clamped to half the measured noise level). Measured: +0.17..+0.62 dB (mean 0.29) at sigma 25
+    on these center crops; on the clean crops at most 0.3 of an 8-bit level, PSNR -0.02..+0.08 dB."""
+    run = _chroma_filter_module().with_network_output(TRAINED / "denoise.onnx")
+    gains = []
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    for i, (n, clean) in enumerate(photos.items()):
+        noisy = _gauss(25)(clean, np.random.default_rng(250 + i))
+        out, net, _ = run(noisy)
+        gains.append(_psnr_rgb(clean, out) - _psnr_rgb(clean, net))
+        assert float(np.abs(out @ luma - net @ luma).max()) < 1e-5, n
+        out_c, net_c, _ = run(clean)
+        assert float(np.abs(out_c - net_c).max()) < 1 / 255, n
+    assert min(gains) > 0.1 and float(np.mean(gains)) >= 0.2, gains
+
+
 # ----------------------------------------------------------------------------- sharpen
 def _gauss_psf(sigma: float) -> np.ndarray:
     r = int(math.ceil(3 * sigma))

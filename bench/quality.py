@@ -525,13 +525,8 @@ def write_md(res: list[Result], photos: dict, notes: list[str], args, path: Path
              "sigma or radius).", "",
              f"![PSNR vs runtime]({png_name})", "", "## Average over photos", "",
              "| case | method | PSNR dB | SSIM | PSNR RGB dB | ms/MP | n |", "|---|---|---:|---:|---:|---:|---:|"]
-    for c in case_order:
-        ms = [m for (cc, m) in summ if cc == c]
-        best = max(summ[(c, m)][0] for m in ms)
-        for m in ms:
-            p, s, t, n, p_rgb = summ[(c, m)]
-            ps = f"**{p:.2f}**" if p == best else f"{p:.2f}"
-            lines.append(f"| {c} | {m} | {ps} | {s:.4f} | {p_rgb:.2f} | {t * 1000:.0f} | {n} |")
+    lines += _mean_rows(summ, case_order, 0,
+                        lambda v, ps: f"{ps} | {v[1]:.4f} | {v[4]:.2f} | {v[2] * 1000:.0f} | {v[3]}")
     blur_cases = [c for c in case_order if c.startswith("blur-")]
     if blur_cases and "Storm" in photos:
         lines += ["", "## Blur cases without Storm", "",
@@ -561,6 +556,20 @@ def write_md(res: list[Result], photos: dict, notes: list[str], args, path: Path
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def _mean_rows(summ: dict, cases: list[str], rank: int, cells: Callable[[tuple, str], str]) -> list[str]:
+    """One table row per (case, method) of ``summarize``'s means; the best of each case on field
+    ``rank`` (0: PSNR Y, 4: PSNR RGB) in bold, passed to ``cells`` with the row's values."""
+    lines = []
+    for c in cases:
+        ms = [m for (cc, m) in summ if cc == c]
+        best = max(summ[(c, m)][rank] for m in ms)
+        for m in ms:
+            v = summ[(c, m)]
+            shown = f"**{v[rank]:.2f}**" if v[rank] == best else f"{v[rank]:.2f}"
+            lines.append(f"| {c} | {m} | {cells(v, shown)} |")
+    return lines
+
+
 def _flat_section(flat: list[Result], flat_photos: dict) -> list[str]:
     """The denoise cases on each photo's flattest window: mean and per photo, RGB and luma PSNR."""
     summ = summarize(flat)
@@ -570,13 +579,8 @@ def _flat_section(flat: list[Result], flat_photos: dict) -> list[str]:
              + ", ".join(f"{k} {v.shape[1]}x{v.shape[0]}" for k, v in flat_photos.items())
              + ". Leftover blotches and colour mottling show here, not in the detailed crops above.", "",
              "| case | method | PSNR RGB dB | PSNR Y dB | SSIM | ms/MP | n |", "|---|---|---:|---:|---:|---:|---:|"]
-    for c in dict.fromkeys(r.case for r in flat):
-        ms = [m for (cc, m) in summ if cc == c]
-        best = max(summ[(c, m)][4] for m in ms)
-        for m in ms:
-            p, s, t, n, p_rgb = summ[(c, m)]
-            pr = f"**{p_rgb:.2f}**" if p_rgb == best else f"{p_rgb:.2f}"
-            lines.append(f"| {c} | {m} | {pr} | {p:.2f} | {s:.4f} | {t * 1000:.0f} | {n} |")
+    lines += _mean_rows(summ, list(dict.fromkeys(r.case for r in flat)), 4,
+                        lambda v, pr: f"{pr} | {v[0]:.2f} | {v[1]:.4f} | {v[2] * 1000:.0f} | {v[3]}")
     pn = list(flat_photos)
     idx = {(r.case, r.method, r.photo): r for r in flat}
     lines += ["", "Per photo, PSNR RGB / Y (dB):", "", "| case | method | " + " | ".join(pn) + " |",

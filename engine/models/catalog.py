@@ -207,12 +207,13 @@ CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(id="denoise", task="denoise", scale=1, native_scale=1, title="EnhanceLayer blind photo denoiser",
               family="own", license=LICENSE_OWN, source="engine/data/trained/denoise.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=_UNET_ALIGN,
-              # the U-Net's 32 px + 2 x 4 px of the chroma filter after it (models/train/chroma_filter.py)
-              receptive_field=40, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000, measures_noise=True,
-              notes="Measures the noise level once over the whole image (its in-graph estimate made an "
-                    "input: engine/models/global_stats.py), so every tile uses the same level; the "
-                    "network's colour is then steered by its own brightness (a guided filter in the graph, "
-                    "weighted by that level), which removes colour mottling in flat areas.",
+              # the U-Net's 32 px + 2 x 3 px of the chroma filter after it (models/train/chroma_filter.py)
+              receptive_field=38, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000, measures_noise=True,
+              notes="Measures the noise level, and the colour noise alone, once over the whole image (its "
+                    "in-graph estimates made inputs: engine/models/global_stats.py), so every tile uses the "
+                    "same levels; the network's colour is then steered by its own brightness (a guided "
+                    "filter in the graph, as strong as the colour noise), which removes colour mottling "
+                    "in flat areas.",
               purpose="denoise", label="Automatic (measures the noise)",
               description="Measures how noisy the selection is and removes the noise; lower Strength or "
                           "add Grain to keep some texture."),

@@ -128,19 +128,21 @@ def _with_whole_image_statistic(model: Any, req: TaskRequest, given: float
     found = with_image_statistic(model)
     if found is None:
         return None
-    split_model, stat = found
+    split_model, stats = found
     spec = model.spec
-    if given > 0.0:                  # the retoucher's level: sigma per channel -> the channel mean's
-        value = given / 255.0 / np.sqrt(3.0)
-    else:
-        strip, hp, wp = global_stats.padded_reader(req.rgb, req.height, req.width, spec)
-        try:
-            value = stat.of(strip, hp, wp)
-        except ValueError:           # smaller than one block: the graph measures each tile itself
-            return None
-    fixed = np.full((1, 1, 1, 1), value, np.float32)
+    fixed = {}
+    for i, stat in enumerate(stats):
+        if given > 0.0:              # the retoucher's level: sigma per channel -> what each statistic reads
+            value = stat.for_sigma(given / 255.0)
+        else:
+            strip, hp, wp = global_stats.padded_reader(req.rgb, req.height, req.width, spec)
+            try:
+                value = stat.of(strip, hp, wp)
+            except ValueError:       # smaller than one block: the graph measures each tile itself
+                return None
+        fixed[global_stats.input_name(i)] = np.full((1, 1, 1, 1), value, np.float32)
 
     def net(t: np.ndarray) -> np.ndarray:
-        return next(iter(split_model.feed({"input": t, global_stats.STAT_INPUT: fixed}).values()))
+        return next(iter(split_model.feed({"input": t, **fixed}).values()))
 
     return lambda x: prepost.run_with(spec, net, x)

@@ -21,13 +21,13 @@ def _noisy(coffee: np.ndarray, h: int = 230, w: int = 330, sigma: float = 20 / 2
 
 
 def _measured_run(model, x: np.ndarray) -> np.ndarray:
-    split_model, stat = with_image_statistic(model)
+    split_model, stats = with_image_statistic(model)
     spec = model.spec
     strip, hp, wp = global_stats.padded_reader(lambda y0, y1, x0, x1: x[y0:y1, x0:x1], x.shape[0], x.shape[1],
                                                spec)
-    level = np.full((1, 1, 1, 1), stat.of(strip, hp, wp), np.float32)
-    return prepost.run_with(spec, lambda t: next(iter(split_model.feed(
-        {"input": t, global_stats.STAT_INPUT: level}).values())), x)
+    levels = {global_stats.input_name(i): np.full((1, 1, 1, 1), stat.of(strip, hp, wp), np.float32)
+              for i, stat in enumerate(stats)}
+    return prepost.run_with(spec, lambda t: next(iter(split_model.feed({"input": t, **levels}).values())), x)
 
 
 def test_the_measured_level_reproduces_the_original_graph_on_the_whole_image(coffee, monkeypatch):
@@ -54,21 +54,43 @@ def test_tiles_of_any_size_give_the_whole_image(coffee, model_id, tile):
     assert float(np.abs(res.image - whole).max()) <= 1.0 / 255.0
 
 
-def test_only_the_noise_statistic_is_rewritten_and_the_file_comes_back(tmp_path: Path):
+def test_only_the_noise_statistics_are_rewritten_and_the_file_comes_back(tmp_path: Path):
     assert global_stats.find(onnx.load(str(registry.verified_onnx_path("sharpen")))) is None
     den = registry.verified_onnx_path("denoise")
     sg = global_stats.split(den, tmp_path)
     assert sg is not None and sg.statistic.block == 32 and sg.statistic.align == 4
+    # the network's level (the channel mean), then the colour filter's Cb and Cr levels
+    # (models/train/chroma_filter.py), each its own input
+    assert sg.statistic.mix is None and [s.mix is not None for s in sg.statistics] == [False, True, True]
     g = onnx.load(str(sg.path)).graph
-    assert [i.name for i in g.input] == ["input", global_stats.STAT_INPUT]
-    # the dead estimator went (its ReduceMin, and its only Abs); the chroma filter after the network
-    # (models/train/chroma_filter.py) now reads the statistic from the input, as the network does
+    assert [i.name for i in g.input] == ["input"] + [global_stats.input_name(i) for i in range(3)]
+    # every estimator went (no ReduceMin, no Abs left); each input has readers
     assert not any(n.op_type in ("ReduceMin", "Abs") for n in g.node)
-    readers = [n.name for n in g.node if global_stats.STAT_INPUT in n.input]
-    assert len([r for r in readers if not r.startswith("chroma_filter/")]) == 1          # the network's
-    assert len(readers) >= 2                                                              # and the filter's
+    readers = {name: [n.name for n in g.node if name in n.input] for name in (i.name for i in g.input[1:])}
+    assert len([r for r in readers[global_stats.STAT_INPUT] if not r.startswith("chroma_filter/")]) == 1
+    assert all(r and all(x.startswith("chroma_filter/") for x in r) for name, r in readers.items()
+               if name != global_stats.STAT_INPUT)
     sg.path.unlink()
     assert global_stats.split(den, tmp_path).path.is_file()                      # rebuilt, not a stale name
+
+
+def test_a_mixed_statistic_reads_that_mix_and_a_given_sigma_maps_through_it():
+    """The colour levels measure Cb / Cr of the image (luma-only noise leaves them low) and a
+    retoucher's sigma maps to each statistic by the length of its channel weights."""
+    stats = global_stats.find_all(onnx.load(str(registry.verified_onnx_path("denoise"))))
+    mean, cb, cr = (s for _, s in stats)
+    assert mean.for_sigma(0.1) == pytest.approx(0.1 / np.sqrt(3.0))
+    assert cb.for_sigma(0.1) == pytest.approx(0.1 * float(np.linalg.norm(cb.mix)))
+    rng = np.random.default_rng(3)
+    flat = np.full((96, 96, 3), 0.5, np.float32)
+    colour = np.clip(flat + rng.normal(0, 20 / 255, flat.shape), 0, 1).astype(np.float32)
+    luma = np.clip(flat + rng.normal(0, 20 / 255, flat.shape[:2] + (1,)), 0, 1).astype(np.float32)
+
+    def level(stat, x):
+        return stat.of(lambda r0, r1: x[r0:r1], x.shape[0], x.shape[1])
+    assert level(cb, colour) == pytest.approx(cb.for_sigma(20 / 255), rel=0.15)
+    assert level(cb, luma) < 0.05 * level(cb, colour) and level(cr, luma) < 0.05 * level(cr, colour)
+    assert level(mean, luma) == pytest.approx(20 / 255, rel=0.15)        # the network's level sees it all
 
 
 def test_the_retouchers_noise_level_steers_the_denoiser(coffee):

@@ -124,13 +124,10 @@ def test_denoise_leaves_clean_photo_nearly_alone(photos) -> None:
 
 
 def _chroma_filter_module():
-    import importlib.util
+    """models/train/chroma_filter.py (a training-side script, not part of the engine package)."""
+    from models.train import chroma_filter
 
-    spec = importlib.util.spec_from_file_location("chroma_filter", REPO / "models" / "train" / "chroma_filter.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return chroma_filter
 
 
 def test_denoise_graph_has_the_chroma_filter_its_reference_states() -> None:
@@ -147,8 +144,8 @@ def _psnr_rgb(ref: np.ndarray, out: np.ndarray, border: int = 8) -> float:
 def test_denoise_chroma_filter_gains_on_rgb_keeps_luma_and_spares_clean_photos(photos) -> None:
     """On held-out photos with colour noise the filter improves RGB PSNR over the network alone,
     leaves the luma as the network made it, and leaves a clean photo as the network did (its change
-    is clamped to half the measured noise level). Measured: +0.17..+0.62 dB (mean 0.29) at sigma 25
-    on these center crops; on the clean crops at most 0.3 of an 8-bit level, PSNR -0.02..+0.08 dB."""
+    follows the measured colour noise). Measured: +0.22..+0.59 dB (mean 0.31) at sigma 25 on these
+    center crops; on the clean crops at most 0.02 of an 8-bit level."""
     run = _chroma_filter_module().with_network_output(TRAINED / "denoise.onnx")
     gains = []
     luma = np.array([0.299, 0.587, 0.114], np.float32)
@@ -158,8 +155,25 @@ def test_denoise_chroma_filter_gains_on_rgb_keeps_luma_and_spares_clean_photos(p
         gains.append(_psnr_rgb(clean, out) - _psnr_rgb(clean, net))
         assert float(np.abs(out @ luma - net @ luma).max()) < 1e-5, n
         out_c, net_c, _ = run(clean)
-        assert float(np.abs(out_c - net_c).max()) < 1 / 255, n
+        assert float(np.abs(out_c - net_c).max()) < 0.5 / 255, n
     assert min(gains) > 0.1 and float(np.mean(gains)) >= 0.2, gains
+
+
+def test_denoise_chroma_filter_leaves_brightness_only_noise_to_the_network(photos) -> None:
+    """Noise in the brightness alone (film grain; a phone JPEG after in-camera colour noise
+    reduction) has no colour noise to remove: the filter, which follows the colour noise level,
+    leaves the network's colour as it was (weighting by the overall level cost such photos up to
+    0.48 dB: models/train/chroma_filter.py)."""
+    run = _chroma_filter_module().with_network_output(TRAINED / "denoise.onnx")
+    for i, (n, clean) in enumerate(photos.items()):
+        rng = np.random.default_rng(400 + i)
+        noisy = _q8(clean + rng.normal(0, 25 / 255, clean.shape[:2] + (1,)))
+        out, net, colour_level = run(noisy)
+        # measured 0-1.5 levels (rounding, and clipping in the cup's highlights), where the same
+        # sigma in colour reads ~15; the change at most 0.26 of a level, PSNR -0.00..+0.01 dB
+        assert colour_level < 2 / 255, (n, colour_level * 255)
+        assert float(np.abs(out - net).max()) < 1 / 255, n
+        assert _psnr_rgb(clean, out) >= _psnr_rgb(clean, net) - 0.02, n
 
 
 # ----------------------------------------------------------------------------- sharpen

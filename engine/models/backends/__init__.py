@@ -216,10 +216,11 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
     return _cached((model_id, dev, str(path)), lambda: OnnxModel(spec, path, dev))
 
 
-def with_image_statistic(model: LoadedModel) -> Optional[tuple[OnnxModel, NoiseStatistic]]:
+def with_image_statistic(model: LoadedModel) -> Optional[tuple[OnnxModel, tuple[NoiseStatistic, ...]]]:
     """For a network that measures the image inside its graph (our denoiser's noise level:
     engine/models/global_stats.py), the same network with that measurement as an input, on the
-    same runtime, and the measurement's constants; None for every other model (and for the ncnn
+    same runtime, and the constants of each measurement (input ``global_stats.input_name(i)`` for
+    the i-th); None for every other model (and for the ncnn
     runtime, which runs the wheels' own files). Only a model the catalog marks ``measures_noise``
     is looked at: analysing a graph means reading it (1.2 s for photo-x4's 66 MB, once per process)."""
     from engine.models import global_stats
@@ -234,4 +235,4 @@ def with_image_statistic(model: LoadedModel) -> Optional[tuple[OnnxModel, NoiseS
     spec, device = model.spec, model.device
     m = _cached((spec.id, device, str(sg.path)), lambda: OnnxModel(spec, sg.path, device))
     assert isinstance(m, OnnxModel)
-    return m, sg.statistic
+    return m, sg.statistics

@@ -207,6 +207,11 @@ def _rewrite(model, stat_names: list[str]):
             needed.update(i for i in n.input if i)
     del g.node[:]
     g.node.extend(reversed(keep))
+    # and the constants only those nodes read (ONNX Runtime would warn about each on every load)
+    used = {i for n in keep for i in n.input} | {o.name for o in g.output}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
     onnx.checker.check_model(model)
     return model
 
@@ -233,7 +238,7 @@ def split(path: Path, cache: Path) -> Optional[SplitGraph]:
     if found is None:
         return None
     digest, names, stats = found
-    out = cache / f"{digest}-stat-input.onnx"
+    out = cache / f"{digest}-stat-input-2.onnx"      # -2: unused constants removed too
     if not out.is_file():
         try:
             out.parent.mkdir(parents=True, exist_ok=True)

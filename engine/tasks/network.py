@@ -130,12 +130,12 @@ def _with_whole_image_statistic(model: Any, req: TaskRequest, given: float
         return None
     split_model, stats = found
     spec = model.spec
+    strip, hp, wp = global_stats.padded_reader(req.rgb, req.height, req.width, spec)
     fixed = {}
     for i, stat in enumerate(stats):
         if given > 0.0:              # the retoucher's level: sigma per channel -> what each statistic reads
             value = stat.for_sigma(given / 255.0)
         else:
-            strip, hp, wp = global_stats.padded_reader(req.rgb, req.height, req.width, spec)
             try:
                 value = stat.of(strip, hp, wp)
             except ValueError:       # smaller than one block: the graph measures each tile itself

@@ -7,7 +7,8 @@ which drives the plug-in's ``core`` code path (and its controller) on a real pho
 expected pixels come from the engine directly through the client in this process.
 
 kritarunner runs on its own Xvfb display with a window + view of the document, like a user's
-Krita: Krita 5.1 can only make a transparency mask through its view (5.2 has an API call).
+Krita (Krita 5.1 gets its masks from a loaded template, plugin/krita/enhancelayer/detached_mask.py,
+so they need no view: test_no_view_krita_51_still_masks).
 Every Route A test also runs in Krita 5.2.9 from the Debian trixie chroot and in Krita 5.3
 from the Debian sid chroot that .ci/setup-gimp3.sh makes (`setup-gimp3.sh sid`; when krita is
 installed there; skipped with the reason otherwise), offscreen and in a private mount
@@ -561,18 +562,21 @@ class TestCore:
         ys, xs = np.nonzero(selection)
         assert abs(xs.min() - 2 * sel[0]) <= 10 and abs(ys.min() - 2 * sel[1]) <= 10
 
-    @pytest.mark.parametrize("krita_home", ["debian"], indirect=True)   # >= 5.2 makes the mask without a view
-    def test_no_view_krita_51_bakes_selection_into_alpha(self, engine, krita_home, photos, tmp_path, xserver):
-        """Krita 5.1 without any view (a script in kritarunner) cannot make a transparency
-        mask: the selection goes into the new layer's alpha instead, still pixel-exact."""
+    @pytest.mark.parametrize("krita_home", ["debian"], indirect=True)   # >= 5.2 runs without a view anyway
+    def test_no_view_krita_51_still_masks(self, engine, krita_home, photos, tmp_path, xserver):
+        """Krita 5.1 without any view (a script in kritarunner): the layer still gets a real
+        transparency mask (from the loaded template; before, the selection went into the
+        layer's alpha), and the feathered selection shows pixel-exact."""
         sel = [60, 50, 120, 90]
         res = run_krita(krita_home, engine, {
             "scenario": "core", "png": str(photos["dir"] / "coffee.png"), "select": sel,
             "feather": 4, "model": "jpeg-clean-1", "strength": 60, "window_override": False},
             tmp_path, xserver)
         check_common(res, "Enhanced · jpeg-clean-1 · 60%")
-        if res["krita_version"].startswith("5.1"):
-            assert res["info"]["mask"] == "alpha" and res["children"] == []
+        assert res["krita_version"].startswith("5.1"), res["krita_version"]
+        assert res["info"]["mask"] == "mask" and res["children"] == [["Selection", "transparencymask"]]
+        assert np.array_equal(raw(res, "mask.raw", np.uint8, 300, 200, 1),
+                              raw(res, "selection.raw", np.uint8, 300, 200, 1)), "the mask is the selection"
         W, H = 300, 200
         selection = raw(res, "selection.raw", np.uint8, W, H, 1)
         comp = raw(res, "composite.raw", np.uint8, W, H)
@@ -696,12 +700,9 @@ class TestCore:
         assert [c[0] for c in g["children"]] == ["1 · Dust & scratches", "2 · Faded colour", "3 · Noise"], g
         assert all(c[1] == "paintlayer" for c in g["children"]), g
         kinds = [k for _n, k in res["info"]["steps"]]
-        if krita_home["host"] in CHROOTS:        # 5.2+: every step has its mask
-            assert kinds == ["mask"] * 3, res["info"]
-            assert [c[2] for c in g["children"]] == [[["Defects", "transparencymask"]]] + \
-                [[["Selection", "transparencymask"]]] * 2, g
-        else:                                    # 5.1 (with a view): through the view's mask action
-            assert kinds == ["mask"] * 3, res["info"]
+        assert kinds == ["mask"] * 3, res["info"]          # every step has its mask (5.1 too)
+        assert [c[2] for c in g["children"]] == [[["Defects", "transparencymask"]]] + \
+            [[["Selection", "transparencymask"]]] * 2, g
         W, H = 512, 512
         rx, ry, rw, rh = res["info"]["region"]
         crop = np.dstack([dusty, np.full((H, W), 255, np.uint8)])[ry:ry + rh, rx:rx + rw]
@@ -773,15 +774,12 @@ class TestCore:
         name = "Review · jpeg-clean-1 · " + ("red = check here" if alpha.max() >= 76 else "nothing flagged")
         assert res["review_layer"] == {"name": name, "visible": show, "opacity": 153}, res["review_layer"]
         result = "Enhanced · jpeg-clean-1 · 60%"
-        if krita_home["host"] in CHROOTS:
-            # Krita >= 5.2: the result and its review map in one pass-through group, added at once
-            # (one undo step), the review layer on top; the source stays right below
-            assert new_layers(res) == [result], res["layers_after"]
-            assert res["review_group"] == {"name": result, "type": "grouplayer", "pass_through": True,
-                                           "children": [result, name]}, res["review_group"]
-            assert res["layer_index"] == res["source_index"] + 1
-        else:                           # 5.1: two layers, each its own undo step
-            assert sorted(new_layers(res)) == sorted([result, name])
+        # the result and its review map in one pass-through group, added at once (one undo
+        # step), the review layer on top; the source stays right below (5.1 too)
+        assert new_layers(res) == [result], res["layers_after"]
+        assert res["review_group"] == {"name": result, "type": "grouplayer", "pass_through": True,
+                                       "children": [result, name]}, res["review_group"]
+        assert res["layer_index"] == res["source_index"] + 1
         assert res["source_unchanged"]
 
     @pytest.mark.parametrize("output", ["masked", "layer"])
@@ -990,9 +988,9 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, kind):
     """The full Krita app (window + view), the plug-in's own core, then Krita's own Undo ONCE.
     Krita 5.2 (built off the tree, added once): the layer and its mask are gone together; so
     is a "Restore old photo" group with its step layers and their masks, and a result with its
-    review map (both in one pass-through group). Krita 5.1 makes its
-    masks through the view's action, a step each: one Undo leaves the layer without its mask,
-    or the group with its layers (the known limit the README states; asserted so a change shows)."""
+    review map (both in one pass-through group). Krita 5.1 too: its masks come from a loaded
+    template (before, through the view's action, a step each: the first Undo left the layer
+    without its mask)."""
     home = krita_home["home"]
     pk = krita_home["pykrita"]
     shutil.copy(HERE / "undo_plugin" / "enhancelayer_undo.desktop", pk)
@@ -1037,10 +1035,7 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, kind):
     assert out.exists(), (tmp_path / "krita.log").read_text(errors="replace")[-3000:]
     res = json.loads(out.read_text())
     assert "error" not in res, res
-    krita51 = krita_home["host"] not in CHROOTS
-    # Krita 5.1's full app ignores setActiveNode on a layer a script made inside a group, and its
-    # mask action needs the layer active: there the steps' selection goes into their alpha
-    assert res["mask"] == ("alpha" if chain and krita51 else "mask"), res
+    assert res["mask"] == "mask", res          # every layer has its mask (5.1 too)
 
     def ours(layers: list) -> list:           # "Selection Mask" is the user's selection, Krita's node
         return [x for x in layers if x[0] != "Selection Mask"]
@@ -1050,29 +1045,17 @@ def test_one_undo_in_the_full_app(engine, krita_home, photos, tmp_path, kind):
         return [re.sub(r"^Review · jpeg-clean-1 · .*", "Review", x) if isinstance(x, str) else
                 [re.sub(r"^Review · jpeg-clean-1 · .*", "Review", x[0]), review(x[1])] for x in layers]
     if chain:
-        steps = ["1 · Faded colour", "2 · Noise"] if krita51 else \
-            [["1 · Faded colour", ["Selection"]], ["2 · Noise", ["Selection"]]]
+        steps = [["1 · Faded colour", ["Selection"]], ["2 · Noise", ["Selection"]]]
         result = ["Enhanced · restore · 60%", steps]
     else:
         result = ["Enhanced · jpeg-clean-1 · 60%", ["Selection"]]
     if kind == "layer+review":
-        if krita51:                    # two layers, the review layer on top
-            after = [["Background", []], result, ["Review", []]]
-        else:
-            after = [["Background", []], ["Enhanced · jpeg-clean-1 · 60%", [result, "Review"]]]
+        after = [["Background", []], ["Enhanced · jpeg-clean-1 · 60%", [result, "Review"]]]
         assert review(ours(res["after_run"])) == after, res
     else:
         assert ours(res["after_run"]) == [["Background", []], result], res
-    if not krita51:
-        assert res["version"].startswith(KRITA_VERSION[krita_home["host"]]), res
-        assert ours(res["after_one_undo"]) == [["Background", []]], f"one Undo left {res['after_one_undo']}"
-    else:
-        assert res["version"].startswith("5.1"), res
-        # the known limit: the first Undo takes only the last mask, the last step's layer, or
-        # the review layer
-        left = ["Enhanced · restore · 60%", ["1 · Faded colour"]] if chain else \
-            result if kind == "layer+review" else ["Enhanced · jpeg-clean-1 · 60%", []]
-        assert ours(res["after_one_undo"]) == [["Background", []], left], res
+    assert res["version"].startswith(KRITA_VERSION[krita_home["host"]]), res
+    assert ours(res["after_one_undo"]) == [["Background", []]], f"one Undo left {res['after_one_undo']}"
 
 
 # ----------------------------------------------------------------------------- Route B

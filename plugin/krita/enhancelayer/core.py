@@ -75,6 +75,8 @@ else:
         class UserError(Exception):
             pass
 
+from . import detached_mask
+
 SETTINGS_GROUP = "enhancelayer"
 _UNSET = "\x00unset"          # readSetting's default: tells "never stored" from ""
 
@@ -423,40 +425,6 @@ def _all_nodes(node: Any) -> list:
     return out
 
 
-def _mask_ids(doc: Any) -> set:
-    return {str(n.uniqueId()) for n in _all_nodes(doc.rootNode()) if n.type() == "transparencymask"}
-
-
-def _new_layer_via_action(doc: Any, node: Any) -> Any:
-    """Krita 5.1 with a view: let Krita's own "add paint layer" make the layer above the
-    active node, so its layer docker activates it (``setActiveNode`` on a node made by the
-    script is ignored by 5.1's full app, and its mask action works on the active node).
-    Returns None when that cannot be done exactly above ``node``."""
-    from krita import Krita
-
-    from .qt import QCoreApplication
-    app = Krita.instance()
-    action = app.action("add_new_paint_layer")
-    active = doc.activeNode()
-    if action is None or hasattr(doc, "createTransparencyMask") or not _active_view_shows(doc) \
-            or active is None or active.uniqueId() != node.uniqueId():
-        return None
-    parent = node.parentNode()
-    before = {str(c.uniqueId()) for c in parent.childNodes()}
-    action.trigger()
-    doc.waitForDone()
-    QCoreApplication.processEvents()
-    kids = parent.childNodes()
-    new = [c for c in kids if str(c.uniqueId()) not in before]
-    if len(new) != 1:
-        return None
-    ids = [str(c.uniqueId()) for c in kids]
-    if new[0].type() != "paintlayer" or ids.index(str(new[0].uniqueId())) != ids.index(str(node.uniqueId())) + 1:
-        new[0].remove()
-        return None
-    return new[0]
-
-
 def _activate(doc: Any, node: Any, wait_s: float = 2.0) -> bool:
     """Make ``node`` the active layer. With a view, the layer docker learns about nodes through
     queued signals and ignores ``setActiveNode`` until then, so retry for a moment; True when
@@ -482,45 +450,24 @@ def _activate(doc: Any, node: Any, wait_s: float = 2.0) -> bool:
         doc.setActiveNode(node)
 
 
-def _add_mask(doc: Any, layer: Any, sel: Any, user_sel: Any, name: str = "Selection") -> tuple:
-    """Transparency mask from ``sel`` on ``layer``; returns (kind, mask node or None).
+def _add_mask(doc: Any, layer: Any, sel: Any, box: tuple, name: str = "Selection") -> tuple:
+    """Transparency mask from ``sel`` (within ``box``) on ``layer``, made off the tree so the
+    caller adds layer and mask in one undo step; returns (kind, mask node or None).
 
-    Krita >= 5.2 has ``createTransparencyMask``; 5.1 only makes one through its action,
-    which needs a view of the document (always there for a user). Without a view (5.1
-    headless) the selection goes into the new layer's alpha instead ("alpha"). The user's
-    selection (``user_sel``; None: there was none) is put back afterwards."""
+    Krita >= 5.2 has ``createTransparencyMask``; 5.1 gets a detached mask from a loaded
+    template (:mod:`detached_mask`). Where neither works: ("alpha", None), and the caller puts
+    the selection into the layer's alpha instead."""
     if hasattr(doc, "createTransparencyMask"):
         mask = doc.createTransparencyMask(name)
         mask.setSelection(sel)
-        layer.addChildNode(mask, None)
-        return "mask", mask
-    from krita import Krita
-    action = Krita.instance().action("add_new_transparency_mask")
-    if action is not None and _active_view_shows(doc):
-        doc.waitForDone()
-        if not _activate(doc, layer):     # the mask action works on the active node
+    else:
+        from krita import Krita
+        mask = detached_mask.transparency_mask(Krita.instance(), name)
+        if mask is None:
             return "alpha", None
-        ids_before = _mask_ids(doc)
-        doc.setSelection(sel)
-        doc.waitForDone()
-        action.trigger()
-        doc.waitForDone()
-        new = [c for c in layer.childNodes() if c.type() == "transparencymask"
-               and str(c.uniqueId()) not in ids_before]
-        # a mask the action put anywhere else (it follows the view's active node) goes away
-        for n in _all_nodes(doc.rootNode()):
-            if n.type() == "transparencymask" and str(n.uniqueId()) not in ids_before \
-                    and not any(n.uniqueId() == m.uniqueId() for m in new):
-                n.remove()
-        if user_sel is not None:
-            doc.setSelection(user_sel)
-        else:
-            from krita import Selection
-            doc.setSelection(Selection())      # there was none: deselect again
-        if new:
-            new[0].setName(name)
-            return "mask", new[0]
-    return "alpha", None
+        mask.setPixelData(bytes(sel.pixelData(*box)), *box)
+    layer.addChildNode(mask, None)
+    return "mask", mask
 
 
 def _new_document(src: Source, plan: Plan, piece: output.Piece, name: str, info: dict) -> dict:
@@ -594,50 +541,32 @@ def write_result(src: Source, plan: Plan, result: Any) -> dict:
         keep = src.region if masked else src.bbox
         piece = output.split_result(last, src.region, keep, s)
         parent = node.parentNode()
-        # Krita >= 5.2 makes masks without a view: the layer is built off the tree, mask
-        # included, and added once below, so one undo step removes both. In 5.1 every
-        # addChildNode / mask action is its own undo step, and its mask needs the layer in the
-        # tree (checked in 5.1 with a view: an off-tree layer + mask added once IS one step,
-        # but 5.1 cannot fill a mask made off the tree).
-        off_tree = hasattr(doc, "createTransparencyMask")
+        # everything is built off the tree (masks included: Krita >= 5.2 makes them directly,
+        # 5.1 from a loaded template) and added once below: one undo step removes it all
         sel = _scaled_selection(src, s) if masked else None
-        group = None
         if plan.steps:
-            group, (layer, mask_kind, mask_node) = _add_group(src, plan, result, name, keep, sel, off_tree,
-                                                              created, info)
+            group, (layer, mask_kind, mask_node) = _add_group(src, plan, result, name, keep, sel, info)
         else:
             # restore-dust: the repaired spots are the layer's mask (in "layer" mode too: for a
             # dust repair the mask is the point), so a wrong repair can be painted off
-            via_action = (masked or piece.defects is not None) and not off_tree
-            layer = _new_layer_via_action(doc, node) if via_action else None
-            if layer is not None:
-                created.append(layer)
-                layer.setName(name)
-            else:
-                layer = doc.createNode(name, "paintlayer")
-                if not off_tree:
-                    parent.addChildNode(layer, node)   # directly above the source layer
-                    created.append(layer)
+            group = None
+            layer = doc.createNode(name, "paintlayer")
             _prepare_layer(src, layer, output.layer_blend(plan.row))
             mask_kind, mask_node = _paint(src, layer, piece, sel, info)
         review_layer = None
         if plan.request.values.get("review") and piece.review:
             review_layer = _review_layer(doc, model, piece.review, piece.box, plan.request.show_review)
         top = group if group is not None else layer
-        if off_tree:
-            if review_layer is not None:
-                # one undo step for the result AND its review map: both go in one group, added once
-                if group is None:
-                    group = top = doc.createGroupLayer(name)
-                    group.setPassThroughMode(True)     # the result blends with the photo as if loose
-                    group.addChildNode(layer, None)
-                    info["review_group"] = group
-                group.addChildNode(review_layer, group.childNodes()[-1])
-            parent.addChildNode(top, node)             # directly above the source, masks included
-            created.append(top)
-        elif review_layer is not None:                 # 5.1: a step of its own, above the result
-            parent.addChildNode(review_layer, created[0])
-            created.append(review_layer)
+        if review_layer is not None:
+            # the result AND its review map: both in one group, added once
+            if group is None:
+                group = top = doc.createGroupLayer(name)
+                group.setPassThroughMode(True)     # the result blends with the photo as if loose
+                group.addChildNode(layer, None)
+                info["review_group"] = group
+            group.addChildNode(review_layer, group.childNodes()[-1])
+        parent.addChildNode(top, node)             # directly above the source, masks included
+        created.append(top)
         # the source stays the active layer: the next run enhances the original again, not the
         # enhanced copy (issue 16; GIMP keeps the source selected too)
         _activate(doc, node)
@@ -662,11 +591,10 @@ def _prepare_layer(src: Source, layer: Any, blend: str) -> None:
         layer.setColorSpace("RGBA", src.depth, src.profile)
 
 
-def _paint(src: Source, layer: Any, piece: Any, sel: Any, info: dict, try_mask: bool = True) -> tuple:
-    """Write a result piece into ``layer`` and mask it: the repaired spots (restore-dust's
-    defect mask, times the selection when masked), else the selection (``sel``; None: no
-    mask). Where no mask can be made (5.1 without a view, or ``try_mask`` False: an earlier
-    layer of the same group could not get one) the mask goes into the layer's alpha.
+def _paint(src: Source, layer: Any, piece: Any, sel: Any, info: dict) -> tuple:
+    """Write a result piece into ``layer`` (off the tree) and mask it: the repaired spots
+    (restore-dust's defect mask, times the selection when masked), else the selection
+    (``sel``; None: no mask). Where no mask can be made the mask goes into the layer's alpha.
     Returns (mask kind, mask node or None)."""
     from krita import Selection
     doc = src.doc
@@ -680,47 +608,33 @@ def _paint(src: Source, layer: Any, piece: Any, sel: Any, info: dict, try_mask: 
         info["defects"] = len(dm) - dm.count(0)
         mask_sel = Selection()
         mask_sel.setPixelData(dm, x, y, w, h)
-        kind, mask = ("alpha", None) if not (info["defects"] and try_mask) else \
-            _add_mask(doc, layer, mask_sel, doc.selection(), "Defects")
-        if kind == "alpha":   # no mask possible (5.1 without a view), or nothing repaired
+        kind, mask = ("alpha", None) if not info["defects"] else _add_mask(doc, layer, mask_sel, piece.box, "Defects")
+        if kind == "alpha":   # no mask possible, or nothing repaired
             layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, dm), x, y, w, h)
         return kind, mask
     if sel is None:
         return "none", None
-    kind, mask = _add_mask(doc, layer, sel, doc.selection() or sel) if try_mask else ("alpha", None)
+    kind, mask = _add_mask(doc, layer, sel, piece.box)
     if kind == "alpha":
         layer.setPixelData(pixels.alpha_times(native, src.sample_dtype, bytes(sel.pixelData(x, y, w, h))), x, y, w, h)
     return kind, mask
 
 
-def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, sel: Any, off_tree: bool,
-               created: list, info: dict) -> tuple:
-    """A chain's result: a layer group above the source, named like a result layer, its opacity
-    the job's strength, holding one layer per step bottom-up ("1 · Dust & scratches", …), each
-    the image after its step, each with its mask (the selection; the repaired spots for the
-    dust step). Krita >= 5.2: built off the tree, and the caller adds it once (one undo step);
-    5.1: the group is added here first, as its masks need the layers in the tree. Returns the
-    group and the top step's (layer, mask kind, mask node)."""
-    doc, node = src.doc, src.node
+def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, sel: Any, info: dict) -> tuple:
+    """A chain's result: a layer group, named like a result layer, its opacity the job's
+    strength, holding one layer per step bottom-up ("1 · Dust & scratches", …), each the image
+    after its step, each with its mask (the selection; the repaired spots for the dust step).
+    Built off the tree: the caller adds it once (one undo step). Returns the group and the top
+    step's (layer, mask kind, mask node)."""
+    doc = src.doc
     group = doc.createGroupLayer(name)
     group.setOpacity(int(round(chain.group_opacity(plan.request, plan.row) * 255 / 100)))
-    if not off_tree:
-        node.parentNode().addChildNode(group, node)
-        created.append(group)
     below, made = None, []
-    # 5.1's full app will not activate a layer inside a group for its mask action: once a step's
-    # layer fell back to alpha, the next ones go there at once instead of waiting for it again
-    try_mask = True
     for i, (step, res) in enumerate(zip(plan.steps, results)):
         layer = doc.createNode(chain.step_layer_name(i, step), "paintlayer")
         _prepare_layer(src, layer, output.layer_blend(step.plan.row))
-        if not off_tree:
-            group.addChildNode(layer, below)
-        kind, mask = _paint(src, layer, output.split_result(res, src.region, keep, plan.request.scale), sel, info,
-                            try_mask)
-        try_mask = try_mask and (kind != "alpha" or off_tree)
-        if off_tree:
-            group.addChildNode(layer, below)       # above the previous step's layer
+        kind, mask = _paint(src, layer, output.split_result(res, src.region, keep, plan.request.scale), sel, info)
+        group.addChildNode(layer, below)           # above the previous step's layer
         made.append((layer, kind, mask))
         below = layer
     info["group"] = group
@@ -731,7 +645,7 @@ def _add_group(src: Source, plan: Plan, results: list, name: str, keep: tuple, s
 def _review_layer(doc: Any, model: str, review: bytes, box: tuple, visible: bool = output.REVIEW_VISIBLE) -> Any:
     """Red overlay, alpha = how risky the change is there (0..255); named with its legend and
     shown (unless the user's "Show the review layer" is off) as GIMP's is (``output.REVIEW_*``).
-    Made and painted off the tree: the caller adds it (with the result, where Krita allows)."""
+    Made and painted off the tree: the caller adds it with the result."""
     x, y, w, h = box
     lay = doc.createNode(output.review_name(model, review), "paintlayer")
     lay.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")

@@ -295,11 +295,29 @@ def run_batch(inputs: Sequence[str], model: str, output: Path, *, options: Optio
 
 
 def progress_columns() -> tuple:
-    """The progress bar's columns, the same for a local and a Ray batch."""
+    """The progress bar's columns, the same for a local and a Ray batch. A bar added with
+    ``percent=True`` shows a percentage instead of "done/total": the current image's bar, whose
+    units are tiles for one model but thousandths of the whole for a chain of steps (a
+    retoucher saw "tiles 1000/1000" for "Restore old photo")."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    class CountOrPercent(MofNCompleteColumn):
+        def render(self, task: Any) -> Any:
+            if task.fields.get("percent"):
+                from rich.text import Text
+
+                return Text(f"{task.percentage:>3.0f} %", style="progress.percentage")
+            return super().render(task)
+
+    return (TextColumn("{task.description}"), BarColumn(), CountOrPercent(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+
+
+def step_label(name: str, msg: str, width: int = 48) -> str:
+    """The current image's bar label: its name and what the engine says it is doing (the
+    step of a chain, "tile 3/20", "removing the blur"), cut to ``width`` characters."""
+    text = f"{name}: {msg}" if msg else name
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def announce_estimate(plan: BatchPlan, con: Any, where: str) -> None:
@@ -331,12 +349,12 @@ def _run_here(plan: BatchPlan, con: Any, quiet: bool) -> Tally:
     with Progress(*progress_columns(), console=con, transient=False) as prog:
         report = Console(stderr=True, soft_wrap=True).print if quiet else prog.console.print
         t_img = prog.add_task("images", total=len(plan.todo))
-        t_tile = prog.add_task("tiles", total=1)
+        t_tile = prog.add_task("", total=1, percent=True)
         for it in plan.todo:
-            prog.update(t_tile, description=f"tiles {it.src.name}", completed=0, total=1)
+            prog.update(t_tile, description=step_label(it.src.name, ""), completed=0, total=1)
 
-            def cb(done_t: int, total_t: int, msg: str, _t=t_tile) -> None:
-                prog.update(_t, completed=done_t, total=max(1, total_t))
+            def cb(done_t: int, total_t: int, msg: str, _t=t_tile, _name=it.src.name) -> None:
+                prog.update(_t, description=step_label(_name, msg), completed=done_t, total=max(1, total_t))
 
             try:
                 note = enhance_one(job, it, loaded, cb)

@@ -171,3 +171,23 @@ def test_bad_protect_and_sensitivity_are_one_line_errors(tmp_path, coffee, args,
     r = run(src, "-m", "restore-dust", "-o", tmp_path / "o.png", *args, "-q")
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_progress_bar_says_what_runs_and_counts_a_chain_in_percent() -> None:
+    """The current image's bar: its label names the step ("denoise (3/3): tile 1/20"), and it
+    shows a percentage, not "1000/1000" (a chain's units are thousandths of the whole); the
+    images bar keeps "done/total"."""
+    from rich.progress import Progress
+
+    from engine.batch import progress_columns, step_label
+
+    cols = progress_columns()
+    with Progress(*cols, disable=True) as p:
+        p.add_task("images", total=10, completed=3)
+        p.add_task("x", total=1000, completed=500, percent=True)
+        assert cols[2].render(p.tasks[0]).plain.strip() == "3/10"
+        assert cols[2].render(p.tasks[1]).plain.strip() == "50 %"
+    assert step_label("in.jpg", "denoise (3/3): tile 1/20") == "in.jpg: denoise (3/3): tile 1/20"
+    assert step_label("in.jpg", "") == "in.jpg"
+    long = step_label("a" * 60, "b")
+    assert len(long) == 48 and long.endswith("…")

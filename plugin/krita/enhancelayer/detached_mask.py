@@ -56,7 +56,13 @@ def transparency_mask(app: Any, name: str) -> Optional[Any]:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(template_psd())
-        scratch = app.openDocument(path)
+        # batch mode: no import dialog can stop the retoucher's run (the file is ours and plain)
+        batch = bool(app.batchmode())
+        app.setBatchmode(True)
+        try:
+            scratch = app.openDocument(path)
+        finally:
+            app.setBatchmode(batch)
         if scratch is None:
             return None
         try:

@@ -17,6 +17,11 @@ settings that cost no clean crop, and no condition on average, more than CLEAN_C
 
     .venv/bin/python bench/denoise_chroma_study.py --wallpapers /tmp/wp/x \
         --mate-dir /tmp/mate/x/usr/share/backgrounds/mate/nature
+
+``--luma`` runs the same photos, noises and rule for the brightness stage that follows the colour
+one (chroma_filter.luma_reference: Lee's local linear MMSE filter of the luma, noise variance k x
+the input's luma noise level squared, over a (2r+1)^2 window), on the colour stage's output, for
+each radius r and k; its output: bench/results/denoise_luma_study.txt.
 """
 from __future__ import annotations
 
@@ -96,10 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wallpapers", type=Path, required=True)
     ap.add_argument("--count", type=int, default=14)
     ap.add_argument("--mate-dir", type=Path, default=None, help="mate-backgrounds' nature/ folder")
+    ap.add_argument("--luma", action="store_true", help="study the brightness stage (on the colour stage's output)")
     args = ap.parse_args(argv)
     cf = _chroma_filter()
     run = cf.with_network_output(ROOT / "engine" / "data" / "trained" / "denoise.onnx")
-    grid = list(itertools.product((3, 4, 6), (1e-4,), (3, 5, 8), (0.5, 1.0, 2.0, np.inf)))
+    if args.luma:
+        grid: list[tuple] = list(itertools.product((3, 5, 7, 9), (0.02, 0.03, 0.05, 0.08)))
+        header = "radius k"
+    else:
+        grid = list(itertools.product((3, 4, 6), (1e-4,), (3, 5, 8), (0.5, 1.0, 2.0, np.inf)))
+        header = "radius eps full_at clamp"
     gain: dict[tuple[str, tuple], list[float]] = {}
     clean_worst: dict[tuple, float] = {}
 
@@ -109,30 +120,33 @@ def main(argv: list[str] | None = None) -> int:
     for name, c in photos(args.wallpapers, args.count, args.mate_dir).items():
         for kind in NOISES:
             x = degrade(kind, c, np.random.default_rng(zlib.crc32(f"{name}/{kind}".encode())))
-            _, net, level = run(x)
-            base = psnr(net, c)
+            _, net, level, luma = run(x)
+            colour = cf.reference(net.transpose(2, 0, 1), level)        # the shipped colour stage alone
+            base = psnr(colour.transpose(1, 2, 0) if args.luma else net, c)
             for g in grid:
-                out = cf.reference(net.transpose(2, 0, 1), level, g[0], g[1], g[2] / 255, g[3]).transpose(1, 2, 0)
+                if args.luma:
+                    out = cf.luma_reference(colour, luma, g[0], g[1]).transpose(1, 2, 0)
+                else:
+                    out = cf.reference(net.transpose(2, 0, 1), level, g[0], g[1], g[2] / 255, g[3]).transpose(1, 2, 0)
                 d = psnr(out, c) - base
                 gain.setdefault((f"{name.rsplit('/', 1)[1]}-{kind}", g), []).append(d)
                 if kind == "clean":
                     clean_worst[g] = min(clean_worst.get(g, 0.0), d)
     conds = sorted({k[0] for k in gain})
-    print("radius eps full_at clamp | " + " ".join(conds) + " | mean | worst clean")
+    print(header + " | " + " ".join(conds) + " | mean | worst clean")
     mean_of = {}
     for g in grid:
         means = [float(np.mean(gain[(c, g)])) for c in conds]
         mean_of[g] = float(np.mean(means))
-        print(f"{g[0]} {g[1]:g} {g[2]} {g[3]:g} | " + " ".join(f"{m:+.2f}" for m in means)
+        print(" ".join(f"{v:g}" for v in g) + " | " + " ".join(f"{m:+.2f}" for m in means)
               + f" | {mean_of[g]:+.3f} | {clean_worst[g]:+.3f}")
     worst_kind = {g: min(float(np.mean(gain[(c, g)])) for c in conds) for g in grid}
     ok = [g for g in grid if clean_worst[g] >= -CLEAN_COST and worst_kind[g] >= -CLEAN_COST]
     if ok:
         g = max(ok, key=lambda k: mean_of[k])
         print(f"rule (largest mean gain; no clean crop and no condition's mean below -{CLEAN_COST} dB): "
-              f"radius {g[0]}, eps {g[1]:g}, "
-              f"full at {g[2]} levels, clamp {g[3]:g} levels: {mean_of[g]:+.3f} dB, "
-              f"worst clean {clean_worst[g]:+.3f} dB")
+              f"{header} = {' '.join(f'{v:g}' for v in g)}: {mean_of[g]:+.3f} dB, "
+              f"worst condition {worst_kind[g]:+.3f} dB, worst clean {clean_worst[g]:+.3f} dB")
     else:
         print(f"no setting keeps every clean crop and condition within {CLEAN_COST} dB: no filter")
     return 0

@@ -207,13 +207,16 @@ CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(id="denoise", task="denoise", scale=1, native_scale=1, title="EnhanceLayer blind photo denoiser",
               family="own", license=LICENSE_OWN, source="engine/data/trained/denoise.onnx",
               input_blob="input", output_blob="output", pad_mode="reflect", prepad=16, align=_UNET_ALIGN,
-              # the U-Net's 32 px + 2 x 3 px of the chroma filter after it (models/train/chroma_filter.py)
-              receptive_field=38, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000, measures_noise=True,
+              # the U-Net's 32 px + 2 x 3 px of the colour stage + 2 x 7 px of the brightness stage after it
+              # (models/train/chroma_filter.py)
+              receptive_field=52, ms_per_mp_cpu=1_000.0, bytes_per_px=2_000, measures_noise=True,
               notes="Measures the noise level, and the colour noise alone, once over the whole image (its "
                     "in-graph estimates made inputs: engine/models/global_stats.py), so every tile uses the "
                     "same levels; the network's colour is then steered by its own brightness (a guided "
                     "filter in the graph, as strong as the colour noise), which removes colour mottling "
-                    "in flat areas.",
+                    "in flat areas, and its brightness smoothed where the window holds no more than the "
+                    "noise (a Lee filter, as strong as the measured noise), which removes leftover blotches "
+                    "in skies and walls.",
               purpose="denoise", label="Automatic (measures the noise)",
               description="Measures how noisy the selection is and removes the noise; lower Strength or "
                           "add Grain to keep some texture."),

@@ -59,11 +59,11 @@ def test_only_the_noise_statistics_are_rewritten_and_the_file_comes_back(tmp_pat
     den = registry.verified_onnx_path("denoise")
     sg = global_stats.split(den, tmp_path)
     assert sg is not None and sg.statistic.block == 32 and sg.statistic.align == 4
-    # the network's level (the channel mean), then the colour filter's Cb and Cr levels
-    # (models/train/chroma_filter.py), each its own input
-    assert sg.statistic.mix is None and [s.mix is not None for s in sg.statistics] == [False, True, True]
+    # the network's level (the channel mean), then the colour stage's Cb and Cr levels and the
+    # brightness stage's luma level (models/train/chroma_filter.py), each its own input
+    assert sg.statistic.mix is None and [s.mix is not None for s in sg.statistics] == [False, True, True, True]
     g = onnx.load(str(sg.path)).graph
-    assert [i.name for i in g.input] == ["input"] + [global_stats.input_name(i) for i in range(3)]
+    assert [i.name for i in g.input] == ["input"] + [global_stats.input_name(i) for i in range(4)]
     # every estimator went (no ReduceMin, no Abs left, none of their constants: ONNX Runtime would
     # print a warning for each on every load); each input has readers
     assert not any(n.op_type in ("ReduceMin", "Abs") for n in g.node)
@@ -78,10 +78,11 @@ def test_only_the_noise_statistics_are_rewritten_and_the_file_comes_back(tmp_pat
 
 
 def test_a_mixed_statistic_reads_that_mix_and_a_given_sigma_maps_through_it():
-    """The colour levels measure Cb / Cr of the image (luma-only noise leaves them low) and a
-    retoucher's sigma maps to each statistic by the length of its channel weights."""
+    """The colour levels measure Cb / Cr of the image (luma-only noise leaves them low), the
+    brightness stage's level the BT.601 luma (it sees luma-only noise whole), and a retoucher's
+    sigma maps to each statistic by the length of its channel weights."""
     stats = global_stats.find_all(onnx.load(str(registry.verified_onnx_path("denoise"))))
-    mean, cb, cr = (s for _, s in stats)
+    mean, cb, cr, bright = (s for _, s in stats)
     assert mean.for_sigma(0.1) == pytest.approx(0.1 / np.sqrt(3.0))
     assert cb.for_sigma(0.1) == pytest.approx(0.1 * float(np.linalg.norm(cb.mix)))
     rng = np.random.default_rng(3)
@@ -94,6 +95,8 @@ def test_a_mixed_statistic_reads_that_mix_and_a_given_sigma_maps_through_it():
     assert level(cb, colour) == pytest.approx(cb.for_sigma(20 / 255), rel=0.15)
     assert level(cb, luma) < 0.05 * level(cb, colour) and level(cr, luma) < 0.05 * level(cr, colour)
     assert level(mean, luma) == pytest.approx(20 / 255, rel=0.15)        # the network's level sees it all
+    assert level(bright, luma) == pytest.approx(20 / 255, rel=0.15)      # the luma weights sum to 1
+    assert level(bright, colour) == pytest.approx(bright.for_sigma(20 / 255), rel=0.15)
 
 
 def test_the_retouchers_noise_level_steers_the_denoiser(coffee):

@@ -121,10 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         for kind in NOISES:
             x = degrade(kind, c, np.random.default_rng(zlib.crc32(f"{name}/{kind}".encode())))
             _, net, level, luma = run(x)
-            colour = cf.reference(net.transpose(2, 0, 1), level)        # the shipped colour stage alone
-            base = psnr(colour.transpose(1, 2, 0) if args.luma else net, c)
+            # --luma: the base is the shipped colour stage alone (not computed otherwise)
+            colour = cf.reference(net.transpose(2, 0, 1), level) if args.luma else None
+            base = psnr(net if colour is None else colour.transpose(1, 2, 0), c)
             for g in grid:
-                if args.luma:
+                if colour is not None:
                     out = cf.luma_reference(colour, luma, g[0], g[1]).transpose(1, 2, 0)
                 else:
                     out = cf.reference(net.transpose(2, 0, 1), level, g[0], g[1], g[2] / 255, g[3]).transpose(1, 2, 0)
